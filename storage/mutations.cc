@@ -1,0 +1,286 @@
+#include "storage/mutations.h"
+
+#include <algorithm>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "storage/ids.h"
+#include "storage/rules.h"
+#include "storage/status_macros.h"
+#include "storage/task_sql.h"
+
+namespace kanban::storage::mutations {
+namespace {
+
+absl::Status CheckVersion(const Task& task, int64_t expected) {
+  if (expected != 0 && expected != task.version) {
+    return absl::AbortedError(absl::StrFormat(
+        "expected_version %d does not match task %s's current version %d",
+        expected, task.id, task.version));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AppendEvent(WriteContext& ctx, const std::string& task_id,
+                         absl::string_view kind, absl::string_view reason = "") {
+  KANBAN_ASSIGN_OR_RETURN(int64_t seq,
+                          sql::InsertTaskEvent(ctx.db(), task_id, kind, ctx.now(), reason));
+  ctx.AddEvent(seq);
+  return absl::OkStatus();
+}
+
+// Moves every child of `parent` that is in `from` (and, for promotion, has
+// all its parents finished) to `to`, one event `kind` each.
+absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
+                               TaskStatus from, TaskStatus to, absl::string_view kind) {
+  KANBAN_ASSIGN_OR_RETURN(
+      std::vector<std::string> children,
+      sql::ChildrenInStatus(ctx.db(), parent, from,
+                            /*only_unblocked=*/to == TaskStatus::kReady));
+  for (const std::string& child : children) {
+    KANBAN_RETURN_IF_ERROR(sql::SetStatus(ctx.db(), child, to, ctx.now()));
+    KANBAN_RETURN_IF_ERROR(
+        AppendEvent(ctx, child, kind, absl::StrCat("parent ", parent)));
+  }
+  return absl::OkStatus();
+}
+
+void HashBytes(uint64_t& h, absl::string_view bytes) {
+  // Length first, so field boundaries cannot be confused.
+  uint64_t n = bytes.size();
+  for (int i = 0; i < 8; ++i) {
+    h = (h ^ ((n >> (8 * i)) & 0xff)) * 1099511628211ULL;
+  }
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ULL;
+}
+
+}  // namespace
+
+std::string ContentHash(const NewTask& r) {
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64.
+  HashBytes(h, r.board.empty() ? kDefaultBoard : absl::string_view(r.board));
+  HashBytes(h, r.title);
+  HashBytes(h, r.body);
+  HashBytes(h, absl::StrCat(r.priority));
+  HashBytes(h, absl::StrJoin(r.labels, "\x1f"));
+  HashBytes(h, r.assignee);
+  std::vector<std::string> parents = r.parent_ids;
+  std::sort(parents.begin(), parents.end());
+  HashBytes(h, absl::StrJoin(parents, "\x1f"));
+  HashBytes(h, absl::StrCat(r.max_attempts == 0 ? kDefaultMaxAttempts : r.max_attempts));
+  HashBytes(h, r.not_before ? absl::StrCat(absl::ToUnixMicros(*r.not_before)) : "-");
+  HashBytes(h, absl::StrCat(static_cast<int>(r.initial_status)));
+  return absl::StrFormat("fnv1a64:%016x", h);
+}
+
+absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
+  KANBAN_ASSIGN_OR_RETURN(std::optional<Board> existing,
+                          sql::FindBoard(ctx.db(), request.name));
+  if (existing.has_value()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("name: board \"", request.name, "\" already exists"));
+  }
+  Board board = request;
+  board.created_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::InsertBoard(ctx.db(), board));
+  KANBAN_ASSIGN_OR_RETURN(int64_t seq, sql::InsertBoardEvent(ctx.db(), board.name,
+                                                             "board_created", ctx.now()));
+  ctx.AddEvent(seq);
+  return board;
+}
+
+absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
+  Connection& db = ctx.db();
+  const std::string board =
+      request.board.empty() ? std::string(kDefaultBoard) : request.board;
+  KANBAN_ASSIGN_OR_RETURN(std::optional<Board> found, sql::FindBoard(db, board));
+  if (!found.has_value()) {
+    return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
+  }
+  const std::string hash = ContentHash(request);
+  if (!request.idempotency_key.empty()) {
+    KANBAN_ASSIGN_OR_RETURN(
+        std::optional<sql::IdempotentMatch> match,
+        sql::FindByIdempotencyKey(db, board, request.idempotency_key));
+    if (match.has_value()) {
+      if (match->content_hash != hash) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "idempotency_key: \"", request.idempotency_key, "\" was used for task ",
+            match->task_id, " with different content"));
+      }
+      return sql::LoadTask(db, match->task_id);
+    }
+  }
+  bool unfinished_parent = false;
+  for (size_t i = 0; i < request.parent_ids.size(); ++i) {
+    const std::string field = absl::StrCat("parent_ids[", i, "]");
+    KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, request.parent_ids[i], field));
+    if (parent.board != board) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(field, ": task ", parent.id, " is on board \"", parent.board,
+                       "\", not \"", board, "\""));
+    }
+    unfinished_parent |= !IsFinished(parent.status);
+  }
+
+  Task task;
+  task.id = NewTaskId(ctx.now(), ctx.gen());
+  task.board = board;
+  task.title = request.title;
+  task.body = request.body;
+  task.status = request.initial_status == TaskStatus::kTriage ? TaskStatus::kTriage
+                : unfinished_parent                          ? TaskStatus::kTodo
+                                                             : TaskStatus::kReady;
+  task.priority = request.priority;
+  task.labels = request.labels;
+  task.assignee = request.assignee;
+  task.created_at = task.updated_at = ctx.now();
+  task.version = 1;
+  task.max_attempts =
+      request.max_attempts == 0 ? kDefaultMaxAttempts : request.max_attempts;
+  task.not_before = request.not_before;
+  task.idempotency_key = request.idempotency_key;
+  KANBAN_RETURN_IF_ERROR(sql::InsertTask(db, task, hash));
+  for (const std::string& parent : request.parent_ids) {
+    KANBAN_RETURN_IF_ERROR(sql::InsertLink(db, parent, task.id));
+  }
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "created"));
+  return sql::LoadTask(db, task.id);
+}
+
+absl::StatusOr<Task> UpdateTask(WriteContext& ctx, const TaskUpdate& update) {
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), update.task_id));
+  KANBAN_RETURN_IF_ERROR(CheckVersion(task, update.expected_version));
+  if (task.status == TaskStatus::kArchived) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("task ", task.id, " is ARCHIVED and cannot be changed"));
+  }
+  Task changed = task;
+  if (update.title) changed.title = *update.title;
+  if (update.body) changed.body = *update.body;
+  if (update.priority) changed.priority = *update.priority;
+  if (update.assignee) changed.assignee = *update.assignee;
+  if (update.labels) changed.labels = *update.labels;
+  if (changed.title == task.title && changed.body == task.body &&
+      changed.priority == task.priority && changed.assignee == task.assignee &&
+      changed.labels == task.labels) {
+    return task;  // Nothing to change: no new version, no event.
+  }
+  changed.version = task.version + 1;
+  changed.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), changed));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, changed.id, "updated"));
+  return changed;
+}
+
+absl::StatusOr<Task> MoveTask(WriteContext& ctx, const TaskMove& move) {
+  Connection& db = ctx.db();
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(db, move.task_id));
+  KANBAN_RETURN_IF_ERROR(CheckVersion(task, move.expected_version));
+  KANBAN_RETURN_IF_ERROR(CheckManualMove(task.status, move.to_status));
+  const TaskStatus from = task.status;
+  TaskStatus to = move.to_status;
+  if (to == TaskStatus::kReady) {
+    KANBAN_ASSIGN_OR_RETURN(std::vector<std::string> waiting,
+                            sql::UnfinishedParents(db, task.id));
+    if (!waiting.empty()) {
+      if (from == TaskStatus::kTodo) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "task ", task.id, " stays TODO: unfinished parents ",
+            absl::StrJoin(waiting, ", ")));
+      }
+      to = TaskStatus::kTodo;  // Not runnable yet: wait in TODO.
+    }
+  }
+  KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, task.id, to, ctx.now()));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "moved", move.reason));
+  if (IsFinished(to) && !IsFinished(from)) {
+    KANBAN_RETURN_IF_ERROR(CascadeToChildren(ctx, task.id, TaskStatus::kTodo,
+                                             TaskStatus::kReady, "promoted"));
+  } else if (IsFinished(from) && !IsFinished(to)) {
+    // Reopened: children that became READY because of this task wait again.
+    // Deeper descendants need no change: an unfinished task's children are
+    // never READY, so the invariant holds one level down already.
+    KANBAN_RETURN_IF_ERROR(CascadeToChildren(ctx, task.id, TaskStatus::kReady,
+                                             TaskStatus::kTodo, "demoted"));
+  }
+  return sql::LoadTask(db, task.id);
+}
+
+absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
+                               const std::string& child_id) {
+  Connection& db = ctx.db();
+  if (parent_id == child_id) {
+    return absl::InvalidArgumentError("child_id: a task cannot depend on itself");
+  }
+  KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, parent_id, "parent_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(db, child_id, "child_id"));
+  if (parent.board != child.board) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot link across boards: parent ", parent.id, " is on \"", parent.board,
+        "\", child ", child.id, " on \"", child.board, "\""));
+  }
+  KANBAN_ASSIGN_OR_RETURN(bool linked, sql::LinkExists(db, parent_id, child_id));
+  if (linked) return child;  // Already so: a retried call changes nothing.
+  if (child.status == TaskStatus::kArchived) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("child_id: task ", child.id, " is ARCHIVED and cannot be changed"));
+  }
+  KANBAN_ASSIGN_OR_RETURN(bool cycle, sql::IsAncestor(db, child_id, parent_id));
+  if (cycle) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "linking parent ", parent_id, " to child ", child_id,
+        " would create a cycle: ", parent_id, " already depends on ", child_id));
+  }
+  KANBAN_RETURN_IF_ERROR(sql::InsertLink(db, parent_id, child_id));
+  child.version += 1;
+  child.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, child));
+  KANBAN_RETURN_IF_ERROR(
+      AppendEvent(ctx, child_id, "linked", absl::StrCat("parent ", parent_id)));
+  if (child.status == TaskStatus::kReady && !IsFinished(parent.status)) {
+    KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, child_id, TaskStatus::kTodo, ctx.now()));
+    KANBAN_RETURN_IF_ERROR(
+        AppendEvent(ctx, child_id, "demoted", absl::StrCat("parent ", parent_id)));
+  }
+  return sql::LoadTask(db, child_id);
+}
+
+absl::StatusOr<Task> UnlinkTasks(WriteContext& ctx, const std::string& parent_id,
+                                 const std::string& child_id) {
+  Connection& db = ctx.db();
+  KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, parent_id, "parent_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(db, child_id, "child_id"));
+  KANBAN_ASSIGN_OR_RETURN(bool deleted, sql::DeleteLink(db, parent_id, child_id));
+  if (!deleted) {
+    return absl::NotFoundError(
+        absl::StrCat("task ", child_id, " does not depend on ", parent_id));
+  }
+  child.version += 1;
+  child.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, child));
+  KANBAN_RETURN_IF_ERROR(
+      AppendEvent(ctx, child_id, "unlinked", absl::StrCat("parent ", parent_id)));
+  if (child.status == TaskStatus::kTodo) {
+    KANBAN_ASSIGN_OR_RETURN(std::vector<std::string> waiting,
+                            sql::UnfinishedParents(db, child_id));
+    if (waiting.empty() && !IsFinished(parent.status)) {
+      KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, child_id, TaskStatus::kReady, ctx.now()));
+      KANBAN_RETURN_IF_ERROR(
+          AppendEvent(ctx, child_id, "promoted", absl::StrCat("parent ", parent_id)));
+    }
+  }
+  return sql::LoadTask(db, child_id);
+}
+
+absl::StatusOr<Comment> AddComment(WriteContext& ctx, const NewComment& comment) {
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), comment.task_id));
+  KANBAN_ASSIGN_OR_RETURN(Comment stored,
+                          sql::InsertComment(ctx.db(), comment, ctx.now()));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "commented"));
+  return stored;
+}
+
+}  // namespace kanban::storage::mutations

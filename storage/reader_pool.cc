@@ -1,0 +1,71 @@
+#include "storage/reader_pool.h"
+
+#include <utility>
+
+#include "storage/status_macros.h"
+
+namespace kanban::storage {
+
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(
+    const std::string& path, int threads, const std::string& vfs) {
+  std::unique_ptr<ReaderPool> pool(new ReaderPool());
+  Connection::Options options;
+  options.read_only = true;
+  options.vfs = vfs;
+  for (int i = 0; i < std::max(threads, 1); ++i) {
+    KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
+                            Connection::Open(path, options));
+    pool->connections_.push_back(std::move(db));
+  }
+  for (auto& db : pool->connections_) {
+    Connection* raw = db.get();
+    pool->threads_.emplace_back([p = pool.get(), raw] { p->Run(raw); });
+  }
+  return pool;
+}
+
+ReaderPool::~ReaderPool() { Close(); }
+
+void ReaderPool::Submit(Job job) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closing_) {
+      queue_.push_back(std::move(job));
+      return;
+    }
+  }
+  job(nullptr);
+}
+
+void ReaderPool::Close() {
+  absl::MutexLock close_lock(&close_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+  connections_.clear();
+}
+
+void ReaderPool::Run(Connection* db) {
+  while (true) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](ReaderPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->closing_ || !p->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    job(db);
+  }
+}
+
+}  // namespace kanban::storage

@@ -1,0 +1,55 @@
+// The board's rules as pure functions: input limits, which manual moves are
+// allowed, and what counts as finished. No I/O; thread-safe.
+#ifndef KANBAN_STORAGE_RULES_H_
+#define KANBAN_STORAGE_RULES_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "storage/types.h"
+
+namespace kanban::storage {
+
+inline constexpr absl::string_view kDefaultBoard = "default";
+inline constexpr int kMaxTitleChars = 500;
+inline constexpr int kMaxBodyBytes = 64 * 1024;
+inline constexpr int kMaxLabels = 32;
+inline constexpr int kMaxLabelChars = 64;
+inline constexpr int kMaxAssigneeChars = 128;
+inline constexpr int kMaxIdempotencyKeyChars = 128;
+inline constexpr int kMaxReasonChars = 1024;
+inline constexpr int kMaxAuthorChars = 128;
+inline constexpr int kMaxDescriptionChars = 1024;
+inline constexpr int kMaxParents = 100;
+inline constexpr int32_t kDefaultMaxAttempts = 3;
+inline constexpr int32_t kMaxMaxAttempts = 1000;
+inline constexpr int32_t kDefaultPageSize = 100;
+inline constexpr int32_t kMaxPageSize = 1000;
+
+// "TRIAGE", "READY", ... as in the proto enum.
+absl::string_view StatusName(TaskStatus status);
+
+// DONE and ARCHIVED: a child whose parents are all finished may run.
+bool IsFinished(TaskStatus status);
+
+// Number of UTF-8 code points in `text`.
+int Utf8Length(absl::string_view text);
+
+// Each returns INVALID_ARGUMENT naming the offending field, or OK.
+absl::Status ValidateBoardName(absl::string_view name, absl::string_view field);
+absl::Status ValidateNewBoard(const Board& board);
+absl::Status ValidateNewTask(const NewTask& task);
+absl::Status ValidateTaskUpdate(const TaskUpdate& update);
+absl::Status ValidateTaskMove(const TaskMove& move);
+absl::Status ValidateNewComment(const NewComment& comment);
+absl::Status ValidateTaskFilter(const TaskFilter& filter);
+absl::Status ValidateTaskId(absl::string_view id, absl::string_view field);
+
+// FAILED_PRECONDITION naming both statuses unless `from` -> `to` is an
+// allowed manual move.
+absl::Status CheckManualMove(TaskStatus from, TaskStatus to);
+
+}  // namespace kanban::storage
+
+#endif  // KANBAN_STORAGE_RULES_H_

@@ -1,0 +1,158 @@
+// RAII wrapper over the SQLite C API. No other file calls sqlite3_* directly.
+// A Connection owns its sqlite3*, a Statement finalizes (or, when borrowed
+// from the connection's cache, resets) itself, a Transaction rolls back
+// unless committed. SQLite result codes map to absl::Status in one table.
+//
+// Thread-safety: none of these classes is thread-safe; each connection is
+// used by one thread at a time (the writer thread, or one reader thread).
+#ifndef KANBAN_STORAGE_SQLITE_H_
+#define KANBAN_STORAGE_SQLITE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace kanban::storage {
+
+// Maps a SQLite result code to the most specific absl::StatusCode and builds
+// a message from the library's error text and `sql` (never user data).
+absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql);
+
+// A prepared statement. Movable, not copyable. Columns and parameters are
+// 1-based for Bind* (as in SQLite) and 0-based for Column* (as in SQLite).
+class Statement {
+ public:
+  Statement() = default;
+  Statement(Statement&& other) noexcept;
+  Statement& operator=(Statement&& other) noexcept;
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  ~Statement();
+
+  Statement& BindInt(int index, int64_t value);
+  Statement& BindText(int index, absl::string_view value);
+  Statement& BindNull(int index);
+  // Binds NULL when `value` is empty.
+  Statement& BindOptionalInt(int index, std::optional<int64_t> value);
+
+  // Advances one row. Returns true when a row is ready, false when done.
+  absl::StatusOr<bool> Step();
+  // Steps to completion, discarding rows. For INSERT/UPDATE/DELETE.
+  absl::Status Run();
+
+  int64_t ColumnInt(int column) const;
+  std::string ColumnText(int column) const;
+  bool ColumnIsNull(int column) const;
+
+  // The first bind error, if any (reported again by Step/Run).
+  const absl::Status& bind_status() const { return bind_status_; }
+
+ private:
+  friend class Connection;
+  Statement(sqlite3* db, sqlite3_stmt* stmt, bool owned, const char* sql);
+  void Release();
+  void NoteBind(int rc);
+
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* stmt_ = nullptr;
+  bool owned_ = true;  // false: borrowed from a connection cache; reset only.
+  const char* sql_ = "";
+  absl::Status bind_status_;
+};
+
+// One SQLite connection. Not thread-safe.
+class Connection {
+ public:
+  struct Options {
+    bool read_only = false;  // Default: false (read-write, create if missing).
+    int busy_timeout_ms = 5000;  // Default: 5 s.
+    // SQLite VFS name; empty for the default VFS. Tests inject faults here.
+    std::string vfs;
+  };
+
+  // Opens `path`. Errors: the mapped SQLite error (FAILED_PRECONDITION when
+  // the file cannot be opened).
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(
+      const std::string& path, const Options& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Runs one or more statements without parameters.
+  absl::Status Exec(absl::string_view sql);
+  // Prepares a one-off statement, owned by the caller.
+  absl::StatusOr<Statement> Prepare(absl::string_view sql);
+  // Returns a statement prepared once per connection and reused (for hot
+  // statements). `sql` must be a string literal: its address is the key.
+  // The returned Statement is reset (bindings cleared) when it is destroyed.
+  absl::StatusOr<Statement> Cached(const char* sql);
+
+  // Runs `sql` and returns the first column of the first row.
+  absl::StatusOr<int64_t> QueryInt(absl::string_view sql);
+  absl::StatusOr<std::string> QueryText(absl::string_view sql);
+
+  int64_t LastInsertRowId() const;
+  int Changes() const;
+  // False once SQLite has rolled back (or committed) the open transaction.
+  bool InTransaction() const;
+  const std::string& path() const { return path_; }
+  sqlite3* handle() const { return db_; }
+
+ private:
+  Connection(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+
+  sqlite3* db_;
+  const std::string path_;
+  absl::flat_hash_map<const char*, sqlite3_stmt*> cache_;
+};
+
+// BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.
+class Transaction {
+ public:
+  // Errors from BEGIN are returned by Begin.
+  static absl::StatusOr<Transaction> Begin(Connection& db);
+  Transaction(Transaction&& other) noexcept;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+
+  absl::Status Commit();
+  absl::Status Rollback();
+
+ private:
+  explicit Transaction(Connection* db) : db_(db) {}
+  Connection* db_;  // nullptr once committed or rolled back.
+};
+
+// SAVEPOINT inside a transaction, rolled back to (and released) on
+// destruction unless released.
+class Savepoint {
+ public:
+  static absl::StatusOr<Savepoint> Begin(Connection& db);
+  Savepoint(Savepoint&& other) noexcept;
+  Savepoint(const Savepoint&) = delete;
+  Savepoint& operator=(const Savepoint&) = delete;
+  ~Savepoint();
+
+  // Keeps the changes made since Begin.
+  absl::Status Release();
+  // Undoes the changes made since Begin.
+  absl::Status Rollback();
+
+ private:
+  explicit Savepoint(Connection* db) : db_(db) {}
+  Connection* db_;
+};
+
+}  // namespace kanban::storage
+
+#endif  // KANBAN_STORAGE_SQLITE_H_

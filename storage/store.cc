@@ -1,0 +1,171 @@
+#include "storage/store.h"
+
+#include <utility>
+
+#include "storage/mutations.h"
+#include "storage/rules.h"
+#include "storage/schema.h"
+#include "storage/status_macros.h"
+#include "storage/task_sql.h"
+
+namespace kanban::storage {
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("path: must be set");
+  std::unique_ptr<Store> store(new Store(std::move(options)));
+  const Options& opts = store->options_;
+
+  Connection::Options write_options;
+  write_options.vfs = opts.vfs;
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
+                          Connection::Open(opts.path, write_options));
+  KANBAN_RETURN_IF_ERROR(ApplyDurability(*db, opts.durability));
+  KANBAN_RETURN_IF_ERROR(Migrate(*db, opts.clock->Now()).status());
+  KANBAN_ASSIGN_OR_RETURN(store->durability_, ReadDurability(*db));
+
+  KANBAN_ASSIGN_OR_RETURN(store->readers_,
+                          ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
+  Writer::Options writer_options;
+  writer_options.clock = opts.clock;
+  writer_options.max_batch = opts.max_batch;
+  writer_options.on_commit = opts.on_commit;
+  writer_options.load_events = &sql::LoadEvents;
+  store->writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
+  return store;
+}
+
+Store::~Store() { Close(); }
+
+void Store::Close() {
+  // Writes first: a queued write may be followed by reads its caller issues
+  // from the callback, which then get UNAVAILABLE from the closed pool.
+  if (writer_) writer_->Close();
+  if (readers_) readers_->Close();
+}
+
+template <typename T>
+void Store::Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done) {
+  auto result = std::make_shared<absl::StatusOr<T>>(absl::UnknownError("not applied"));
+  writer_->Submit(
+      [apply = std::move(apply), result](WriteContext& ctx) {
+        *result = apply(ctx);
+        return result->status();
+      },
+      [result, done = std::move(done)](absl::Status status) {
+        if (status.ok()) {
+          done(std::move(*result));
+        } else {
+          done(std::move(status));
+        }
+      });
+}
+
+template <typename T>
+void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> done) {
+  readers_->Submit([query = std::move(query), done = std::move(done)](Connection* db) {
+    if (db == nullptr) {
+      done(absl::UnavailableError("store is closed"));
+      return;
+    }
+    done(query(*db));
+  });
+}
+
+void Store::CreateBoard(Board board, Done<Board> done) {
+  if (absl::Status s = ValidateNewBoard(board); !s.ok()) return done(s);
+  Write<Board>([board = std::move(board)](WriteContext& ctx) {
+    return mutations::CreateBoard(ctx, board);
+  }, std::move(done));
+}
+
+void Store::CreateTask(NewTask task, Done<Task> done) {
+  if (absl::Status s = ValidateNewTask(task); !s.ok()) return done(s);
+  Write<Task>([task = std::move(task)](WriteContext& ctx) {
+    return mutations::CreateTask(ctx, task);
+  }, std::move(done));
+}
+
+void Store::UpdateTask(TaskUpdate update, Done<Task> done) {
+  if (absl::Status s = ValidateTaskUpdate(update); !s.ok()) return done(s);
+  Write<Task>([update = std::move(update)](WriteContext& ctx) {
+    return mutations::UpdateTask(ctx, update);
+  }, std::move(done));
+}
+
+void Store::MoveTask(TaskMove move, Done<Task> done) {
+  if (absl::Status s = ValidateTaskMove(move); !s.ok()) return done(s);
+  Write<Task>([move = std::move(move)](WriteContext& ctx) {
+    return mutations::MoveTask(ctx, move);
+  }, std::move(done));
+}
+
+void Store::LinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
+  if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
+  if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
+  Write<Task>([parent_id = std::move(parent_id),
+               child_id = std::move(child_id)](WriteContext& ctx) {
+    return mutations::LinkTasks(ctx, parent_id, child_id);
+  }, std::move(done));
+}
+
+void Store::UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
+  if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
+  if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
+  Write<Task>([parent_id = std::move(parent_id),
+               child_id = std::move(child_id)](WriteContext& ctx) {
+    return mutations::UnlinkTasks(ctx, parent_id, child_id);
+  }, std::move(done));
+}
+
+void Store::AddComment(NewComment comment, Done<Comment> done) {
+  if (absl::Status s = ValidateNewComment(comment); !s.ok()) return done(s);
+  Write<Comment>([comment = std::move(comment)](WriteContext& ctx) {
+    return mutations::AddComment(ctx, comment);
+  }, std::move(done));
+}
+
+void Store::ListBoards(Done<std::vector<Board>> done) {
+  Read<std::vector<Board>>([](Connection& db) { return sql::ListBoards(db); },
+                           std::move(done));
+}
+
+void Store::GetTask(std::string id, Done<Task> done) {
+  if (absl::Status s = ValidateTaskId(id, "task_id"); !s.ok()) return done(s);
+  Read<Task>([id = std::move(id)](Connection& db) { return sql::LoadTask(db, id); },
+             std::move(done));
+}
+
+void Store::ListTasks(TaskFilter filter, Done<TaskPage> done) {
+  if (absl::Status s = ValidateTaskFilter(filter); !s.ok()) return done(s);
+  Read<TaskPage>([filter = std::move(filter)](Connection& db) -> absl::StatusOr<TaskPage> {
+    if (!filter.board.empty()) {
+      KANBAN_ASSIGN_OR_RETURN(std::optional<Board> board, sql::FindBoard(db, filter.board));
+      if (!board.has_value()) {
+        return absl::NotFoundError(absl::StrCat("board: \"", filter.board, "\" not found"));
+      }
+    }
+    return sql::ListTasks(db, filter);
+  }, std::move(done));
+}
+
+void Store::ListComments(std::string task_id, Done<std::vector<Comment>> done) {
+  if (absl::Status s = ValidateTaskId(task_id, "task_id"); !s.ok()) return done(s);
+  Read<std::vector<Comment>>(
+      [task_id = std::move(task_id)](Connection& db)
+          -> absl::StatusOr<std::vector<Comment>> {
+        KANBAN_RETURN_IF_ERROR(sql::LoadTask(db, task_id).status());
+        return sql::ListComments(db, task_id);
+      },
+      std::move(done));
+}
+
+void Store::ReadEvents(int64_t after_seq, int limit, std::string board,
+                       Done<std::vector<Event>> done) {
+  Read<std::vector<Event>>(
+      [after_seq, limit, board = std::move(board)](Connection& db) {
+        return sql::ReadEventsAfter(db, after_seq, limit, board);
+      },
+      std::move(done));
+}
+
+}  // namespace kanban::storage

@@ -1,0 +1,111 @@
+// Store: the task board's storage, the one owner of the database file.
+// Writes go through the single Writer (group commit); reads run on a small
+// pool of read-only connections. Every method answers through a callback so
+// that no caller thread (for example a gRPC reaction) ever waits on SQLite.
+//
+// Thread-safety: every public method is thread-safe. Callbacks run on the
+// writer thread or a reader thread and must not block.
+#ifndef KANBAN_STORAGE_STORE_H_
+#define KANBAN_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "storage/clock.h"
+#include "storage/durability.h"
+#include "storage/reader_pool.h"
+#include "storage/types.h"
+#include "storage/writer.h"
+
+namespace kanban::storage {
+
+template <typename T>
+using Done = std::function<void(absl::StatusOr<T>)>;
+
+class Store {
+ public:
+  struct Options {
+    std::string path;                 // The database file. Required.
+    DurabilitySettings durability;    // Default: NORMAL.
+    int reader_threads = 2;           // Default: 2.
+    int max_batch = 1024;             // Mutations per commit. Default: 1024.
+    Clock* clock = SystemClock();     // Not owned. Default: the system clock.
+    std::string vfs;                  // SQLite VFS name. Default: SQLite's.
+    // Called on the writer thread with each commit's events, in seq order,
+    // after the callers were answered. Must not block. Default: none.
+    std::function<void(std::vector<Event>)> on_commit;
+  };
+
+  // Opens (creating if needed) the database, applies the durability
+  // settings, migrates the schema, and starts the writer and readers.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
+  ~Store();  // Closes.
+
+  // Finishes every queued write, then stops the threads and closes the
+  // database. Later calls answer UNAVAILABLE. Idempotent.
+  void Close();
+
+  // ---- Writes: answered after the batch holding them committed. ----
+  void CreateBoard(Board board, Done<Board> done);
+  void CreateTask(NewTask task, Done<Task> done);
+  void UpdateTask(TaskUpdate update, Done<Task> done);
+  void MoveTask(TaskMove move, Done<Task> done);
+  void LinkTasks(std::string parent_id, std::string child_id, Done<Task> done);
+  void UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done);
+  void AddComment(NewComment comment, Done<Comment> done);
+
+  // ---- Reads: see every write whose callback has run. ----
+  void ListBoards(Done<std::vector<Board>> done);
+  void GetTask(std::string id, Done<Task> done);
+  void ListTasks(TaskFilter filter, Done<TaskPage> done);
+  void ListComments(std::string task_id, Done<std::vector<Comment>> done);
+  // Up to `limit` events after `after_seq`, on `board` when not empty.
+  void ReadEvents(int64_t after_seq, int limit, std::string board,
+                  Done<std::vector<Event>> done);
+
+  // The pragmas in force on the writer connection, read back at open.
+  const DurabilityInfo& durability() const { return durability_; }
+  const std::string& path() const { return options_.path; }
+  // Batches and mutations committed so far (group commit at work).
+  int64_t writer_batches() const { return writer_->batches(); }
+  int64_t writer_mutations() const { return writer_->mutations(); }
+
+ private:
+  explicit Store(Options options) : options_(std::move(options)) {}
+
+  template <typename T>
+  void Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done);
+  template <typename T>
+  void Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> done);
+
+  // Constant after Open.
+  const Options options_;
+  DurabilityInfo durability_;
+  std::unique_ptr<Writer> writer_;
+  std::unique_ptr<ReaderPool> readers_;
+};
+
+// Calls `start` with a callback and waits for it: for tests and tools, never
+// for a gRPC reaction. Example:
+//   absl::StatusOr<Task> t = Await<Task>([&](auto done) { store.GetTask(id, done); });
+template <typename T, typename Start>
+absl::StatusOr<T> Await(Start start) {
+  absl::Notification notified;
+  absl::StatusOr<T> result = absl::UnknownError("no answer");
+  start(Done<T>([&](absl::StatusOr<T> r) {
+    result = std::move(r);
+    notified.Notify();
+  }));
+  notified.WaitForNotification();
+  return result;
+}
+
+}  // namespace kanban::storage
+
+#endif  // KANBAN_STORAGE_STORE_H_

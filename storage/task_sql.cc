@@ -1,0 +1,522 @@
+#include "storage/task_sql.h"
+
+#include <algorithm>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "storage/json_text.h"
+#include "storage/rules.h"
+#include "storage/status_macros.h"
+
+namespace kanban::storage::sql {
+namespace {
+
+int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
+absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
+
+// A task's fields in one fixed order, as columns of `tasks t` and as keys of
+// the JSON snapshot kept in events.task. ReadTask reads them in this order.
+struct Field {
+  const char* key;
+  const char* column;  // SQL over `tasks t`.
+};
+constexpr Field kTaskFields[] = {
+    {"id", "t.id"},
+    {"board", "t.board"},
+    {"title", "t.title"},
+    {"body", "t.body"},
+    {"status", "t.status"},
+    {"priority", "t.priority"},
+    {"labels", "json(t.labels)"},
+    {"assignee", "t.assignee"},
+    {"parent_ids",
+     "(SELECT json_group_array(parent_id) FROM task_links WHERE child_id = t.id)"},
+    {"created_at", "t.created_at"},
+    {"updated_at", "t.updated_at"},
+    {"version", "t.version"},
+    {"attempt", "t.attempt"},
+    {"max_attempts", "t.max_attempts"},
+    {"not_before", "t.not_before"},
+    {"result", "t.result"},
+    {"last_error", "t.last_error"},
+    {"idempotency_key", "COALESCE(t.idempotency_key, '')"},
+};
+constexpr int kTaskFieldCount = sizeof(kTaskFields) / sizeof(kTaskFields[0]);
+
+const std::string& TaskColumns() {
+  static const auto* s = new std::string([] {
+    std::vector<std::string> parts;
+    for (const Field& f : kTaskFields) parts.push_back(f.column);
+    return absl::StrJoin(parts, ", ");
+  }());
+  return *s;
+}
+
+// json_object(...) of the task row: the event snapshot.
+const std::string& TaskSnapshotJson() {
+  static const auto* s = new std::string([] {
+    std::vector<std::string> parts;
+    for (const Field& f : kTaskFields) {
+      absl::string_view key = f.key;
+      bool is_json = key == "labels" || key == "parent_ids";
+      parts.push_back(absl::StrCat("'", f.key, "', ",
+                                   is_json ? absl::StrCat("json(", f.column, ")")
+                                           : std::string(f.column)));
+    }
+    return absl::StrCat("json_object(", absl::StrJoin(parts, ", "), ")");
+  }());
+  return *s;
+}
+
+// The snapshot's fields read back as columns, in kTaskFields order.
+const std::string& SnapshotColumns() {
+  static const auto* s = new std::string([] {
+    std::vector<std::string> parts;
+    for (const Field& f : kTaskFields) {
+      parts.push_back(absl::StrCat("json_extract(e.task, '$.", f.key, "')"));
+    }
+    return absl::StrJoin(parts, ", ");
+  }());
+  return *s;
+}
+
+absl::StatusOr<Task> ReadTask(const Statement& row, int first) {
+  Task t;
+  int c = first;
+  t.id = row.ColumnText(c++);
+  t.board = row.ColumnText(c++);
+  t.title = row.ColumnText(c++);
+  t.body = row.ColumnText(c++);
+  int64_t status = row.ColumnInt(c++);
+  if (status < 1 || status > kMaxTaskStatus) {
+    return absl::DataLossError(
+        absl::StrCat("task ", t.id, " has unknown status ", status));
+  }
+  t.status = static_cast<TaskStatus>(status);
+  t.priority = static_cast<int32_t>(row.ColumnInt(c++));
+  KANBAN_ASSIGN_OR_RETURN(t.labels, DecodeStringArray(row.ColumnText(c++)));
+  t.assignee = row.ColumnText(c++);
+  KANBAN_ASSIGN_OR_RETURN(t.parent_ids, DecodeStringArray(row.ColumnText(c++)));
+  std::sort(t.parent_ids.begin(), t.parent_ids.end());
+  t.created_at = FromMicros(row.ColumnInt(c++));
+  t.updated_at = FromMicros(row.ColumnInt(c++));
+  t.version = row.ColumnInt(c++);
+  t.attempt = static_cast<int32_t>(row.ColumnInt(c++));
+  t.max_attempts = static_cast<int32_t>(row.ColumnInt(c++));
+  if (!row.ColumnIsNull(c)) t.not_before = FromMicros(row.ColumnInt(c));
+  ++c;
+  t.result = row.ColumnText(c++);
+  t.last_error = row.ColumnText(c++);
+  t.idempotency_key = row.ColumnText(c++);
+  return t;
+}
+
+absl::StatusOr<std::vector<std::string>> Strings(Statement& stmt) {
+  std::vector<std::string> out;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return out;
+    out.push_back(stmt.ColumnText(0));
+  }
+}
+
+absl::StatusOr<bool> Exists(Statement& stmt) { return stmt.Step(); }
+
+// Page tokens are opaque to clients: base64url of "1:priority:created:pk",
+// the keyset position after the last task returned.
+std::string EncodePageToken(int32_t priority, int64_t created, int64_t pk) {
+  return absl::WebSafeBase64Escape(absl::StrCat("1:", priority, ":", created, ":", pk));
+}
+
+struct PagePosition {
+  int64_t priority, created, pk;
+};
+
+absl::StatusOr<PagePosition> DecodePageToken(absl::string_view token) {
+  std::string raw;
+  std::vector<std::string> parts;
+  PagePosition pos;
+  if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, ':');
+  if (parts.size() != 4 || parts[0] != "1" ||
+      !absl::SimpleAtoi(parts[1], &pos.priority) ||
+      !absl::SimpleAtoi(parts[2], &pos.created) || !absl::SimpleAtoi(parts[3], &pos.pk)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token returned by ListTasks");
+  }
+  return pos;
+}
+
+}  // namespace
+
+// ---- Boards ----------------------------------------------------------------
+
+absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view name) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT name, description, created_at FROM boards WHERE name = ?"));
+  stmt.BindText(1, name);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return std::optional<Board>();
+  return Board{stmt.ColumnText(0), stmt.ColumnText(1), FromMicros(stmt.ColumnInt(2))};
+}
+
+absl::Status InsertBoard(Connection& db, const Board& board) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("INSERT INTO boards(name, description, created_at) VALUES (?, ?, ?)"));
+  stmt.BindText(1, board.name).BindText(2, board.description)
+      .BindInt(3, Micros(board.created_at));
+  return stmt.Run();
+}
+
+absl::StatusOr<std::vector<Board>> ListBoards(Connection& db) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT name, description, created_at FROM boards ORDER BY name"));
+  std::vector<Board> boards;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return boards;
+    boards.push_back(
+        Board{stmt.ColumnText(0), stmt.ColumnText(1), FromMicros(stmt.ColumnInt(2))});
+  }
+}
+
+// ---- Tasks -----------------------------------------------------------------
+
+absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
+                              absl::string_view field) {
+  static const std::string* sql = new std::string(
+      absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = ?"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  stmt.BindText(1, id);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat(field, ": task \"", id, "\" not found"));
+  }
+  return ReadTask(stmt, 0);
+}
+
+absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
+    Connection& db, absl::string_view board, absl::string_view key) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT id, idempotency_hash FROM tasks "
+                "WHERE board = ? AND idempotency_key = ?"));
+  stmt.BindText(1, board).BindText(2, key);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return std::optional<IdempotentMatch>();
+  return IdempotentMatch{stmt.ColumnText(0), stmt.ColumnText(1)};
+}
+
+absl::Status InsertTask(Connection& db, const Task& t, absl::string_view content_hash) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("INSERT INTO tasks(id, board, title, body, status, priority, labels,"
+                " assignee, created_at, updated_at, version, attempt, max_attempts,"
+                " not_before, result, last_error, idempotency_key, idempotency_hash)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+  stmt.BindText(1, t.id).BindText(2, t.board).BindText(3, t.title)
+      .BindText(4, t.body).BindInt(5, static_cast<int>(t.status))
+      .BindInt(6, t.priority).BindText(7, EncodeStringArray(t.labels))
+      .BindText(8, t.assignee).BindInt(9, Micros(t.created_at))
+      .BindInt(10, Micros(t.updated_at)).BindInt(11, t.version)
+      .BindInt(12, t.attempt).BindInt(13, t.max_attempts);
+  if (t.not_before.has_value()) {
+    stmt.BindInt(14, Micros(*t.not_before));
+  } else {
+    stmt.BindNull(14);
+  }
+  stmt.BindText(15, t.result).BindText(16, t.last_error);
+  if (t.idempotency_key.empty()) {
+    stmt.BindNull(17).BindNull(18);
+  } else {
+    stmt.BindText(17, t.idempotency_key).BindText(18, content_hash);
+  }
+  return stmt.Run();
+}
+
+absl::Status SaveTask(Connection& db, const Task& t) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("UPDATE tasks SET title = ?, body = ?, status = ?, priority = ?,"
+                " labels = ?, assignee = ?, updated_at = ?, version = ?,"
+                " attempt = ?, max_attempts = ?, not_before = ?, result = ?,"
+                " last_error = ? WHERE id = ?"));
+  stmt.BindText(1, t.title).BindText(2, t.body).BindInt(3, static_cast<int>(t.status))
+      .BindInt(4, t.priority).BindText(5, EncodeStringArray(t.labels))
+      .BindText(6, t.assignee).BindInt(7, Micros(t.updated_at))
+      .BindInt(8, t.version).BindInt(9, t.attempt).BindInt(10, t.max_attempts);
+  if (t.not_before.has_value()) {
+    stmt.BindInt(11, Micros(*t.not_before));
+  } else {
+    stmt.BindNull(11);
+  }
+  stmt.BindText(12, t.result).BindText(13, t.last_error).BindText(14, t.id);
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  if (db.Changes() != 1) {
+    return absl::NotFoundError(absl::StrCat("task \"", t.id, "\" not found"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetStatus(Connection& db, absl::string_view id, TaskStatus status,
+                       absl::Time now) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("UPDATE tasks SET status = ?, version = version + 1, updated_at = ?"
+                " WHERE id = ?"));
+  stmt.BindInt(1, static_cast<int>(status)).BindInt(2, Micros(now)).BindText(3, id);
+  return stmt.Run();
+}
+
+absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
+  std::string sql = absl::StrCat("SELECT t.pk, ", TaskColumns(), " FROM tasks t WHERE 1");
+  // Parameters in the order their '?' appear.
+  std::vector<std::variant<int64_t, std::string>> params;
+  if (!filter.board.empty()) {
+    absl::StrAppend(&sql, " AND t.board = ?");
+    params.emplace_back(filter.board);
+  }
+  if (!filter.statuses.empty()) {
+    std::vector<std::string> marks(filter.statuses.size(), "?");
+    absl::StrAppend(&sql, " AND t.status IN (", absl::StrJoin(marks, ","), ")");
+    for (TaskStatus status : filter.statuses) {
+      params.emplace_back(static_cast<int64_t>(status));
+    }
+  }
+  if (!filter.assignee.empty()) {
+    absl::StrAppend(&sql, " AND t.assignee = ?");
+    params.emplace_back(filter.assignee);
+  }
+  if (!filter.label.empty()) {
+    absl::StrAppend(&sql,
+                    " AND EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = ?)");
+    params.emplace_back(filter.label);
+  }
+  if (!filter.page_token.empty()) {
+    KANBAN_ASSIGN_OR_RETURN(PagePosition pos, DecodePageToken(filter.page_token));
+    // The order is priority DESC, created_at, pk: compare as (-priority, ...).
+    absl::StrAppend(&sql, " AND (-t.priority, t.created_at, t.pk) > (?, ?, ?)");
+    params.emplace_back(-pos.priority);
+    params.emplace_back(pos.created);
+    params.emplace_back(pos.pk);
+  }
+  int page_size = filter.page_size > 0 ? filter.page_size : kDefaultPageSize;
+  absl::StrAppend(&sql, " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT ",
+                  page_size + 1);
+
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Prepare(sql));
+  for (size_t i = 0; i < params.size(); ++i) {
+    int index = static_cast<int>(i) + 1;
+    if (const auto* n = std::get_if<int64_t>(&params[i])) {
+      stmt.BindInt(index, *n);
+    } else {
+      stmt.BindText(index, std::get<std::string>(params[i]));
+    }
+  }
+  TaskPage page;
+  int64_t last_pk = 0;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    if (static_cast<int>(page.tasks.size()) == page_size) {
+      const Task& last = page.tasks.back();
+      page.next_page_token =
+          EncodePageToken(last.priority, Micros(last.created_at), last_pk);
+      break;
+    }
+    last_pk = stmt.ColumnInt(0);
+    KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 1));
+    page.tasks.push_back(std::move(task));
+  }
+  return page;
+}
+
+// ---- Dependencies ----------------------------------------------------------
+
+absl::Status InsertLink(Connection& db, absl::string_view parent,
+                        absl::string_view child) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("INSERT INTO task_links(parent_id, child_id) VALUES (?, ?)"));
+  stmt.BindText(1, parent).BindText(2, child);
+  return stmt.Run();
+}
+
+absl::StatusOr<bool> DeleteLink(Connection& db, absl::string_view parent,
+                                absl::string_view child) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("DELETE FROM task_links WHERE parent_id = ? AND child_id = ?"));
+  stmt.BindText(1, parent).BindText(2, child);
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  return db.Changes() > 0;
+}
+
+absl::StatusOr<bool> LinkExists(Connection& db, absl::string_view parent,
+                                absl::string_view child) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT 1 FROM task_links WHERE parent_id = ? AND child_id = ?"));
+  stmt.BindText(1, parent).BindText(2, child);
+  return Exists(stmt);
+}
+
+absl::StatusOr<bool> IsAncestor(Connection& db, absl::string_view ancestor,
+                                absl::string_view task) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("WITH RECURSIVE up(id) AS ("
+                "  SELECT parent_id FROM task_links WHERE child_id = ?1"
+                "  UNION SELECT l.parent_id FROM task_links l JOIN up ON l.child_id = up.id)"
+                " SELECT 1 FROM up WHERE id = ?2 LIMIT 1"));
+  stmt.BindText(1, task).BindText(2, ancestor);
+  return Exists(stmt);
+}
+
+absl::StatusOr<std::vector<std::string>> UnfinishedParents(Connection& db,
+                                                           absl::string_view child) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT p.id FROM task_links l JOIN tasks p ON p.id = l.parent_id"
+                " WHERE l.child_id = ? AND p.status NOT IN (7, 8) ORDER BY p.id"));
+  stmt.BindText(1, child);
+  return Strings(stmt);
+}
+
+absl::StatusOr<std::vector<std::string>> ChildrenInStatus(Connection& db,
+                                                          absl::string_view parent,
+                                                          TaskStatus status,
+                                                          bool only_unblocked) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT c.id FROM task_links l JOIN tasks c ON c.id = l.child_id"
+                " WHERE l.parent_id = ?1 AND c.status = ?2 AND (NOT ?3 OR NOT EXISTS ("
+                "   SELECT 1 FROM task_links l2 JOIN tasks p ON p.id = l2.parent_id"
+                "   WHERE l2.child_id = c.id AND p.status NOT IN (7, 8)))"
+                " ORDER BY c.pk"));
+  stmt.BindText(1, parent).BindInt(2, static_cast<int>(status))
+      .BindInt(3, only_unblocked ? 1 : 0);
+  return Strings(stmt);
+}
+
+// ---- Comments --------------------------------------------------------------
+
+absl::StatusOr<Comment> InsertComment(Connection& db, const NewComment& c,
+                                      absl::Time now) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("INSERT INTO comments(task_id, author, body, created_at)"
+                " VALUES (?, ?, ?, ?)"));
+  stmt.BindText(1, c.task_id).BindText(2, c.author).BindText(3, c.body)
+      .BindInt(4, Micros(now));
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  return Comment{db.LastInsertRowId(), c.task_id, c.author, c.body, now};
+}
+
+absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
+                                                  absl::string_view task_id) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT id, task_id, author, body, created_at FROM comments"
+                " WHERE task_id = ? ORDER BY id"));
+  stmt.BindText(1, task_id);
+  std::vector<Comment> comments;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return comments;
+    comments.push_back(Comment{stmt.ColumnInt(0), stmt.ColumnText(1),
+                               stmt.ColumnText(2), stmt.ColumnText(3),
+                               FromMicros(stmt.ColumnInt(4))});
+  }
+}
+
+// ---- Events ----------------------------------------------------------------
+
+absl::StatusOr<int64_t> InsertTaskEvent(Connection& db, absl::string_view task_id,
+                                        absl::string_view kind, absl::Time now,
+                                        absl::string_view reason) {
+  static const std::string* sql = new std::string(absl::StrCat(
+      "INSERT INTO events(board, task_id, kind, time, task, reason)"
+      " SELECT t.board, t.id, ?, ?, ",
+      TaskSnapshotJson(), ", ? FROM tasks t WHERE t.id = ?"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  stmt.BindText(1, kind).BindInt(2, Micros(now)).BindText(3, reason)
+      .BindText(4, task_id);
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  if (db.Changes() != 1) {
+    return absl::InternalError(absl::StrCat("event for missing task ", task_id));
+  }
+  return db.LastInsertRowId();
+}
+
+absl::StatusOr<int64_t> InsertBoardEvent(Connection& db, absl::string_view board,
+                                         absl::string_view kind, absl::Time now) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("INSERT INTO events(board, kind, time) VALUES (?, ?, ?)"));
+  stmt.BindText(1, board).BindText(2, kind).BindInt(3, Micros(now));
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  return db.LastInsertRowId();
+}
+
+namespace {
+
+const std::string& EventColumns() {
+  static const auto* s = new std::string(
+      absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
+                   " e.task IS NOT NULL, ",
+                   SnapshotColumns()));
+  return *s;
+}
+
+absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
+  std::vector<Event> events;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return events;
+    Event e;
+    e.seq = stmt.ColumnInt(0);
+    e.board = stmt.ColumnText(1);
+    e.task_id = stmt.ColumnText(2);
+    e.kind = stmt.ColumnText(3);
+    e.time = FromMicros(stmt.ColumnInt(4));
+    e.reason = stmt.ColumnText(5);
+    if (stmt.ColumnInt(6) != 0) {
+      KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 7));
+      e.task = std::move(task);
+    }
+    events.push_back(std::move(e));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Event>> LoadEvents(Connection& db, int64_t first,
+                                              int64_t last) {
+  static const std::string* sql = new std::string(
+      absl::StrCat("SELECT ", EventColumns(),
+                   " FROM events e WHERE e.seq BETWEEN ? AND ? ORDER BY e.seq"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  stmt.BindInt(1, first).BindInt(2, last);
+  return ReadEvents(stmt);
+}
+
+absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
+                                                   int limit, absl::string_view board) {
+  static const std::string* sql = new std::string(absl::StrCat(
+      "SELECT ", EventColumns(),
+      " FROM events e WHERE e.seq > ?1 AND (?2 = '' OR e.board = ?2)"
+      " ORDER BY e.seq LIMIT ?3"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  stmt.BindInt(1, after_seq).BindText(2, board).BindInt(3, limit);
+  return ReadEvents(stmt);
+}
+
+}  // namespace kanban::storage::sql

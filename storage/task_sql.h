@@ -1,0 +1,92 @@
+// Row-level SQL for boards, tasks, links, comments and events. Each function
+// runs on the connection it is given (the writer's for writes, a reader's for
+// queries) and knows nothing of the rules; storage/mutations.h applies them.
+#ifndef KANBAN_STORAGE_TASK_SQL_H_
+#define KANBAN_STORAGE_TASK_SQL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "storage/sqlite.h"
+#include "storage/types.h"
+
+namespace kanban::storage::sql {
+
+// ---- Boards ----
+absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view name);
+absl::Status InsertBoard(Connection& db, const Board& board);
+absl::StatusOr<std::vector<Board>> ListBoards(Connection& db);
+
+// ---- Tasks ----
+// NOT_FOUND naming `field` when there is no task `id`.
+absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
+                              absl::string_view field = "task_id");
+
+struct IdempotentMatch {
+  std::string task_id;
+  std::string content_hash;
+};
+absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
+    Connection& db, absl::string_view board, absl::string_view key);
+
+// Inserts a new row; the task's parent links are inserted separately.
+absl::Status InsertTask(Connection& db, const Task& task,
+                        absl::string_view content_hash);
+// Writes every mutable column of `task` to its row (matched by id).
+absl::Status SaveTask(Connection& db, const Task& task);
+// Sets the status, bumps the version and updated_at.
+absl::Status SetStatus(Connection& db, absl::string_view id, TaskStatus status,
+                       absl::Time now);
+
+absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter);
+
+// ---- Dependencies ----
+absl::Status InsertLink(Connection& db, absl::string_view parent,
+                        absl::string_view child);
+// Returns false when there was no such link.
+absl::StatusOr<bool> DeleteLink(Connection& db, absl::string_view parent,
+                                absl::string_view child);
+absl::StatusOr<bool> LinkExists(Connection& db, absl::string_view parent,
+                                absl::string_view child);
+// True when `ancestor` is reachable from `task` through parent links.
+absl::StatusOr<bool> IsAncestor(Connection& db, absl::string_view ancestor,
+                                absl::string_view task);
+// Parents of `child` that are not DONE or ARCHIVED.
+absl::StatusOr<std::vector<std::string>> UnfinishedParents(Connection& db,
+                                                           absl::string_view child);
+// Children of `parent` in `status` whose parents are all finished (when
+// `only_unblocked`), or all of them.
+absl::StatusOr<std::vector<std::string>> ChildrenInStatus(Connection& db,
+                                                          absl::string_view parent,
+                                                          TaskStatus status,
+                                                          bool only_unblocked);
+
+// ---- Comments ----
+absl::StatusOr<Comment> InsertComment(Connection& db, const NewComment& comment,
+                                      absl::Time now);
+absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
+                                                  absl::string_view task_id);
+
+// ---- Events ----
+// Appends an event whose snapshot is the task row as it is now. Returns seq.
+absl::StatusOr<int64_t> InsertTaskEvent(Connection& db, absl::string_view task_id,
+                                        absl::string_view kind, absl::Time now,
+                                        absl::string_view reason);
+absl::StatusOr<int64_t> InsertBoardEvent(Connection& db, absl::string_view board,
+                                         absl::string_view kind, absl::Time now);
+// Events with first <= seq <= last, in seq order.
+absl::StatusOr<std::vector<Event>> LoadEvents(Connection& db, int64_t first,
+                                              int64_t last);
+// Up to `limit` events with seq > after_seq (on `board`, when not empty).
+absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
+                                                   int limit, absl::string_view board);
+
+}  // namespace kanban::storage::sql
+
+#endif  // KANBAN_STORAGE_TASK_SQL_H_

@@ -1,0 +1,138 @@
+// Domain types of the task board. storage/ speaks only these; the service
+// layer converts them to and from protobuf.
+#ifndef KANBAN_STORAGE_TYPES_H_
+#define KANBAN_STORAGE_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace kanban::storage {
+
+// Numeric values match kanban.v1.Status and are stored in the database.
+enum class TaskStatus : int {
+  kUnspecified = 0,
+  kTriage = 1,
+  kTodo = 2,
+  kReady = 3,
+  kRunning = 4,
+  kBlocked = 5,
+  kReview = 6,
+  kDone = 7,
+  kArchived = 8,
+};
+inline constexpr int kMaxTaskStatus = 8;
+
+struct Task {
+  std::string id;
+  std::string board;
+  std::string title;
+  std::string body;
+  TaskStatus status = TaskStatus::kUnspecified;
+  int32_t priority = 0;
+  std::vector<std::string> labels;
+  std::string assignee;
+  std::vector<std::string> parent_ids;  // Sorted.
+  absl::Time created_at = absl::UnixEpoch();
+  absl::Time updated_at = absl::UnixEpoch();
+  int64_t version = 0;
+  int32_t attempt = 0;
+  int32_t max_attempts = 0;
+  std::optional<absl::Time> not_before;
+  std::string result;
+  std::string last_error;
+  std::string idempotency_key;
+};
+
+struct Board {
+  std::string name;
+  std::string description;
+  absl::Time created_at = absl::UnixEpoch();
+};
+
+struct Comment {
+  int64_t id = 0;
+  std::string task_id;
+  std::string author;
+  std::string body;
+  absl::Time created_at = absl::UnixEpoch();
+};
+
+struct Event {
+  int64_t seq = 0;
+  std::string board;
+  std::string task_id;  // Empty for board-level events.
+  std::string kind;
+  absl::Time time = absl::UnixEpoch();
+  std::optional<Task> task;  // Snapshot after the change.
+  std::string reason;
+};
+
+// ---- Requests --------------------------------------------------------------
+
+struct NewTask {
+  std::string board;  // Empty means "default".
+  std::string title;
+  std::string body;
+  int32_t priority = 0;
+  std::vector<std::string> labels;
+  std::string assignee;
+  std::vector<std::string> parent_ids;
+  int32_t max_attempts = 0;  // 0: kDefaultMaxAttempts.
+  std::optional<absl::Time> not_before;
+  std::string idempotency_key;
+  // kUnspecified or kTriage.
+  TaskStatus initial_status = TaskStatus::kUnspecified;
+};
+
+struct TaskUpdate {
+  std::string task_id;
+  std::optional<std::string> title;
+  std::optional<std::string> body;
+  std::optional<int32_t> priority;
+  std::optional<std::string> assignee;
+  std::optional<std::vector<std::string>> labels;
+  int64_t expected_version = 0;  // 0: don't check.
+};
+
+struct TaskMove {
+  std::string task_id;
+  TaskStatus to_status = TaskStatus::kUnspecified;
+  int64_t expected_version = 0;  // 0: don't check.
+  std::string reason;
+};
+
+struct TaskFilter {
+  std::string board;  // Empty: all boards.
+  std::vector<TaskStatus> statuses;
+  std::string assignee;
+  std::string label;
+  int32_t page_size = 0;  // 0: kDefaultPageSize.
+  std::string page_token;
+};
+
+struct TaskPage {
+  std::vector<Task> tasks;
+  std::string next_page_token;
+};
+
+struct NewComment {
+  std::string task_id;
+  std::string author;
+  std::string body;
+};
+
+// Effective durability settings, read back from the writer's connection.
+struct DurabilityInfo {
+  std::string synchronous;  // "FULL", "NORMAL", ...
+  int wal_autocheckpoint = 0;
+  std::string journal_mode;
+  int schema_version = 0;
+};
+
+}  // namespace kanban::storage
+
+#endif  // KANBAN_STORAGE_TYPES_H_

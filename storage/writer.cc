@@ -1,0 +1,123 @@
+#include "storage/writer.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace kanban::storage {
+
+Writer::Writer(std::unique_ptr<Connection> db, Options options)
+    : options_(std::move(options)), db_(std::move(db)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Writer::~Writer() { Close(); }
+
+void Writer::Submit(Apply apply, Finish finish) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closing_) {
+      queue_.push_back(Job{std::move(apply), std::move(finish)});
+      return;
+    }
+  }
+  finish(absl::UnavailableError("store is closed"));
+}
+
+void Writer::Close() {
+  absl::MutexLock close_lock(&close_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  db_.reset();
+}
+
+int64_t Writer::batches() const {
+  absl::MutexLock lock(&mu_);
+  return batches_;
+}
+
+int64_t Writer::mutations() const {
+  absl::MutexLock lock(&mu_);
+  return mutations_;
+}
+
+void Writer::Run() {
+  std::vector<Job> batch;
+  while (true) {
+    batch.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->mu_) {
+            return w->closing_ || !w->queue_.empty();
+          },
+          this));
+      if (queue_.empty()) return;  // Closing and drained.
+      size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_batch));
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      ++batches_;
+      mutations_ += static_cast<int64_t>(n);
+    }
+    ApplyBatch(batch);
+  }
+}
+
+void Writer::ApplyBatch(std::vector<Job>& batch) {
+  std::vector<absl::Status> results(batch.size());
+  std::vector<int64_t> committed_events;
+  absl::Status batch_status;
+
+  absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
+  if (!txn.ok()) batch_status = txn.status();
+  for (size_t i = 0; i < batch.size() && batch_status.ok(); ++i) {
+    absl::StatusOr<Savepoint> savepoint = Savepoint::Begin(*db_);
+    if (!savepoint.ok()) {
+      batch_status = savepoint.status();
+      break;
+    }
+    WriteContext ctx(*db_, options_.clock->Now(), gen_);
+    absl::Status status = batch[i].apply(ctx);
+    if (!db_->InTransaction()) {
+      // SQLite rolled the whole transaction back (disk full, I/O error):
+      // every mutation of this batch is lost, not just this one.
+      batch_status = status.ok() ? absl::UnavailableError(
+                                       "transaction rolled back by SQLite")
+                                 : status;
+      break;
+    }
+    if (status.ok()) status = savepoint->Release();
+    if (status.ok()) {
+      committed_events.insert(committed_events.end(), ctx.event_seqs().begin(),
+                              ctx.event_seqs().end());
+    } else {
+      absl::Status rollback = savepoint->Rollback();
+      if (!rollback.ok()) batch_status = rollback;
+    }
+    results[i] = std::move(status);
+  }
+  if (batch_status.ok()) batch_status = txn->Commit();
+  if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // A mutation that failed on its own keeps its error; the others share
+    // the batch's fate.
+    batch[i].finish(!results[i].ok() ? results[i] : batch_status);
+  }
+  if (batch_status.ok() && !committed_events.empty() && options_.on_commit &&
+      options_.load_events) {
+    auto [first, last] =
+        std::minmax_element(committed_events.begin(), committed_events.end());
+    absl::StatusOr<std::vector<Event>> events =
+        options_.load_events(*db_, *first, *last);
+    if (events.ok()) options_.on_commit(*std::move(events));
+  }
+}
+
+}  // namespace kanban::storage

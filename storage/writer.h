@@ -1,0 +1,111 @@
+// The single writer: one thread owns the read-write connection, takes every
+// queued mutation, applies them in one transaction (a savepoint each, so one
+// failure does not sink the batch), commits once (one fsync per batch in
+// FULL mode), and only then answers each caller and publishes the batch's
+// events.
+#ifndef KANBAN_STORAGE_WRITER_H_
+#define KANBAN_STORAGE_WRITER_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/clock.h"
+#include "storage/sqlite.h"
+#include "storage/types.h"
+
+namespace kanban::storage {
+
+// What a mutation sees while it runs on the writer thread.
+class WriteContext {
+ public:
+  WriteContext(Connection& db, absl::Time now, absl::BitGen& gen)
+      : db_(db), now_(now), gen_(gen) {}
+  Connection& db() { return db_; }
+  // One timestamp per mutation, from the store's clock.
+  absl::Time now() const { return now_; }
+  absl::BitGen& gen() { return gen_; }
+  // Records that this mutation wrote the event row `seq`.
+  void AddEvent(int64_t seq) { event_seqs_.push_back(seq); }
+  const std::vector<int64_t>& event_seqs() const { return event_seqs_; }
+
+ private:
+  Connection& db_;
+  absl::Time now_;
+  absl::BitGen& gen_;
+  std::vector<int64_t> event_seqs_;
+};
+
+class Writer {
+ public:
+  struct Options {
+    Clock* clock = SystemClock();  // Not owned. Default: the system clock.
+    int max_batch = 1024;          // Mutations per transaction. Default: 1024.
+    // Called on the writer thread after each commit that wrote events, with
+    // those events in seq order. Must not block. Default: none.
+    std::function<void(std::vector<Event>)> on_commit;
+    // Loads the events with seq in [first, last] from the writer connection,
+    // for on_commit.
+    std::function<absl::StatusOr<std::vector<Event>>(Connection&, int64_t, int64_t)>
+        load_events;
+  };
+
+  // Runs on the writer thread inside the batch's transaction and a savepoint
+  // of its own. A non-OK status rolls back just this mutation.
+  using Apply = std::function<absl::Status(WriteContext&)>;
+  // Runs on the writer thread after the batch committed (or failed), with the
+  // mutation's own error, the commit's error, or OK. Must not block.
+  using Finish = std::function<void(absl::Status)>;
+
+  // Takes ownership of `db` and starts the writer thread.
+  Writer(std::unique_ptr<Connection> db, Options options);
+  // Closes (see Close).
+  ~Writer();
+
+  // Queues a mutation. Thread-safe. After Close, `finish` is called at once
+  // with UNAVAILABLE.
+  void Submit(Apply apply, Finish finish) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Applies everything already queued, then stops the thread and closes the
+  // connection. Idempotent. Thread-safe; must not be called from `finish`.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Totals since start, for tests and metrics. Thread-safe.
+  int64_t batches() const ABSL_LOCKS_EXCLUDED(mu_);
+  int64_t mutations() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Job {
+    Apply apply;
+    Finish finish;
+  };
+
+  void Run() ABSL_LOCKS_EXCLUDED(mu_);
+  void ApplyBatch(std::vector<Job>& batch);
+
+  // Constant after construction; used only on the writer thread.
+  const Options options_;
+  std::unique_ptr<Connection> db_;
+  absl::BitGen gen_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t batches_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t mutations_ ABSL_GUARDED_BY(mu_) = 0;
+
+  absl::Mutex close_mu_;  // Serializes Close.
+  std::thread thread_;
+};
+
+}  // namespace kanban::storage
+
+#endif  // KANBAN_STORAGE_WRITER_H_

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's quick start on Debian 12: installs whatever build and test
+# packages are missing (quietly when nothing is), builds into ./build, then
+#   deploy/quickstart.sh run [kanband flags...]   serves on 127.0.0.1:7300 from ./data/kanban.db
+#   deploy/quickstart.sh test                     runs the whole test suite with CTest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build pkg-config
+  protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
+  libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "quickstart: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
+
+mode="${1:-run}"
+[ $# -gt 0 ] && shift
+case "$mode" in
+  run)
+    exec ./build/kanband --db=./data/kanban.db "$@"
+    ;;
+  test)
+    exec ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
+    ;;
+  *)
+    echo "usage: deploy/quickstart.sh run|test" >&2
+    exit 2
+    ;;
+esac

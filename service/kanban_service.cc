@@ -1,0 +1,151 @@
+#include "service/kanban_service.h"
+
+#include <utility>
+
+#include "service/convert.h"
+#include "service/grpc_status.h"
+
+namespace kanban::service {
+namespace {
+
+// The Store callback that fills `response` and finishes the call. Runs on a
+// storage thread; Finish does not block.
+template <typename T, typename Response>
+storage::Done<T> Reply(grpc::ServerUnaryReactor* reactor, Response* response) {
+  return [reactor, response](absl::StatusOr<T> result) {
+    if (result.ok()) ToProto(*result, response);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  };
+}
+
+grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* ctx,
+                                 const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+KanbanServiceImpl::KanbanServiceImpl(storage::Store* store)
+    : store_(store), started_(absl::Now()) {}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::CreateBoard(
+    grpc::CallbackServerContext* ctx, const v1::CreateBoardRequest* request,
+    v1::Board* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->CreateBoard(FromProto(*request), Reply<storage::Board>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::ListBoards(
+    grpc::CallbackServerContext* ctx, const v1::ListBoardsRequest* request,
+    v1::ListBoardsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->ListBoards(Reply<std::vector<storage::Board>>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::CreateTask(
+    grpc::CallbackServerContext* ctx, const v1::CreateTaskRequest* request,
+    v1::Task* response) {
+  absl::StatusOr<storage::NewTask> task = FromProto(*request);
+  if (!task.ok()) return Reject(ctx, task.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->CreateTask(*std::move(task), Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
+                                                     const v1::GetTaskRequest* request,
+                                                     v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->GetTask(request->task_id(), Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::ListTasks(
+    grpc::CallbackServerContext* ctx, const v1::ListTasksRequest* request,
+    v1::ListTasksResponse* response) {
+  absl::StatusOr<storage::TaskFilter> filter = FromProto(*request);
+  if (!filter.ok()) return Reject(ctx, filter.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->ListTasks(*std::move(filter), Reply<storage::TaskPage>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::UpdateTask(
+    grpc::CallbackServerContext* ctx, const v1::UpdateTaskRequest* request,
+    v1::Task* response) {
+  absl::StatusOr<storage::TaskUpdate> update = FromProto(*request);
+  if (!update.ok()) return Reject(ctx, update.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->UpdateTask(*std::move(update), Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::MoveTask(grpc::CallbackServerContext* ctx,
+                                                      const v1::MoveTaskRequest* request,
+                                                      v1::Task* response) {
+  absl::StatusOr<storage::TaskMove> move = FromProto(*request);
+  if (!move.ok()) return Reject(ctx, move.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->MoveTask(*std::move(move), Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::LinkTasks(
+    grpc::CallbackServerContext* ctx, const v1::LinkTasksRequest* request,
+    v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->LinkTasks(request->parent_id(), request->child_id(),
+                    Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::UnlinkTasks(
+    grpc::CallbackServerContext* ctx, const v1::UnlinkTasksRequest* request,
+    v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->UnlinkTasks(request->parent_id(), request->child_id(),
+                      Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::AddComment(
+    grpc::CallbackServerContext* ctx, const v1::AddCommentRequest* request,
+    v1::Comment* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->AddComment(FromProto(*request), Reply<storage::Comment>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::ListComments(
+    grpc::CallbackServerContext* ctx, const v1::ListCommentsRequest* request,
+    v1::ListCommentsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->ListComments(request->task_id(),
+                       Reply<std::vector<storage::Comment>>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::GetServerInfo(
+    grpc::CallbackServerContext* ctx, const v1::GetServerInfoRequest* request,
+    v1::ServerInfo* response) {
+  // Everything here was read back from the writer connection at open, so the
+  // call needs no database access.
+  const storage::DurabilityInfo& info = store_->durability();
+  response->set_version(KANBAN_VERSION);
+  response->set_database_path(store_->path());
+  response->set_synchronous(info.synchronous);
+  response->set_wal_autocheckpoint(info.wal_autocheckpoint);
+  response->set_schema_version(info.schema_version);
+  response->set_journal_mode(info.journal_mode);
+  absl::Duration uptime = absl::Now() - started_;
+  response->mutable_uptime()->set_seconds(absl::ToInt64Seconds(uptime));
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace kanban::service

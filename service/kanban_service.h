@@ -1,0 +1,64 @@
+// KanbanService over the callback API: each method converts the request,
+// hands it to the Store, and finishes from the Store's callback. No method
+// blocks, takes a lock, or touches SQLite on a gRPC thread.
+#ifndef KANBAN_SERVICE_KANBAN_SERVICE_H_
+#define KANBAN_SERVICE_KANBAN_SERVICE_H_
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "kanban/v1/kanban.grpc.pb.h"
+#include "storage/store.h"
+
+namespace kanban::service {
+
+class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
+ public:
+  // `store` is not owned and must outlive the server. Thread-safe.
+  explicit KanbanServiceImpl(storage::Store* store);
+
+  grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateBoardRequest* request,
+                                        v1::Board* response) override;
+  grpc::ServerUnaryReactor* ListBoards(grpc::CallbackServerContext* ctx,
+                                       const v1::ListBoardsRequest* request,
+                                       v1::ListBoardsResponse* response) override;
+  grpc::ServerUnaryReactor* CreateTask(grpc::CallbackServerContext* ctx,
+                                       const v1::CreateTaskRequest* request,
+                                       v1::Task* response) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
+                                    const v1::GetTaskRequest* request,
+                                    v1::Task* response) override;
+  grpc::ServerUnaryReactor* ListTasks(grpc::CallbackServerContext* ctx,
+                                      const v1::ListTasksRequest* request,
+                                      v1::ListTasksResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateTask(grpc::CallbackServerContext* ctx,
+                                       const v1::UpdateTaskRequest* request,
+                                       v1::Task* response) override;
+  grpc::ServerUnaryReactor* MoveTask(grpc::CallbackServerContext* ctx,
+                                     const v1::MoveTaskRequest* request,
+                                     v1::Task* response) override;
+  grpc::ServerUnaryReactor* LinkTasks(grpc::CallbackServerContext* ctx,
+                                      const v1::LinkTasksRequest* request,
+                                      v1::Task* response) override;
+  grpc::ServerUnaryReactor* UnlinkTasks(grpc::CallbackServerContext* ctx,
+                                        const v1::UnlinkTasksRequest* request,
+                                        v1::Task* response) override;
+  grpc::ServerUnaryReactor* AddComment(grpc::CallbackServerContext* ctx,
+                                       const v1::AddCommentRequest* request,
+                                       v1::Comment* response) override;
+  grpc::ServerUnaryReactor* ListComments(grpc::CallbackServerContext* ctx,
+                                         const v1::ListCommentsRequest* request,
+                                         v1::ListCommentsResponse* response) override;
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
+                                          const v1::GetServerInfoRequest* request,
+                                          v1::ServerInfo* response) override;
+
+ private:
+  storage::Store* const store_;
+  const absl::Time started_;
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_KANBAN_SERVICE_H_

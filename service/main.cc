@@ -1,0 +1,145 @@
+// kanband: serves the kanban task board over gRPC from one SQLite file.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "service/log.h"
+#include "service/server.h"
+#include "storage/durability.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7300",
+          "host:port to serve gRPC on; port 0 picks a free port");
+ABSL_FLAG(std::string, db, "./data/kanban.db",
+          "SQLite database file; its directory is created if missing");
+ABSL_FLAG(std::string, synchronous, "",
+          "full or normal; overrides KANBAN_SYNCHRONOUS_MODE (default normal)");
+ABSL_FLAG(std::string, port_file, "",
+          "write the bound port to this file once serving (for tests and scripts)");
+ABSL_FLAG(int, readers, 2, "read-only SQLite connections (reader threads)");
+ABSL_FLAG(int, max_batch, 1024, "most mutations the writer commits in one transaction");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "on SIGTERM, how long calls in flight may take before they are cancelled");
+
+namespace {
+
+using kanban::service::LogError;
+using kanban::service::LogInfo;
+using kanban::service::LogWarning;
+
+// Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration.
+constexpr int kExitConfig = 2;
+constexpr int kExitFailure = 1;
+
+// Lets flags be written --like-this as well as --like_this.
+std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.reserve(argc);
+  std::vector<char*> out;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (i > 0 && arg.rfind("--", 0) == 0) {
+      size_t end = arg.find('=');
+      std::string name = arg.substr(0, end);
+      arg = absl::StrReplaceAll(name.substr(2), {{"-", "_"}});
+      arg = "--" + arg + (end == std::string::npos ? "" : std::string(argv[i]).substr(end));
+    }
+    storage.push_back(arg);
+  }
+  for (std::string& s : storage) out.push_back(s.data());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "kanband: the kanban task-board server.\n"
+      "Usage: kanband [--listen=127.0.0.1:7300] [--db=./data/kanban.db] "
+      "[--synchronous=normal|full]\n"
+      "Environment: KANBAN_SYNCHRONOUS_MODE=full turns on synchronous=FULL and "
+      "wal_autocheckpoint=100.");
+  std::vector<std::string> arg_storage;
+  std::vector<char*> args = NormalizeFlagNames(argc, argv, arg_storage);
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (rest.size() > 1) {
+    LogError(absl::StrCat("unexpected argument: ", rest[1]));
+    return kExitConfig;
+  }
+
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<kanban::storage::DurabilitySettings> durability =
+      kanban::storage::DurabilityFromEnvironment(absl::GetFlag(FLAGS_synchronous));
+  if (!durability.ok()) {
+    LogError(std::string(durability.status().message()));
+    return kExitConfig;
+  }
+  if (!durability->warning.empty()) LogWarning(durability->warning);
+
+  const std::string db_path = absl::GetFlag(FLAGS_db);
+  std::filesystem::path dir = std::filesystem::path(db_path).parent_path();
+  if (!dir.empty()) {
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) {
+      LogError(absl::StrCat("db: cannot create directory ", dir.string(), ": ",
+                            error.message()));
+      return kExitConfig;
+    }
+  }
+
+  kanban::service::Server::Options options;
+  options.listen = absl::GetFlag(FLAGS_listen);
+  options.store.path = db_path;
+  options.store.durability = *durability;
+  options.store.reader_threads = absl::GetFlag(FLAGS_readers);
+  options.store.max_batch = absl::GetFlag(FLAGS_max_batch);
+  absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
+      kanban::service::Server::Start(options);
+  if (!server.ok()) {
+    LogError(absl::StrCat("cannot start: ", server.status().ToString()));
+    return kExitFailure;
+  }
+  const kanban::storage::DurabilityInfo& info = (*server)->store().durability();
+  LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,
+                       ", journal_mode=", info.journal_mode, ")"));
+  LogInfo(absl::StrCat("durability: synchronous=", info.synchronous,
+                       " wal_autocheckpoint=", info.wal_autocheckpoint, " (from ",
+                       durability->source, ")"));
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  LogInfo(absl::StrCat("kanband ", KANBAN_VERSION, " listening on ", host, ":",
+                       (*server)->port()));
+
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Write then rename, so a reader never sees a half-written file.
+    std::string tmp = port_file + ".tmp";
+    { std::ofstream(tmp) << (*server)->port() << "\n"; }
+    std::filesystem::rename(tmp, port_file);
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  LogInfo(absl::StrCat("received ", strsignal(signal_number),
+                       "; finishing calls in flight and queued writes"));
+  (*server)->Shutdown(absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  server->reset();
+  LogInfo("database closed; bye");
+  return 0;
+}

@@ -1,0 +1,51 @@
+#include "service/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+
+namespace kanban::service {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
+  std::unique_ptr<Server> server(new Server());
+  absl::StatusOr<std::unique_ptr<storage::Store>> store =
+      storage::Store::Open(std::move(options.store));
+  if (!store.ok()) return store.status();
+  server->store_ = *std::move(store);
+  server->kanban_ = std::make_unique<KanbanServiceImpl>(server->store_.get());
+  server->health_ = std::make_unique<HealthServiceImpl>();
+
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
+                           &server->port_);
+  builder.RegisterService(server->kanban_.get());
+  builder.RegisterService(server->health_.get());
+  server->grpc_ = builder.BuildAndStart();
+  if (server->grpc_ == nullptr || server->port_ == 0) {
+    server->store_->Close();
+    return absl::UnavailableError(
+        absl::StrCat("listen: cannot serve on ", options.listen));
+  }
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::Shutdown(absl::Duration grace) {
+  absl::MutexLock lock(&shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (grpc_) {
+    health_->Shutdown();
+    grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
+    grpc_->Wait();
+  }
+  if (store_) store_->Close();
+}
+
+}  // namespace kanban::service

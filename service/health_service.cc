@@ -36,7 +36,13 @@ class HealthWatchReactor final : public grpc::ServerWriteReactor<HealthCheckResp
     MaybeWrite();
   }
 
-  void OnCancel() override {}
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    // With a write in flight, OnWriteDone(false) finishes the stream.
+    if (writing_ || finished_) return;
+    finished_ = true;
+    Finish(grpc::Status::CANCELLED);
+  }
 
   void OnDone() override {
     service_->Unregister(this);

@@ -21,6 +21,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // gRPC turns on SO_REUSEPORT by default, which would let a second kanband
+  // bind the same port and split the traffic: refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.RegisterService(server->kanban_.get());

@@ -222,8 +222,15 @@ bool Connection::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 
 // ---- Transaction / Savepoint -----------------------------------------------
 
+// Transaction control runs once or twice per write: use cached statements
+// rather than parsing the SQL every time.
+absl::Status Connection::RunCached(const char* sql) {
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, Cached(sql));
+  return stmt.Run();
+}
+
 absl::StatusOr<Transaction> Transaction::Begin(Connection& db) {
-  KANBAN_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  KANBAN_RETURN_IF_ERROR(db.RunCached("BEGIN IMMEDIATE"));
   return Transaction(&db);
 }
 
@@ -234,7 +241,7 @@ Transaction::~Transaction() { (void)Rollback(); }
 
 absl::Status Transaction::Commit() {
   if (db_ == nullptr) return absl::FailedPreconditionError("transaction ended");
-  absl::Status status = db_->Exec("COMMIT");
+  absl::Status status = db_->RunCached("COMMIT");
   // A failed COMMIT leaves the transaction open (e.g. SQLITE_BUSY) or already
   // rolled back (I/O error); either way the destructor's ROLLBACK settles it.
   if (status.ok()) db_ = nullptr;
@@ -245,11 +252,11 @@ absl::Status Transaction::Rollback() {
   if (db_ == nullptr) return absl::OkStatus();
   Connection* db = std::exchange(db_, nullptr);
   if (!db->InTransaction()) return absl::OkStatus();
-  return db->Exec("ROLLBACK");
+  return db->RunCached("ROLLBACK");
 }
 
 absl::StatusOr<Savepoint> Savepoint::Begin(Connection& db) {
-  KANBAN_RETURN_IF_ERROR(db.Exec("SAVEPOINT mutation"));
+  KANBAN_RETURN_IF_ERROR(db.RunCached("SAVEPOINT mutation"));
   return Savepoint(&db);
 }
 
@@ -261,14 +268,14 @@ Savepoint::~Savepoint() { (void)Rollback(); }
 absl::Status Savepoint::Release() {
   if (db_ == nullptr) return absl::FailedPreconditionError("savepoint ended");
   Connection* db = std::exchange(db_, nullptr);
-  return db->Exec("RELEASE mutation");
+  return db->RunCached("RELEASE mutation");
 }
 
 absl::Status Savepoint::Rollback() {
   if (db_ == nullptr) return absl::OkStatus();
   Connection* db = std::exchange(db_, nullptr);
-  KANBAN_RETURN_IF_ERROR(db->Exec("ROLLBACK TO mutation"));
-  return db->Exec("RELEASE mutation");
+  KANBAN_RETURN_IF_ERROR(db->RunCached("ROLLBACK TO mutation"));
+  return db->RunCached("RELEASE mutation");
 }
 
 }  // namespace kanban::storage

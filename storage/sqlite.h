@@ -96,6 +96,9 @@ class Connection {
   // The returned Statement is reset (bindings cleared) when it is destroyed.
   absl::StatusOr<Statement> Cached(const char* sql);
 
+  // Runs a cached statement (see Cached) to completion.
+  absl::Status RunCached(const char* sql);
+
   // Runs `sql` and returns the first column of the first row.
   absl::StatusOr<int64_t> QueryInt(absl::string_view sql);
   absl::StatusOr<std::string> QueryText(absl::string_view sql);

@@ -14,6 +14,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   if (options.path.empty()) return absl::InvalidArgumentError("path: must be set");
   std::unique_ptr<Store> store(new Store(std::move(options)));
   const Options& opts = store->options_;
+  KANBAN_ASSIGN_OR_RETURN(store->lock_, FileLock::Acquire(opts.path + ".lock"));
 
   Connection::Options write_options;
   write_options.vfs = opts.vfs;

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "storage/clock.h"
 #include "storage/durability.h"
+#include "storage/file_lock.h"
 #include "storage/reader_pool.h"
 #include "storage/types.h"
 #include "storage/writer.h"
@@ -42,8 +43,10 @@ class Store {
     std::function<void(std::vector<Event>)> on_commit;
   };
 
-  // Opens (creating if needed) the database, applies the durability
-  // settings, migrates the schema, and starts the writer and readers.
+  // Locks "<path>.lock" (FAILED_PRECONDITION if another Store or process
+  // holds it), opens (creating if needed) the database, applies the
+  // durability settings, migrates the schema, and starts the writer and
+  // readers.
   static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
   ~Store();  // Closes.
 
@@ -87,6 +90,7 @@ class Store {
   // Constant after Open.
   const Options options_;
   DurabilityInfo durability_;
+  std::unique_ptr<FileLock> lock_;  // Released last.
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<ReaderPool> readers_;
 };

@@ -27,7 +27,8 @@ using grpc::reflection::v1alpha::ServerReflectionResponse;
 class ReflectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = testing::StartKanband(KANBAND_PATH, dir_.File("kanban.db"), {}, {});
+    server_ = testing::StartKanband(KANBAND_PATH, dir_.File("kanban.db"));
+    ASSERT_TRUE(server_.ok());
     auto channel = grpc::CreateChannel(server_.address, grpc::InsecureChannelCredentials());
     stub_ = ServerReflection::NewStub(channel);
   }
@@ -92,7 +93,7 @@ class ReflectionTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  testing::KanbandProcess server_;
+  testing::Kanband server_;
   std::unique_ptr<ServerReflection::Stub> stub_;
 };
 

@@ -22,6 +22,9 @@ struct Case {
   int checkpoint;
 };
 
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class DurabilityModeTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(DurabilityModeTest, ResolvesAndIsInForceOnTheWriterConnection) {

@@ -556,6 +556,18 @@ TEST_F(StoreTest, DataSurvivesReopen) {
   EXPECT_EQ(Events().size(), 2u);
 }
 
+TEST_F(StoreTest, OneStorePerDatabaseFile) {
+  Store::Options options;
+  options.path = dir_.File("kanban.db");
+  absl::StatusOr<std::unique_ptr<Store>> second = Store::Open(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in use by another kanband"));
+  ASSERT_TRUE(Create("still mine").ok()) << "the refused open must not disturb the owner";
+  store_.reset();
+  second = Store::Open(options);
+  ASSERT_TRUE(second.ok()) << second.status();
+}
+
 TEST_F(StoreTest, RefusesADatabaseFromTheFuture) {
   store_.reset();
   {

@@ -1,0 +1,88 @@
+// kanbanctl: the command-line client of kanband. Parses the command line,
+// opens an insecure channel and runs one command from the table in
+// kanbanctl_commands.h. Run `kanbanctl help` for the commands.
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "client/kanbanctl_args.h"
+#include "client/kanbanctl_commands.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "kanban/v1/kanban.grpc.pb.h"
+
+namespace kanban::client {
+namespace {
+
+constexpr char kDefaultServer[] = "127.0.0.1:7300";
+constexpr char kServerEnv[] = "KANBAN_SERVER";
+constexpr double kDefaultTimeoutSeconds = 10;
+
+std::string ServerAddress(const ParsedArgs& args) {
+  const char* env = std::getenv(kServerEnv);
+  return args.Get("server", env != nullptr && *env != '\0' ? env : kDefaultServer);
+}
+
+// A usage problem with the number of positional arguments, or "" if none.
+std::string CheckArgumentCount(const Command& command, const ParsedArgs& args) {
+  const int count = static_cast<int>(args.positional().size());
+  if (count < command.min_args) {
+    return absl::StrCat("missing argument for \"", command.name, "\"");
+  }
+  if (count > command.max_args) {
+    return absl::StrCat("unexpected argument \"", args.positional()[command.max_args],
+                        "\" for \"", command.name, "\"");
+  }
+  return "";
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<CommandLine> line =
+      ParseCommandLine(std::vector<std::string>(argv + 1, argv + argc), GlobalFlags(),
+                       [](absl::string_view name) -> const std::vector<FlagSpec>* {
+                         const Command* command = FindCommand(name);
+                         return command == nullptr ? nullptr : &command->flags;
+                       });
+  if (!line.ok()) return UsageFailure(nullptr, line.status().message(), std::cerr);
+  const ParsedArgs& args = line->args;
+  const Command* command = FindCommand(line->command);
+
+  if (args.Has("help")) {
+    if (command != nullptr) {
+      PrintCommandHelp(*command, std::cout);
+    } else {
+      PrintHelp(std::cout);
+    }
+    return kExitOk;
+  }
+  if (args.Has("version")) {
+    std::cout << "kanbanctl " << KANBAN_VERSION << "\n";
+    return kExitOk;
+  }
+  if (command == nullptr) return UsageFailure(nullptr, "no command given", std::cerr);
+  if (std::string problem = CheckArgumentCount(*command, args); !problem.empty()) {
+    return UsageFailure(command, problem, std::cerr);
+  }
+
+  // The channel connects lazily, so commands that make no call cost nothing.
+  std::unique_ptr<v1::KanbanService::Stub> stub = v1::KanbanService::NewStub(
+      grpc::CreateChannel(ServerAddress(args), grpc::InsecureChannelCredentials()));
+  const Invocation invocation{
+      *command,
+      args,
+      *stub,
+      args.Has("json"),
+      absl::Seconds(args.GetSeconds("timeout").value_or(kDefaultTimeoutSeconds)),
+      std::cout,
+      std::cerr};
+  return command->run(invocation);
+}
+
+}  // namespace
+}  // namespace kanban::client
+
+int main(int argc, char** argv) { return kanban::client::Main(argc, argv); }

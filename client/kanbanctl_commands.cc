@@ -1,0 +1,289 @@
+#include "client/kanbanctl_commands.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "client/kanbanctl_print.h"
+#include "client/kanbanctl_requests.h"
+#include "grpcpp/client_context.h"
+
+namespace kanban::client {
+namespace {
+
+using Stub = v1::KanbanService::StubInterface;
+
+// A blocking unary method of the stub, e.g. &Stub::GetTask.
+template <typename Request, typename Response>
+using Rpc = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
+
+template <typename Response>
+using Printer = void (*)(const Response&, std::ostream&);
+
+// ---- Flags, shared by the commands that accept them. ----------------------
+
+const FlagSpec kAll{"all", FlagKind::kBool};
+const FlagSpec kAssignee{"assignee", FlagKind::kString};
+const FlagSpec kAuthor{"author", FlagKind::kString};
+const FlagSpec kBoard{"board", FlagKind::kString};
+const FlagSpec kBody{"body", FlagKind::kString};
+const FlagSpec kBodyFile{"body-file", FlagKind::kString};
+const FlagSpec kClearLabels{"clear-labels", FlagKind::kBool};
+const FlagSpec kDescription{"description", FlagKind::kString};
+const FlagSpec kExpectedVersion{"expected-version", FlagKind::kInt64};
+const FlagSpec kIdempotencyKey{"idempotency-key", FlagKind::kString};
+const FlagSpec kLabel{"label", FlagKind::kString};
+const FlagSpec kMaxAttempts{"max-attempts", FlagKind::kInt32};
+const FlagSpec kNotBefore{"not-before", FlagKind::kString};
+const FlagSpec kPageSize{"page-size", FlagKind::kInt32};
+const FlagSpec kPageToken{"page-token", FlagKind::kString};
+const FlagSpec kParent{"parent", FlagKind::kString};
+const FlagSpec kPriority{"priority", FlagKind::kInt32};
+const FlagSpec kReason{"reason", FlagKind::kString};
+const FlagSpec kStatus{"status", FlagKind::kString};
+const FlagSpec kTitle{"title", FlagKind::kString};
+const FlagSpec kTriage{"triage", FlagKind::kBool};
+
+// ---- Calling and reporting. ------------------------------------------------
+
+template <typename Request>
+absl::StatusOr<Request> NoArguments() {
+  return Request();
+}
+
+// grpc::StatusCode and absl::StatusCode share their numbering (both are
+// google.rpc.Code), so absl supplies the canonical names.
+std::string CodeName(grpc::StatusCode code) {
+  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+}
+
+int RpcFailure(const Invocation& in, const grpc::Status& status) {
+  in.err << "error: " << CodeName(status.error_code()) << ": " << status.error_message()
+         << "\n";
+  return kExitRpcFailed;
+}
+
+template <typename Request, typename Response>
+grpc::Status Invoke(const Invocation& in, Rpc<Request, Response> rpc,
+                    const Request& request, Response* response) {
+  grpc::ClientContext context;
+  // gRPC 1.51 takes only system_clock deadlines.
+  context.set_deadline(absl::ToChronoTime(absl::Now() + in.timeout));
+  return (in.stub.*rpc)(&context, request, response);
+}
+
+template <typename Response>
+int Emit(const Invocation& in, const Response& response, Printer<Response> print) {
+  if (!in.json) {
+    print(response, in.out);
+    return kExitOk;
+  }
+  absl::StatusOr<std::string> json = ToJson(response);
+  if (!json.ok()) {
+    in.err << "error: " << json.status().message() << "\n";
+    return kExitRpcFailed;
+  }
+  in.out << *json << "\n";
+  return kExitOk;
+}
+
+// The whole life of a simple command: request, call, print.
+template <typename Request, typename Response>
+int Call(const Invocation& in, const absl::StatusOr<Request>& request,
+         Rpc<Request, Response> rpc, Printer<Response> print) {
+  if (!request.ok()) {
+    return UsageFailure(&in.command, request.status().message(), in.err);
+  }
+  Response response;
+  grpc::Status status = Invoke(in, rpc, *request, &response);
+  if (!status.ok()) return RpcFailure(in, status);
+  return Emit(in, response, print);
+}
+
+// ---- Handlers that are more than Call(). -----------------------------------
+
+// With --all, follows next_page_token to the end and shows one merged list.
+int RunList(const Invocation& in) {
+  absl::StatusOr<v1::ListTasksRequest> request = BuildListTasks(in.args);
+  if (!request.ok()) {
+    return UsageFailure(&in.command, request.status().message(), in.err);
+  }
+  const bool follow = in.args.Has("all");
+  v1::ListTasksResponse merged;
+  do {
+    v1::ListTasksResponse page;
+    grpc::Status status = Invoke(in, &Stub::ListTasks, *request, &page);
+    if (!status.ok()) return RpcFailure(in, status);
+    if (follow && !page.next_page_token().empty() &&
+        page.next_page_token() == request->page_token()) {
+      // A server that hands back the token it was given would loop forever.
+      in.err << "error: the server repeated page token " << page.next_page_token()
+             << "\n";
+      return kExitRpcFailed;
+    }
+    for (v1::Task& task : *page.mutable_tasks()) {
+      *merged.add_tasks() = std::move(task);
+    }
+    merged.set_next_page_token(page.next_page_token());
+    request->set_page_token(page.next_page_token());
+  } while (follow && !merged.next_page_token().empty());
+  if (!merged.next_page_token().empty()) {
+    in.err << "next page: --page-token " << merged.next_page_token() << "\n";
+  }
+  return Emit(in, merged, PrintTasks);
+}
+
+int RunHelp(const Invocation& in) {
+  if (in.args.positional().empty()) {
+    PrintHelp(in.out);
+    return kExitOk;
+  }
+  const Command* command = FindCommand(in.args.positional()[0]);
+  if (command == nullptr) {
+    return UsageFailure(&in.command,
+                        absl::StrCat("unknown command \"", in.args.positional()[0], "\""),
+                        in.err);
+  }
+  PrintCommandHelp(*command, in.out);
+  return kExitOk;
+}
+
+}  // namespace
+
+const std::vector<FlagSpec>& GlobalFlags() {
+  static const auto* flags = new std::vector<FlagSpec>{{"server", FlagKind::kString},
+                                                       {"json", FlagKind::kBool},
+                                                       {"timeout", FlagKind::kSeconds},
+                                                       {"help", FlagKind::kBool},
+                                                       {"version", FlagKind::kBool}};
+  return *flags;
+}
+
+// Kept in table layout by hand: one command per entry, its fields in the
+// order of struct Command.
+// clang-format off
+const std::vector<Command>& Commands() {
+  static const auto* commands = new std::vector<Command>{
+      {"boards", "", "List the boards.", 0, 0, {},
+       [](const Invocation& in) {
+         return Call(in, NoArguments<v1::ListBoardsRequest>(), &Stub::ListBoards,
+                     PrintBoards);
+       }},
+      {"board-create", "NAME [--description D]",
+       "Create a board; NAME matches [a-z0-9_-]{1,64}.", 1, 1, {kDescription},
+       [](const Invocation& in) {
+         return Call(in, BuildCreateBoard(in.args), &Stub::CreateBoard, PrintBoard);
+       }},
+      {"create",
+       "--title T [--board B] [--body TEXT | --body-file PATH] [--priority N] "
+       "[--label L]... [--assignee A] [--parent ID]... [--max-attempts N] "
+       "[--not-before RFC3339] [--idempotency-key K] [--triage]",
+       "Create a task (--body-file - reads stdin).", 0, 0,
+       {kTitle, kBoard, kBody, kBodyFile, kPriority, kLabel, kAssignee, kParent,
+        kMaxAttempts, kNotBefore, kIdempotencyKey, kTriage},
+       [](const Invocation& in) {
+         return Call(in, BuildCreateTask(in.args), &Stub::CreateTask, PrintTask);
+       }},
+      {"get", "ID", "Show one task.", 1, 1, {},
+       [](const Invocation& in) {
+         return Call(in, BuildGetTask(in.args), &Stub::GetTask, PrintTask);
+       }},
+      {"list",
+       "[--board B] [--status S]... [--assignee A] [--label L] [--page-size N] "
+       "[--page-token T] [--all]",
+       "List tasks, highest priority first, then oldest; --all fetches every page.",
+       0, 0, {kBoard, kStatus, kAssignee, kLabel, kPageSize, kPageToken, kAll},
+       RunList},
+      {"update",
+       "ID [--title T] [--body B] [--priority N] [--assignee A] [--label L]... "
+       "[--clear-labels] [--expected-version N]",
+       "Change a task's fields; --label replaces all labels.", 1, 1,
+       {kTitle, kBody, kPriority, kAssignee, kLabel, kClearLabels, kExpectedVersion},
+       [](const Invocation& in) {
+         return Call(in, BuildUpdateTask(in.args), &Stub::UpdateTask, PrintTask);
+       }},
+      {"move", "ID STATUS [--expected-version N] [--reason R]",
+       "Move a task; STATUS is triage, todo, ready, running, blocked, review, done "
+       "or archived.",
+       2, 2, {kExpectedVersion, kReason},
+       [](const Invocation& in) {
+         return Call(in, BuildMoveTask(in.args), &Stub::MoveTask, PrintTask);
+       }},
+      {"link", "PARENT_ID CHILD_ID", "Make CHILD_ID wait for PARENT_ID.", 2, 2, {},
+       [](const Invocation& in) {
+         return Call(in, BuildLinkTasks(in.args), &Stub::LinkTasks, PrintTask);
+       }},
+      {"unlink", "PARENT_ID CHILD_ID", "Remove a link made by link.", 2, 2, {},
+       [](const Invocation& in) {
+         return Call(in, BuildUnlinkTasks(in.args), &Stub::UnlinkTasks, PrintTask);
+       }},
+      {"comment", "ID BODY [--author A]",
+       "Comment on a task (author: --author, else $USER, else cli).", 2, 2, {kAuthor},
+       [](const Invocation& in) {
+         return Call(in, BuildAddComment(in.args), &Stub::AddComment, PrintComment);
+       }},
+      {"comments", "ID", "Show a task's comments, oldest first.", 1, 1, {},
+       [](const Invocation& in) {
+         return Call(in, BuildListComments(in.args), &Stub::ListComments,
+                     PrintComments);
+       }},
+      {"info", "", "Show the server's version and database settings.", 0, 0, {},
+       [](const Invocation& in) {
+         return Call(in, NoArguments<v1::GetServerInfoRequest>(), &Stub::GetServerInfo,
+                     PrintServerInfo);
+       }},
+      {"help", "[COMMAND]", "Show this help, or one command's usage.", 0, 1, {},
+       RunHelp},
+  };
+  return *commands;
+}
+// clang-format on
+
+const Command* FindCommand(absl::string_view name) {
+  const std::vector<Command>& commands = Commands();
+  auto it = std::find_if(commands.begin(), commands.end(),
+                         [&](const Command& c) { return name == c.name; });
+  return it == commands.end() ? nullptr : &*it;
+}
+
+void PrintHelp(std::ostream& out) {
+  out << "kanbanctl: command-line client of the kanban task board.\n\n"
+         "usage: kanbanctl [--server ADDR] [--json] [--timeout SECONDS] "
+         "COMMAND [ARGS...]\n\n"
+         "global flags (also accepted after the command; --flag=value works "
+         "too):\n"
+         "  --server ADDR      server address (default: $KANBAN_SERVER, else "
+         "127.0.0.1:7300)\n"
+         "  --json             print each response as one line of JSON\n"
+         "  --timeout SECONDS  deadline of each call (default: 10)\n"
+         "  --help, -h         show this help (after a command: its usage)\n"
+         "  --version          show the version\n\n"
+         "commands:\n";
+  for (const Command& command : Commands()) {
+    out << "  " << command.name << (*command.usage ? " " : "") << command.usage
+        << "\n      " << command.summary << "\n";
+  }
+  out << "\nexit status: 0 success, 1 the server returned an error "
+         "(printed as \"error: CODE: message\"), 2 usage error.\n";
+}
+
+void PrintCommandHelp(const Command& command, std::ostream& out) {
+  out << "usage: kanbanctl " << command.name << (*command.usage ? " " : "")
+      << command.usage << "\n  " << command.summary << "\n";
+}
+
+int UsageFailure(const Command* command, absl::string_view message, std::ostream& err) {
+  err << "usage error: " << message << "\n";
+  if (command != nullptr) {
+    err << "usage: kanbanctl " << command->name << (*command->usage ? " " : "")
+        << command->usage << "\n";
+  } else {
+    err << "run 'kanbanctl help' for the list of commands\n";
+  }
+  return kExitUsage;
+}
+
+}  // namespace kanban::client

@@ -46,6 +46,24 @@ void TimeToProto(absl::Time t, google::protobuf::Timestamp* out) {
   out->set_nanos(static_cast<int32_t>(rest * 1000));
 }
 
+absl::StatusOr<absl::Duration> DurationFromProto(const google::protobuf::Duration& d,
+                                                 absl::string_view field) {
+  // Protobuf's own bounds: about 10,000 years, nanos with the seconds' sign.
+  constexpr int64_t kMaxDurationSeconds = 315576000000;
+  if (d.seconds() < 0 || d.nanos() < 0 || d.seconds() > kMaxDurationSeconds ||
+      d.nanos() >= 1000000000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be a non-negative duration"));
+  }
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+void DurationToProto(absl::Duration d, google::protobuf::Duration* out) {
+  int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
 absl::StatusOr<storage::NewTask> FromProto(const v1::CreateTaskRequest& r) {
   storage::NewTask task;
   task.board = r.board();
@@ -112,6 +130,25 @@ storage::NewComment FromProto(const v1::AddCommentRequest& r) {
   return storage::NewComment{r.task_id(), r.author(), r.body()};
 }
 
+absl::StatusOr<storage::ClaimRequest> FromProto(const v1::ClaimTaskRequest& r) {
+  storage::ClaimRequest claim;
+  claim.board = r.board();
+  claim.worker_id = r.worker_id();
+  KANBAN_ASSIGN_OR_RETURN(claim.lease_duration,
+                          DurationFromProto(r.lease_duration(), "lease_duration"));
+  claim.labels = Strings(r.labels());
+  claim.assignee = r.assignee();
+  return claim;
+}
+
+std::vector<storage::HeldLease> FromProto(
+    const google::protobuf::RepeatedPtrField<v1::HeldLease>& leases) {
+  std::vector<storage::HeldLease> out;
+  out.reserve(leases.size());
+  for (const v1::HeldLease& l : leases) out.push_back({l.task_id(), l.lease_token()});
+  return out;
+}
+
 void ToProto(const storage::Task& t, v1::Task* out) {
   out->set_id(t.id);
   out->set_board(t.board);
@@ -131,6 +168,47 @@ void ToProto(const storage::Task& t, v1::Task* out) {
   out->set_result(t.result);
   out->set_last_error(t.last_error);
   out->set_idempotency_key(t.idempotency_key);
+  out->set_worker_id(t.worker_id);
+  if (t.lease_expires_at.has_value()) {
+    TimeToProto(*t.lease_expires_at, out->mutable_lease_expires_at());
+  }
+}
+
+void ToProto(const storage::Lease& l, v1::Lease* out) {
+  out->set_token(l.token);
+  out->set_task_id(l.task_id);
+  out->set_worker_id(l.worker_id);
+  out->set_attempt(l.attempt);
+  TimeToProto(l.expires_at, out->mutable_expires_at());
+  DurationToProto(l.duration, out->mutable_duration());
+}
+
+void ToProto(const storage::ClaimResult& result, v1::ClaimTaskResponse* out) {
+  if (!result.claim.has_value()) return;
+  ToProto(result.claim->task, out->mutable_task());
+  ToProto(result.claim->lease, out->mutable_lease());
+}
+
+void ToProto(const std::vector<storage::LeaseStatus>& statuses,
+             v1::HeartbeatResponse* out) {
+  for (const storage::LeaseStatus& s : statuses) {
+    v1::LeaseStatus* status = out->add_leases();
+    status->set_task_id(s.task_id);
+    status->set_lease_token(s.token);
+    status->set_state(s.extended ? v1::LeaseStatus::EXTENDED : v1::LeaseStatus::LOST);
+    if (s.extended) TimeToProto(s.expires_at, status->mutable_expires_at());
+    status->set_reason(s.reason);
+  }
+}
+
+void ToProto(const std::vector<storage::Worker>& workers, v1::ListWorkersResponse* out) {
+  for (const storage::Worker& w : workers) {
+    v1::Worker* worker = out->add_workers();
+    worker->set_worker_id(w.worker_id);
+    TimeToProto(w.first_seen, worker->mutable_first_seen());
+    TimeToProto(w.last_seen, worker->mutable_last_seen());
+    worker->mutable_task_ids()->Assign(w.task_ids.begin(), w.task_ids.end());
+  }
 }
 
 void ToProto(const storage::Board& b, v1::Board* out) {

@@ -2,33 +2,16 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "service/claim_reactor.h"
 #include "service/convert.h"
 #include "service/grpc_status.h"
+#include "service/reply.h"
 
 namespace kanban::service {
-namespace {
 
-// The Store callback that fills `response` and finishes the call. Runs on a
-// storage thread; Finish does not block.
-template <typename T, typename Response>
-storage::Done<T> Reply(grpc::ServerUnaryReactor* reactor, Response* response) {
-  return [reactor, response](absl::StatusOr<T> result) {
-    if (result.ok()) ToProto(*result, response);
-    reactor->Finish(ToGrpcStatus(result.status()));
-  };
-}
-
-grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* ctx,
-                                 const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-}  // namespace
-
-KanbanServiceImpl::KanbanServiceImpl(storage::Store* store)
-    : store_(store), started_(absl::Now()) {}
+KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters)
+    : store_(store), waiters_(waiters), started_(absl::Now()) {}
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::CreateBoard(
     grpc::CallbackServerContext* ctx, const v1::CreateBoardRequest* request,
@@ -126,6 +109,58 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::ListComments(
   auto* reactor = ctx->DefaultReactor();
   store_->ListComments(request->task_id(),
                        Reply<std::vector<storage::Comment>>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
+    grpc::CallbackServerContext* ctx, const v1::ClaimTaskRequest* request,
+    v1::ClaimTaskResponse* response) {
+  absl::StatusOr<storage::ClaimRequest> claim = FromProto(*request);
+  if (!claim.ok()) return Reject(ctx, claim.status());
+  absl::StatusOr<absl::Duration> wait = DurationFromProto(request->wait(), "wait");
+  if (!wait.ok()) return Reject(ctx, wait.status());
+  if (*wait > kMaxClaimWait) {
+    return Reject(ctx, absl::InvalidArgumentError(absl::StrCat(
+                           "wait: at most ", absl::FormatDuration(kMaxClaimWait),
+                           ", got ", absl::FormatDuration(*wait))));
+  }
+  // Answer (empty) a little before the caller's own deadline, so that it
+  // hears "nothing yet" instead of DEADLINE_EXCEEDED.
+  absl::Time deadline = absl::Now() + *wait;
+  absl::Time client_deadline = absl::FromChrono(ctx->deadline());
+  if (client_deadline < deadline + absl::Milliseconds(100)) {
+    deadline = std::max(absl::Now(), client_deadline - absl::Milliseconds(100));
+  }
+  auto* reactor =
+      new ClaimReactor(store_, waiters_, *std::move(claim), deadline, response);
+  reactor->Attempt();
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::CompleteTask(
+    grpc::CallbackServerContext* ctx, const v1::CompleteTaskRequest* request,
+    v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->CompleteTask({request->task_id(), request->lease_token()}, request->result(),
+                       Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::FailTask(grpc::CallbackServerContext* ctx,
+                                                      const v1::FailTaskRequest* request,
+                                                      v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->FailTask({request->task_id(), request->lease_token()}, request->error(),
+                   request->retry(), Reply<storage::Task>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KanbanServiceImpl::ReleaseTask(
+    grpc::CallbackServerContext* ctx, const v1::ReleaseTaskRequest* request,
+    v1::Task* response) {
+  auto* reactor = ctx->DefaultReactor();
+  store_->ReleaseTask({request->task_id(), request->lease_token()},
+                      Reply<storage::Task>(reactor, response));
   return reactor;
 }
 

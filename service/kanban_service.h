@@ -8,14 +8,19 @@
 
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "service/claim_waiters.h"
 #include "storage/store.h"
 
 namespace kanban::service {
 
 class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
  public:
-  // `store` is not owned and must outlive the server. Thread-safe.
-  explicit KanbanServiceImpl(storage::Store* store);
+  // At most this long may a ClaimTask wait for work.
+  static constexpr absl::Duration kMaxClaimWait = absl::Seconds(30);
+
+  // `store` and `waiters` are not owned and must outlive the server.
+  // Thread-safe.
+  KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters);
 
   grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
                                         const v1::CreateBoardRequest* request,
@@ -50,12 +55,25 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   grpc::ServerUnaryReactor* ListComments(grpc::CallbackServerContext* ctx,
                                          const v1::ListCommentsRequest* request,
                                          v1::ListCommentsResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimTask(grpc::CallbackServerContext* ctx,
+                                      const v1::ClaimTaskRequest* request,
+                                      v1::ClaimTaskResponse* response) override;
+  grpc::ServerUnaryReactor* CompleteTask(grpc::CallbackServerContext* ctx,
+                                         const v1::CompleteTaskRequest* request,
+                                         v1::Task* response) override;
+  grpc::ServerUnaryReactor* FailTask(grpc::CallbackServerContext* ctx,
+                                     const v1::FailTaskRequest* request,
+                                     v1::Task* response) override;
+  grpc::ServerUnaryReactor* ReleaseTask(grpc::CallbackServerContext* ctx,
+                                        const v1::ReleaseTaskRequest* request,
+                                        v1::Task* response) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
 
  private:
   storage::Store* const store_;
+  ClaimWaiters* const waiters_;
   const absl::Time started_;
 };
 

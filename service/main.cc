@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "service/log.h"
@@ -27,6 +28,11 @@ ABSL_FLAG(std::string, port_file, "",
           "write the bound port to this file once serving (for tests and scripts)");
 ABSL_FLAG(int, readers, 2, "read-only SQLite connections (reader threads)");
 ABSL_FLAG(int, max_batch, 1024, "most mutations the writer commits in one transaction");
+ABSL_FLAG(absl::Duration, sweep_interval, absl::Seconds(1),
+          "how often expired leases are reclaimed (e.g. 1s, 250ms)");
+ABSL_FLAG(absl::Duration, backoff_base, absl::Seconds(1),
+          "retry delay after the first failed or expired attempt; doubles each time");
+ABSL_FLAG(absl::Duration, backoff_cap, absl::Minutes(5), "longest retry delay");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long calls in flight may take before they are cancelled");
 
@@ -110,6 +116,16 @@ int main(int argc, char** argv) {
   options.store.durability = *durability;
   options.store.reader_threads = absl::GetFlag(FLAGS_readers);
   options.store.max_batch = absl::GetFlag(FLAGS_max_batch);
+  options.store.sweep_interval = absl::GetFlag(FLAGS_sweep_interval);
+  options.store.retry.backoff_base = absl::GetFlag(FLAGS_backoff_base);
+  options.store.retry.backoff_cap = absl::GetFlag(FLAGS_backoff_cap);
+  if (options.store.sweep_interval <= absl::ZeroDuration() ||
+      options.store.retry.backoff_base <= absl::ZeroDuration() ||
+      options.store.retry.backoff_cap < options.store.retry.backoff_base) {
+    LogError("sweep_interval and backoff_base must be positive, and backoff_cap at least "
+             "backoff_base");
+    return kExitConfig;
+  }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
       kanban::service::Server::Start(options);
   if (!server.ok()) {

@@ -12,11 +12,22 @@ namespace kanban::service {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   std::unique_ptr<Server> server(new Server());
+  server->waiters_ = std::make_unique<ClaimWaiters>();
+  // Committed events wake waiting claims, then go wherever the caller sent
+  // them.
+  auto forward = std::move(options.store.on_commit);
+  options.store.on_commit = [waiters = server->waiters_.get(),
+                             forward](std::vector<storage::Event> events) {
+    waiters->OnCommit(events);
+    if (forward) forward(std::move(events));
+  };
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  server->kanban_ = std::make_unique<KanbanServiceImpl>(server->store_.get());
+  server->kanban_ =
+      std::make_unique<KanbanServiceImpl>(server->store_.get(), server->waiters_.get());
+  server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
   server->health_ = std::make_unique<HealthServiceImpl>();
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -27,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.RegisterService(server->kanban_.get());
+  builder.RegisterService(server->heartbeat_.get());
   builder.RegisterService(server->health_.get());
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->port_ == 0) {
@@ -45,6 +57,7 @@ void Server::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   if (grpc_) {
     health_->Shutdown();
+    waiters_->Shutdown();  // Waiting claims answer now instead of at their deadline.
     grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
     grpc_->Wait();
   }

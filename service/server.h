@@ -10,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "service/claim_waiters.h"
 #include "service/health_service.h"
+#include "service/heartbeat_service.h"
 #include "service/kanban_service.h"
 #include "storage/store.h"
 
@@ -41,8 +43,10 @@ class Server {
  private:
   Server() = default;
 
+  std::unique_ptr<ClaimWaiters> waiters_;  // Outlives the store's callbacks.
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<KanbanServiceImpl> kanban_;
+  std::unique_ptr<HeartbeatServiceImpl> heartbeat_;
   std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;

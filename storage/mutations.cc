@@ -7,45 +7,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "storage/ids.h"
+#include "storage/lease_mutations.h"
 #include "storage/rules.h"
 #include "storage/status_macros.h"
+#include "storage/mutation_util.h"
 #include "storage/task_sql.h"
 
 namespace kanban::storage::mutations {
 namespace {
-
-absl::Status CheckVersion(const Task& task, int64_t expected) {
-  if (expected != 0 && expected != task.version) {
-    return absl::AbortedError(absl::StrFormat(
-        "expected_version %d does not match task %s's current version %d",
-        expected, task.id, task.version));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status AppendEvent(WriteContext& ctx, const std::string& task_id,
-                         absl::string_view kind, absl::string_view reason = "") {
-  KANBAN_ASSIGN_OR_RETURN(int64_t seq,
-                          sql::InsertTaskEvent(ctx.db(), task_id, kind, ctx.now(), reason));
-  ctx.AddEvent(seq);
-  return absl::OkStatus();
-}
-
-// Moves every child of `parent` that is in `from` (and, for promotion, has
-// all its parents finished) to `to`, one event `kind` each.
-absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
-                               TaskStatus from, TaskStatus to, absl::string_view kind) {
-  KANBAN_ASSIGN_OR_RETURN(
-      std::vector<std::string> children,
-      sql::ChildrenInStatus(ctx.db(), parent, from,
-                            /*only_unblocked=*/to == TaskStatus::kReady));
-  for (const std::string& child : children) {
-    KANBAN_RETURN_IF_ERROR(sql::SetStatus(ctx.db(), child, to, ctx.now()));
-    KANBAN_RETURN_IF_ERROR(
-        AppendEvent(ctx, child, kind, absl::StrCat("parent ", parent)));
-  }
-  return absl::OkStatus();
-}
 
 void HashBytes(uint64_t& h, absl::string_view bytes) {
   // Length first, so field boundaries cannot be confused.
@@ -196,16 +165,12 @@ absl::StatusOr<Task> MoveTask(WriteContext& ctx, const TaskMove& move) {
   }
   KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, task.id, to, ctx.now()));
   KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "moved", move.reason));
-  if (IsFinished(to) && !IsFinished(from)) {
-    KANBAN_RETURN_IF_ERROR(CascadeToChildren(ctx, task.id, TaskStatus::kTodo,
-                                             TaskStatus::kReady, "promoted"));
-  } else if (IsFinished(from) && !IsFinished(to)) {
-    // Reopened: children that became READY because of this task wait again.
-    // Deeper descendants need no change: an unfinished task's children are
-    // never READY, so the invariant holds one level down already.
-    KANBAN_RETURN_IF_ERROR(CascadeToChildren(ctx, task.id, TaskStatus::kReady,
-                                             TaskStatus::kTodo, "demoted"));
+  if (from == TaskStatus::kRunning) {
+    // An operator stopped running work: the holder's lease ends now, and its
+    // next heartbeat or completion is told "cancelled".
+    KANBAN_RETURN_IF_ERROR(CancelLease(ctx, task.id));
   }
+  KANBAN_RETURN_IF_ERROR(CascadeStatusChange(ctx, task.id, from, to));
   return sql::LoadTask(db, task.id);
 }
 

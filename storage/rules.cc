@@ -233,6 +233,40 @@ absl::Status ValidateTaskFilter(const TaskFilter& filter) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateWorkerId(absl::string_view id, absl::string_view field) {
+  if (id.empty()) return Invalid(field, "must not be empty");
+  if (HasControlCharacter(id)) return Invalid(field, "must not contain control characters");
+  return CheckLength(field, id, kMaxWorkerIdChars);
+}
+
+absl::Status ValidateClaimRequest(const ClaimRequest& request) {
+  if (!request.board.empty()) {
+    if (auto s = ValidateBoardName(request.board, "board"); !s.ok()) return s;
+  }
+  if (auto s = ValidateWorkerId(request.worker_id, "worker_id"); !s.ok()) return s;
+  if (request.lease_duration != absl::ZeroDuration() &&
+      (request.lease_duration < kMinLease || request.lease_duration > kMaxLease)) {
+    return Invalid("lease_duration",
+                   absl::StrCat("must be 0 (default 60s) or 1s to 1h, got ",
+                                absl::FormatDuration(request.lease_duration)));
+  }
+  if (auto s = ValidateLabels("labels", request.labels); !s.ok()) return s;
+  return CheckLength("assignee", request.assignee, kMaxAssigneeChars);
+}
+
+absl::Status ValidateHeldLease(const HeldLease& lease, absl::string_view field) {
+  const std::string prefix = field.empty() ? "" : absl::StrCat(field, ".");
+  if (auto s = ValidateTaskId(lease.task_id, prefix + "task_id"); !s.ok()) return s;
+  if (lease.token.empty() || lease.token.size() > 128) {
+    return Invalid(prefix + "lease_token", "must be the token ClaimTask returned");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateOutcomeText(absl::string_view text, absl::string_view field) {
+  return ValidateBody(field, text);
+}
+
 absl::Status CheckManualMove(TaskStatus from, TaskStatus to) {
   using S = TaskStatus;
   bool allowed = false;

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "storage/types.h"
 
 namespace kanban::storage {
@@ -26,6 +27,10 @@ inline constexpr int32_t kDefaultMaxAttempts = 3;
 inline constexpr int32_t kMaxMaxAttempts = 1000;
 inline constexpr int32_t kDefaultPageSize = 100;
 inline constexpr int32_t kMaxPageSize = 1000;
+inline constexpr int kMaxWorkerIdChars = 128;
+inline constexpr int kMaxHeartbeatLeases = 1000;
+inline constexpr absl::Duration kMinLease = absl::Seconds(1);
+inline constexpr absl::Duration kMaxLease = absl::Hours(1);
 
 // "TRIAGE", "READY", ... as in the proto enum.
 absl::string_view StatusName(TaskStatus status);
@@ -45,6 +50,12 @@ absl::Status ValidateTaskMove(const TaskMove& move);
 absl::Status ValidateNewComment(const NewComment& comment);
 absl::Status ValidateTaskFilter(const TaskFilter& filter);
 absl::Status ValidateTaskId(absl::string_view id, absl::string_view field);
+absl::Status ValidateClaimRequest(const ClaimRequest& request);
+// `field` prefixes the names, e.g. "leases[3]".
+absl::Status ValidateHeldLease(const HeldLease& lease, absl::string_view field);
+absl::Status ValidateWorkerId(absl::string_view id, absl::string_view field);
+// A task's result or error text: at most 64 KiB, no NUL.
+absl::Status ValidateOutcomeText(absl::string_view text, absl::string_view field);
 
 // FAILED_PRECONDITION naming both statuses unless `from` -> `to` is an
 // allowed manual move.

@@ -79,6 +79,32 @@ CREATE TABLE events (
 );
 CREATE INDEX events_board ON events(board, seq);
 )sql",
+      // 2: leases (kept after they end, for a while, so a late call can be
+      // told why its lease was lost) and workers.
+      R"sql(
+CREATE TABLE leases (
+  token       TEXT PRIMARY KEY,
+  task_id     TEXT NOT NULL REFERENCES tasks(id),
+  worker_id   TEXT NOT NULL,
+  attempt     INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  acquired_at INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  ended_at    INTEGER,
+  end_reason  TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX leases_active_task ON leases(task_id) WHERE ended_at IS NULL;
+CREATE INDEX leases_active_expiry ON leases(expires_at) WHERE ended_at IS NULL;
+CREATE INDEX leases_active_worker ON leases(worker_id) WHERE ended_at IS NULL;
+CREATE INDEX leases_ended ON leases(ended_at) WHERE ended_at IS NOT NULL;
+
+CREATE TABLE workers (
+  worker_id  TEXT PRIMARY KEY,
+  first_seen INTEGER NOT NULL,
+  last_seen  INTEGER NOT NULL,
+  last_board TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql",
   };
   return *migrations;
 }

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "storage/lease_sql.h"
 #include "storage/mutations.h"
 #include "storage/rules.h"
 #include "storage/schema.h"
@@ -32,12 +33,20 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   writer_options.on_commit = opts.on_commit;
   writer_options.load_events = &sql::LoadEvents;
   store->writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
+  if (opts.sweep_interval > absl::ZeroDuration()) {
+    store->sweeper_ = std::thread([s = store.get()] { s->SweepLoop(); });
+  }
   return store;
 }
 
 Store::~Store() { Close(); }
 
 void Store::Close() {
+  {
+    absl::MutexLock lock(&sweep_mu_);
+    sweep_stop_ = true;
+  }
+  if (sweeper_.joinable()) sweeper_.join();
   // Writes first: a queued write may be followed by reads its caller issues
   // from the callback, which then get UNAVAILABLE from the closed pool.
   if (writer_) writer_->Close();
@@ -123,6 +132,83 @@ void Store::AddComment(NewComment comment, Done<Comment> done) {
   Write<Comment>([comment = std::move(comment)](WriteContext& ctx) {
     return mutations::AddComment(ctx, comment);
   }, std::move(done));
+}
+
+void Store::SweepLoop() {
+  absl::MutexLock lock(&sweep_mu_);
+  while (!sweep_mu_.AwaitWithTimeout(absl::Condition(&sweep_stop_),
+                                     options_.sweep_interval)) {
+    sweep_mu_.Unlock();
+    // Wait for the sweep to commit, so sweeps never pile up in the queue.
+    (void)Await<SweepResult>([&](auto done) { Sweep(done); });
+    sweep_mu_.Lock();
+  }
+}
+
+void Store::ClaimTask(ClaimRequest request, Done<ClaimResult> done) {
+  if (absl::Status s = ValidateClaimRequest(request); !s.ok()) return done(s);
+  Write<ClaimResult>([request = std::move(request), this](WriteContext& ctx) {
+    return mutations::ClaimTask(ctx, request, options_.retry);
+  }, std::move(done));
+}
+
+void Store::CompleteTask(HeldLease lease, std::string result, Done<Task> done) {
+  if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
+  if (absl::Status s = ValidateOutcomeText(result, "result"); !s.ok()) return done(s);
+  Write<Task>([lease = std::move(lease), result = std::move(result)](WriteContext& ctx) {
+    return mutations::CompleteTask(ctx, lease, result);
+  }, std::move(done));
+}
+
+void Store::FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done) {
+  if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
+  if (absl::Status s = ValidateOutcomeText(error, "error"); !s.ok()) return done(s);
+  Write<Task>([lease = std::move(lease), error = std::move(error), retry,
+               this](WriteContext& ctx) {
+    return mutations::FailTask(ctx, lease, error, retry, options_.retry);
+  }, std::move(done));
+}
+
+void Store::ReleaseTask(HeldLease lease, Done<Task> done) {
+  if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
+  Write<Task>([lease = std::move(lease)](WriteContext& ctx) {
+    return mutations::ReleaseTask(ctx, lease);
+  }, std::move(done));
+}
+
+void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
+                      Done<std::vector<LeaseStatus>> done) {
+  if (absl::Status s = ValidateWorkerId(worker_id, "worker_id"); !s.ok()) return done(s);
+  if (static_cast<int>(leases.size()) > kMaxHeartbeatLeases) {
+    return done(absl::InvalidArgumentError(
+        absl::StrCat("leases: at most ", kMaxHeartbeatLeases, " per heartbeat")));
+  }
+  for (size_t i = 0; i < leases.size(); ++i) {
+    if (absl::Status s = ValidateHeldLease(leases[i], absl::StrCat("leases[", i, "]"));
+        !s.ok()) {
+      return done(s);
+    }
+  }
+  Write<std::vector<LeaseStatus>>(
+      [worker_id = std::move(worker_id), leases = std::move(leases)](WriteContext& ctx) {
+        return mutations::Heartbeat(ctx, worker_id, leases);
+      },
+      std::move(done));
+}
+
+void Store::Sweep(Done<SweepResult> done) {
+  Write<SweepResult>(
+      [this](WriteContext& ctx) { return mutations::Sweep(ctx, options_.retry); },
+      std::move(done));
+}
+
+void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done) {
+  if (!board.empty()) {
+    if (absl::Status s = ValidateBoardName(board, "board"); !s.ok()) return done(s);
+  }
+  Read<std::vector<Worker>>(
+      [board = std::move(board)](Connection& db) { return sql::ListWorkers(db, board); },
+      std::move(done));
 }
 
 void Store::ListBoards(Done<std::vector<Board>> done) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,6 +21,7 @@
 #include "storage/clock.h"
 #include "storage/durability.h"
 #include "storage/file_lock.h"
+#include "storage/lease_mutations.h"
 #include "storage/reader_pool.h"
 #include "storage/types.h"
 #include "storage/writer.h"
@@ -38,6 +40,10 @@ class Store {
     int max_batch = 1024;             // Mutations per commit. Default: 1024.
     Clock* clock = SystemClock();     // Not owned. Default: the system clock.
     std::string vfs;                  // SQLite VFS name. Default: SQLite's.
+    mutations::RetryPolicy retry;     // Leases and backoff. Default: see there.
+    // How often the sweeper reclaims expired leases; zero turns the sweeper
+    // thread off (tests call Sweep themselves). Default: 1 s.
+    absl::Duration sweep_interval = absl::Seconds(1);
     // Called on the writer thread with each commit's events, in seq order,
     // after the callers were answered. Must not block. Default: none.
     std::function<void(std::vector<Event>)> on_commit;
@@ -63,7 +69,19 @@ class Store {
   void UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done);
   void AddComment(NewComment comment, Done<Comment> done);
 
+  // ---- The worker protocol (writes). ----
+  void ClaimTask(ClaimRequest request, Done<ClaimResult> done);
+  void CompleteTask(HeldLease lease, std::string result, Done<Task> done);
+  void FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done);
+  void ReleaseTask(HeldLease lease, Done<Task> done);
+  // Heartbeats write no events.
+  void Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
+                 Done<std::vector<LeaseStatus>> done);
+  // Reclaims expired leases now (the sweeper calls this every interval).
+  void Sweep(Done<SweepResult> done);
+
   // ---- Reads: see every write whose callback has run. ----
+  void ListWorkers(std::string board, Done<std::vector<Worker>> done);
   void ListBoards(Done<std::vector<Board>> done);
   void GetTask(std::string id, Done<Task> done);
   void ListTasks(TaskFilter filter, Done<TaskPage> done);
@@ -75,6 +93,8 @@ class Store {
   // The pragmas in force on the writer connection, read back at open.
   const DurabilityInfo& durability() const { return durability_; }
   const std::string& path() const { return options_.path; }
+  // The clock leases and timestamps follow. Not owned.
+  Clock* clock() const { return options_.clock; }
   // Batches and mutations committed so far (group commit at work).
   int64_t writer_batches() const { return writer_->batches(); }
   int64_t writer_mutations() const { return writer_->mutations(); }
@@ -93,6 +113,13 @@ class Store {
   std::unique_ptr<FileLock> lock_;  // Released last.
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<ReaderPool> readers_;
+
+  // The sweeper thread: asks the writer to Sweep every interval; it never
+  // writes on its own.
+  void SweepLoop() ABSL_LOCKS_EXCLUDED(sweep_mu_);
+  absl::Mutex sweep_mu_;
+  bool sweep_stop_ ABSL_GUARDED_BY(sweep_mu_) = false;
+  std::thread sweeper_;
 };
 
 // Calls `start` with a callback and waits for it: for tests and tools, never

@@ -45,8 +45,12 @@ constexpr Field kTaskFields[] = {
     {"result", "t.result"},
     {"last_error", "t.last_error"},
     {"idempotency_key", "COALESCE(t.idempotency_key, '')"},
+    {"worker_id",
+     "COALESCE((SELECT l.worker_id FROM leases l"
+     " WHERE l.task_id = t.id AND l.ended_at IS NULL), '')"},
+    {"lease_expires_at",
+     "(SELECT l.expires_at FROM leases l WHERE l.task_id = t.id AND l.ended_at IS NULL)"},
 };
-constexpr int kTaskFieldCount = sizeof(kTaskFields) / sizeof(kTaskFields[0]);
 
 const std::string& TaskColumns() {
   static const auto* s = new std::string([] {
@@ -113,6 +117,9 @@ absl::StatusOr<Task> ReadTask(const Statement& row, int first) {
   t.result = row.ColumnText(c++);
   t.last_error = row.ColumnText(c++);
   t.idempotency_key = row.ColumnText(c++);
+  t.worker_id = row.ColumnText(c++);
+  if (!row.ColumnIsNull(c)) t.lease_expires_at = FromMicros(row.ColumnInt(c));
+  ++c;
   return t;
 }
 

@@ -45,6 +45,18 @@ struct Task {
   std::string result;
   std::string last_error;
   std::string idempotency_key;
+  // The active lease's holder and expiry, while RUNNING.
+  std::string worker_id;
+  std::optional<absl::Time> lease_expires_at;
+};
+
+struct Lease {
+  std::string token;
+  std::string task_id;
+  std::string worker_id;
+  int32_t attempt = 0;
+  absl::Duration duration = absl::ZeroDuration();
+  absl::Time expires_at = absl::UnixEpoch();
 };
 
 struct Board {
@@ -123,6 +135,58 @@ struct NewComment {
   std::string task_id;
   std::string author;
   std::string body;
+};
+
+struct ClaimRequest {
+  std::string board;  // Empty means "default".
+  std::string worker_id;
+  absl::Duration lease_duration = absl::ZeroDuration();  // Zero: the default.
+  std::vector<std::string> labels;  // The task must carry all of them.
+  std::string assignee;
+};
+
+struct Claim {
+  Task task;
+  Lease lease;
+};
+
+struct ClaimResult {
+  std::optional<Claim> claim;  // Empty: nothing claimable now.
+  // The newest event seq the claim saw: a task that became claimable later
+  // has a larger seq, so a waiter registered with it cannot miss the wake-up.
+  int64_t observed_seq = 0;
+  // When nothing was claimable: the earliest not_before of a READY task on
+  // the board still in the future, if any.
+  std::optional<absl::Time> next_ready_at;
+};
+
+// A lease as a worker holds it.
+struct HeldLease {
+  std::string task_id;
+  std::string token;
+};
+
+struct LeaseStatus {
+  std::string task_id;
+  std::string token;
+  bool extended = false;
+  absl::Time expires_at = absl::UnixEpoch();  // When extended.
+  // When lost: completed, failed, released, reclaimed, cancelled, expired,
+  // not_held or unknown.
+  std::string reason;
+};
+
+struct Worker {
+  std::string worker_id;
+  absl::Time first_seen = absl::UnixEpoch();
+  absl::Time last_seen = absl::UnixEpoch();
+  std::vector<std::string> task_ids;
+};
+
+// What one sweep did.
+struct SweepResult {
+  int reclaimed = 0;  // Back to READY (or TODO) after a backoff.
+  int gave_up = 0;    // Out of attempts: BLOCKED.
 };
 
 // Effective durability settings, read back from the writer's connection.

@@ -1,0 +1,57 @@
+// One ClaimTask call: claims through the Store and, when nothing is
+// claimable and the caller asked to wait, parks in ClaimWaiters until a
+// commit (or time) may have made a task claimable, then claims again. Never
+// blocks a gRPC thread; finishes exactly once; deletes itself in OnDone.
+#ifndef KANBAN_SERVICE_CLAIM_REACTOR_H_
+#define KANBAN_SERVICE_CLAIM_REACTOR_H_
+
+#include <grpcpp/support/server_callback.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kanban/v1/kanban.pb.h"
+#include "service/claim_waiters.h"
+#include "storage/store.h"
+
+namespace kanban::service {
+
+class ClaimReactor final : public grpc::ServerUnaryReactor {
+ public:
+  // `store`, `waiters` and `response` must outlive the call. `deadline` is
+  // when an empty answer is due.
+  ClaimReactor(storage::Store* store, ClaimWaiters* waiters, storage::ClaimRequest request,
+               absl::Time deadline, v1::ClaimTaskResponse* response);
+
+  // Starts (or, after a wake-up, repeats) the claim.
+  void Attempt() ABSL_LOCKS_EXCLUDED(mu_);
+
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone() override { delete this; }
+
+ private:
+  enum class State { kClaiming, kWaiting, kFinished };
+
+  void OnResult(absl::StatusOr<storage::ClaimResult> result) ABSL_LOCKS_EXCLUDED(mu_);
+  // What to Finish with, if the call is over; otherwise parks or re-claims.
+  std::optional<grpc::Status> Decide(absl::StatusOr<storage::ClaimResult>& result)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  storage::Store* const store_;
+  ClaimWaiters* const waiters_;
+  const storage::ClaimRequest request_;
+  const absl::Time deadline_;
+  v1::ClaimTaskResponse* const response_;
+
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kClaiming;
+  uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_CLAIM_REACTOR_H_

@@ -1,0 +1,232 @@
+#include "storage/lease_mutations.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "storage/lease_sql.h"
+#include "storage/mutation_util.h"
+#include "storage/rules.h"
+#include "storage/status_macros.h"
+#include "storage/task_sql.h"
+
+namespace kanban::storage::mutations {
+namespace {
+
+std::string NewToken(absl::BitGen& gen) {
+  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen),
+                         absl::Uniform<uint64_t>(gen));
+}
+
+absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("lease lost: ", reason, " (task ", task_id, ")"));
+}
+
+// The active, unexpired lease `held` names, or FAILED_PRECONDITION saying
+// why it is not.
+absl::StatusOr<sql::LeaseRow> CheckLease(WriteContext& ctx, const HeldLease& held) {
+  KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> row,
+                          sql::FindLeaseByToken(ctx.db(), held.token));
+  if (!row.has_value() || row->lease.task_id != held.task_id) {
+    // Distinguish a task that does not exist from a token that is wrong.
+    KANBAN_RETURN_IF_ERROR(sql::LoadTask(ctx.db(), held.task_id).status());
+    return LeaseLost(held.task_id, "not the task's lease");
+  }
+  if (row->ended_at.has_value()) return LeaseLost(held.task_id, row->end_reason);
+  if (row->lease.expires_at <= ctx.now()) return LeaseLost(held.task_id, "expired");
+  return *std::move(row);
+}
+
+// Takes a RUNNING task off its lease: status `to`, counters as given.
+absl::StatusOr<Task> EndRun(WriteContext& ctx, const sql::LeaseRow& lease,
+                            absl::string_view end_reason, absl::string_view event,
+                            absl::string_view event_reason,
+                            const std::function<void(Task&)>& change) {
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), lease.lease.task_id));
+  KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease.lease.token, ctx.now(), end_reason));
+  const TaskStatus from = task.status;
+  change(task);
+  task.version += 1;
+  task.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), task));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, event, event_reason));
+  KANBAN_RETURN_IF_ERROR(CascadeStatusChange(ctx, task.id, from, task.status));
+  return sql::LoadTask(ctx.db(), task.id);
+}
+
+// Back to the queue after a failure or an expired lease: READY (or TODO when
+// a parent was reopened meanwhile) after a backoff while attempts are left,
+// else BLOCKED. Returns the event kind.
+absl::StatusOr<std::string> Requeue(WriteContext& ctx, Task& task, bool retry,
+                                    absl::string_view retry_event,
+                                    const RetryPolicy& policy) {
+  if (retry && task.attempt < task.max_attempts) {
+    KANBAN_ASSIGN_OR_RETURN(task.status, RunnableStatus(ctx, task.id));
+    task.not_before = ctx.now() + Backoff(task.attempt, policy, ctx.gen());
+    return std::string(retry_event);
+  }
+  task.status = TaskStatus::kBlocked;
+  return std::string(retry ? "gave_up" : "failed");
+}
+
+}  // namespace
+
+absl::Duration Backoff(int attempt, const RetryPolicy& policy, absl::BitGen& gen) {
+  absl::Duration delay = policy.backoff_base;
+  for (int i = 1; i < attempt && delay < policy.backoff_cap; ++i) delay *= 2;
+  delay = std::min(delay, policy.backoff_cap);
+  const absl::Duration half = delay / 2;
+  return half + absl::Microseconds(absl::Uniform<int64_t>(
+                    absl::IntervalClosed, gen, 0, absl::ToInt64Microseconds(half)));
+}
+
+absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& request,
+                                      const RetryPolicy& policy) {
+  Connection& db = ctx.db();
+  const std::string board =
+      request.board.empty() ? std::string(kDefaultBoard) : request.board;
+  KANBAN_ASSIGN_OR_RETURN(std::optional<Board> found, sql::FindBoard(db, board));
+  if (!found.has_value()) {
+    return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
+  }
+  ClaimResult result;
+  KANBAN_ASSIGN_OR_RETURN(
+      std::optional<std::string> id,
+      sql::FindClaimable(db, board, request.assignee, request.labels, ctx.now()));
+  if (!id.has_value()) {
+    KANBAN_ASSIGN_OR_RETURN(result.observed_seq, sql::LastEventSeq(db));
+    KANBAN_ASSIGN_OR_RETURN(result.next_ready_at, sql::NextReadyAt(db, board, ctx.now()));
+    return result;
+  }
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(db, *id));
+  task.status = TaskStatus::kRunning;
+  task.attempt += 1;
+  task.version += 1;
+  task.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, task));
+
+  Lease lease;
+  lease.token = NewToken(ctx.gen());
+  lease.task_id = task.id;
+  lease.worker_id = request.worker_id;
+  lease.attempt = task.attempt;
+  lease.duration = request.lease_duration > absl::ZeroDuration() ? request.lease_duration
+                                                                 : policy.default_lease;
+  lease.expires_at = ctx.now() + lease.duration;
+  KANBAN_RETURN_IF_ERROR(sql::InsertLease(db, lease, ctx.now()));
+  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(db, request.worker_id, ctx.now(), board));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "claimed",
+                                     absl::StrCat("worker ", request.worker_id)));
+  KANBAN_ASSIGN_OR_RETURN(Task claimed, sql::LoadTask(db, task.id));
+  result.observed_seq = ctx.event_seqs().back();
+  result.claim = Claim{std::move(claimed), std::move(lease)};
+  return result;
+}
+
+absl::StatusOr<Task> CompleteTask(WriteContext& ctx, const HeldLease& held,
+                                  const std::string& result) {
+  KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
+  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
+  return EndRun(ctx, lease, "completed", "completed", "", [&](Task& task) {
+    task.status = TaskStatus::kDone;
+    task.result = result;
+  });
+}
+
+absl::StatusOr<Task> FailTask(WriteContext& ctx, const HeldLease& held,
+                              const std::string& error, bool retry,
+                              const RetryPolicy& policy) {
+  KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
+  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), held.task_id));
+  task.last_error = error;
+  KANBAN_ASSIGN_OR_RETURN(std::string event, Requeue(ctx, task, retry, "failed", policy));
+  return EndRun(ctx, lease, "failed", event, "", [&](Task& t) {
+    t.status = task.status;
+    t.not_before = task.not_before;
+    t.last_error = task.last_error;
+  });
+}
+
+absl::StatusOr<Task> ReleaseTask(WriteContext& ctx, const HeldLease& held) {
+  KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
+  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
+  KANBAN_ASSIGN_OR_RETURN(TaskStatus back, RunnableStatus(ctx, held.task_id));
+  return EndRun(ctx, lease, "released", "released", "", [&](Task& task) {
+    task.status = back;
+    task.attempt = std::max(0, task.attempt - 1);  // A release is not a failure.
+  });
+}
+
+absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
+                                                   const std::string& worker_id,
+                                                   const std::vector<HeldLease>& leases) {
+  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), worker_id, ctx.now(), ""));
+  std::vector<LeaseStatus> statuses;
+  statuses.reserve(leases.size());
+  for (const HeldLease& held : leases) {
+    LeaseStatus status;
+    status.task_id = held.task_id;
+    status.token = held.token;
+    KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> row,
+                            sql::FindLeaseByToken(ctx.db(), held.token));
+    if (!row.has_value() || row->lease.task_id != held.task_id) {
+      status.reason = "unknown";
+    } else if (row->lease.worker_id != worker_id) {
+      status.reason = "not_held";
+    } else if (row->ended_at.has_value()) {
+      status.reason = row->end_reason;
+    } else if (row->lease.expires_at <= ctx.now()) {
+      status.reason = "expired";
+    } else {
+      status.extended = true;
+      status.expires_at = ctx.now() + row->lease.duration;
+      KANBAN_RETURN_IF_ERROR(sql::ExtendLease(ctx.db(), held.token, status.expires_at));
+    }
+    statuses.push_back(std::move(status));
+  }
+  return statuses;
+}
+
+absl::StatusOr<SweepResult> Sweep(WriteContext& ctx, const RetryPolicy& policy) {
+  SweepResult result;
+  KANBAN_ASSIGN_OR_RETURN(std::vector<sql::LeaseRow> expired,
+                          sql::ExpiredLeases(ctx.db(), ctx.now(), policy.sweep_limit));
+  for (const sql::LeaseRow& lease : expired) {
+    KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), lease.lease.task_id));
+    KANBAN_ASSIGN_OR_RETURN(std::string event,
+                            Requeue(ctx, task, /*retry=*/true, "reclaimed", policy));
+    if (event == "gave_up") {
+      task.last_error = absl::StrFormat("lease of worker %s expired on attempt %d of %d",
+                                        lease.lease.worker_id, task.attempt,
+                                        task.max_attempts);
+      ++result.gave_up;
+    } else {
+      ++result.reclaimed;
+    }
+    KANBAN_RETURN_IF_ERROR(
+        EndRun(ctx, lease, "reclaimed", event, absl::StrCat("worker ", lease.lease.worker_id),
+               [&](Task& t) {
+                 t.status = task.status;
+                 t.not_before = task.not_before;
+                 t.last_error = task.last_error;
+               })
+            .status());
+  }
+  KANBAN_RETURN_IF_ERROR(
+      sql::DeleteEndedLeases(ctx.db(), ctx.now() - policy.lease_history).status());
+  return result;
+}
+
+absl::Status CancelLease(WriteContext& ctx, const std::string& task_id) {
+  KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> lease,
+                          sql::FindActiveLease(ctx.db(), task_id));
+  if (!lease.has_value()) return absl::OkStatus();
+  KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease->lease.token, ctx.now(), "cancelled"));
+  return AppendEvent(ctx, task_id, "lease_cancelled",
+                     absl::StrCat("worker ", lease->lease.worker_id));
+}
+
+}  // namespace kanban::storage::mutations

@@ -1,0 +1,35 @@
+// Helpers shared by the write operations in mutations.cc and
+// lease_mutations.cc. Each runs inside the caller's savepoint.
+#ifndef KANBAN_STORAGE_MUTATION_UTIL_H_
+#define KANBAN_STORAGE_MUTATION_UTIL_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "storage/types.h"
+#include "storage/writer.h"
+
+namespace kanban::storage::mutations {
+
+// ABORTED carrying the current version when `expected` is set and differs.
+absl::Status CheckVersion(const Task& task, int64_t expected);
+
+// Appends an event with the task's current row as its snapshot and records
+// its seq for publication after commit.
+absl::Status AppendEvent(WriteContext& ctx, const std::string& task_id,
+                         absl::string_view kind, absl::string_view reason = "");
+
+// READY when every parent of `task_id` is finished, else TODO.
+absl::StatusOr<TaskStatus> RunnableStatus(WriteContext& ctx, const std::string& task_id);
+
+// After `task_id` went from `from` to `to`: finishing it promotes its
+// unblocked TODO children to READY; reopening it demotes its READY children.
+absl::Status CascadeStatusChange(WriteContext& ctx, const std::string& task_id,
+                                 TaskStatus from, TaskStatus to);
+
+}  // namespace kanban::storage::mutations
+
+#endif  // KANBAN_STORAGE_MUTATION_UTIL_H_

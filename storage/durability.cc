@@ -60,6 +60,10 @@ absl::Status ApplyDurability(Connection& db, const DurabilitySettings& settings)
     }
   }
   KANBAN_RETURN_IF_ERROR(db.Exec("PRAGMA foreign_keys=ON"));
+  // A batch touches many pages; with SQLite's default 2 MB cache the writer
+  // spills dirty pages into the WAL mid-transaction. 64 MB keeps a batch in
+  // memory until COMMIT writes it once.
+  KANBAN_RETURN_IF_ERROR(db.Exec("PRAGMA cache_size=-65536"));
   KANBAN_RETURN_IF_ERROR(db.Exec(settings.mode == SyncMode::kFull
                                      ? "PRAGMA synchronous=FULL"
                                      : "PRAGMA synchronous=NORMAL"));

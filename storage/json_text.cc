@@ -131,24 +131,35 @@ class Parser {
   size_t pos_ = 0;
 };
 
+
+void AppendString(absl::string_view value, std::string* out) {
+  out->push_back('"');
+  for (char c : value) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      *out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+    } else {
+      out->push_back(c);
+    }
+  }
+  out->push_back('"');
+}
+
 }  // namespace
+
+std::string EncodeString(absl::string_view value) {
+  std::string out;
+  AppendString(value, &out);
+  return out;
+}
 
 std::string EncodeStringArray(const std::vector<std::string>& values) {
   std::string out = "[";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out.push_back(',');
-    out.push_back('"');
-    for (char c : values[i]) {
-      if (c == '"' || c == '\\') {
-        out.push_back('\\');
-        out.push_back(c);
-      } else if (static_cast<unsigned char>(c) < 0x20) {
-        out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
-      } else {
-        out.push_back(c);
-      }
-    }
-    out.push_back('"');
+    AppendString(values[i], &out);
   }
   out.push_back(']');
   return out;

@@ -14,6 +14,9 @@ namespace kanban::storage {
 // ["a","b"]; control characters, quotes and backslashes are escaped.
 std::string EncodeStringArray(const std::vector<std::string>& values);
 
+// A JSON string literal for `value` (quoted and escaped like the arrays).
+std::string EncodeString(absl::string_view value);
+
 // Parses what EncodeStringArray or SQLite's json_group_array produced. An
 // empty or NULL text is an empty array. DATA_LOSS on malformed text.
 absl::StatusOr<std::vector<std::string>> DecodeStringArray(absl::string_view text);

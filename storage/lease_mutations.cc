@@ -46,14 +46,16 @@ absl::StatusOr<Task> EndRun(WriteContext& ctx, const sql::LeaseRow& lease,
                             const std::function<void(Task&)>& change) {
   KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), lease.lease.task_id));
   KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease.lease.token, ctx.now(), end_reason));
+  task.worker_id.clear();
+  task.lease_expires_at.reset();
   const TaskStatus from = task.status;
   change(task);
   task.version += 1;
   task.updated_at = ctx.now();
   KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), task));
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, event, event_reason));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, event, event_reason));
   KANBAN_RETURN_IF_ERROR(CascadeStatusChange(ctx, task.id, from, task.status));
-  return sql::LoadTask(ctx.db(), task.id);
+  return task;
 }
 
 // Back to the queue after a failure or an expired lease: READY (or TODO when
@@ -117,11 +119,12 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
   lease.expires_at = ctx.now() + lease.duration;
   KANBAN_RETURN_IF_ERROR(sql::InsertLease(db, lease, ctx.now()));
   KANBAN_RETURN_IF_ERROR(sql::TouchWorker(db, request.worker_id, ctx.now(), board));
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "claimed",
+  task.worker_id = lease.worker_id;
+  task.lease_expires_at = lease.expires_at;
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "claimed",
                                      absl::StrCat("worker ", request.worker_id)));
-  KANBAN_ASSIGN_OR_RETURN(Task claimed, sql::LoadTask(db, task.id));
-  result.observed_seq = ctx.event_seqs().back();
-  result.claim = Claim{std::move(claimed), std::move(lease)};
+  result.observed_seq = ctx.events().back().seq;
+  result.claim = Claim{std::move(task), std::move(lease)};
   return result;
 }
 
@@ -220,13 +223,14 @@ absl::StatusOr<SweepResult> Sweep(WriteContext& ctx, const RetryPolicy& policy) 
   return result;
 }
 
-absl::Status CancelLease(WriteContext& ctx, const std::string& task_id) {
+absl::StatusOr<std::optional<std::string>> CancelLease(WriteContext& ctx, Task& task) {
   KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> lease,
-                          sql::FindActiveLease(ctx.db(), task_id));
-  if (!lease.has_value()) return absl::OkStatus();
+                          sql::FindActiveLease(ctx.db(), task.id));
+  if (!lease.has_value()) return std::optional<std::string>();
   KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease->lease.token, ctx.now(), "cancelled"));
-  return AppendEvent(ctx, task_id, "lease_cancelled",
-                     absl::StrCat("worker ", lease->lease.worker_id));
+  task.worker_id.clear();
+  task.lease_expires_at.reset();
+  return lease->lease.worker_id;
 }
 
 }  // namespace kanban::storage::mutations

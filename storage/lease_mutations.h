@@ -5,6 +5,7 @@
 #ifndef KANBAN_STORAGE_LEASE_MUTATIONS_H_
 #define KANBAN_STORAGE_LEASE_MUTATIONS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,9 +53,11 @@ absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
 // Reclaims leases past their expiry and forgets old ended ones.
 absl::StatusOr<SweepResult> Sweep(WriteContext& ctx, const RetryPolicy& policy);
 
-// Ends the active lease of `task_id`, if any, as cancelled (event
-// lease_cancelled). For operator moves out of RUNNING.
-absl::Status CancelLease(WriteContext& ctx, const std::string& task_id);
+// Ends `task`'s active lease, if any, as cancelled, and clears the lease
+// fields of `task` (the caller writes the row and the events). Returns the
+// holder's worker id, or nothing when there was no lease. For operator moves
+// out of RUNNING.
+absl::StatusOr<std::optional<std::string>> CancelLease(WriteContext& ctx, Task& task);
 
 }  // namespace kanban::storage::mutations
 

@@ -19,9 +19,9 @@ absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
       std::vector<std::string> children,
       sql::ChildrenInStatus(ctx.db(), parent, from,
                             /*only_unblocked=*/to == TaskStatus::kReady));
-  for (const std::string& child : children) {
-    KANBAN_RETURN_IF_ERROR(sql::SetStatus(ctx.db(), child, to, ctx.now()));
-    KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, child, kind, absl::StrCat("parent ", parent)));
+  for (const std::string& id : children) {
+    KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(ctx.db(), id));
+    KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, to, kind, absl::StrCat("parent ", parent)));
   }
   return absl::OkStatus();
 }
@@ -37,12 +37,27 @@ absl::Status CheckVersion(const Task& task, int64_t expected) {
   return absl::OkStatus();
 }
 
-absl::Status AppendEvent(WriteContext& ctx, const std::string& task_id,
-                         absl::string_view kind, absl::string_view reason) {
-  KANBAN_ASSIGN_OR_RETURN(int64_t seq,
-                          sql::InsertTaskEvent(ctx.db(), task_id, kind, ctx.now(), reason));
-  ctx.AddEvent(seq);
+absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view kind,
+                         absl::string_view reason) {
+  Event event;
+  event.board = task.board;
+  event.task_id = task.id;
+  event.kind = std::string(kind);
+  event.time = ctx.now();
+  event.task = task;
+  event.reason = std::string(reason);
+  KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
+  ctx.AddEvent(std::move(event));
   return absl::OkStatus();
+}
+
+absl::Status ChangeStatus(WriteContext& ctx, Task& task, TaskStatus to,
+                          absl::string_view kind, absl::string_view reason) {
+  task.status = to;
+  task.version += 1;
+  task.updated_at = ctx.now();
+  KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), task));
+  return AppendEvent(ctx, task, kind, reason);
 }
 
 absl::StatusOr<TaskStatus> RunnableStatus(WriteContext& ctx, const std::string& task_id) {

@@ -17,10 +17,15 @@ namespace kanban::storage::mutations {
 // ABORTED carrying the current version when `expected` is set and differs.
 absl::Status CheckVersion(const Task& task, int64_t expected);
 
-// Appends an event with the task's current row as its snapshot and records
-// its seq for publication after commit.
-absl::Status AppendEvent(WriteContext& ctx, const std::string& task_id,
-                         absl::string_view kind, absl::string_view reason = "");
+// Appends an event whose snapshot is `task`, which must be the task's row as
+// just written, and records it for publication after commit.
+absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view kind,
+                         absl::string_view reason = "");
+
+// Sets `task`'s status, bumps its version and updated_at, writes the row and
+// appends event `kind`.
+absl::Status ChangeStatus(WriteContext& ctx, Task& task, TaskStatus to,
+                          absl::string_view kind, absl::string_view reason = "");
 
 // READY when every parent of `task_id` is finished, else TODO.
 absl::StatusOr<TaskStatus> RunnableStatus(WriteContext& ctx, const std::string& task_id);

@@ -54,9 +54,12 @@ absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
   Board board = request;
   board.created_at = ctx.now();
   KANBAN_RETURN_IF_ERROR(sql::InsertBoard(ctx.db(), board));
-  KANBAN_ASSIGN_OR_RETURN(int64_t seq, sql::InsertBoardEvent(ctx.db(), board.name,
-                                                             "board_created", ctx.now()));
-  ctx.AddEvent(seq);
+  Event event;
+  event.board = board.name;
+  event.kind = "board_created";
+  event.time = ctx.now();
+  KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
+  ctx.AddEvent(std::move(event));
   return board;
 }
 
@@ -115,8 +118,10 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   for (const std::string& parent : request.parent_ids) {
     KANBAN_RETURN_IF_ERROR(sql::InsertLink(db, parent, task.id));
   }
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "created"));
-  return sql::LoadTask(db, task.id);
+  task.parent_ids = request.parent_ids;
+  std::sort(task.parent_ids.begin(), task.parent_ids.end());
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "created"));
+  return task;
 }
 
 absl::StatusOr<Task> UpdateTask(WriteContext& ctx, const TaskUpdate& update) {
@@ -140,7 +145,7 @@ absl::StatusOr<Task> UpdateTask(WriteContext& ctx, const TaskUpdate& update) {
   changed.version = task.version + 1;
   changed.updated_at = ctx.now();
   KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), changed));
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, changed.id, "updated"));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, changed, "updated"));
   return changed;
 }
 
@@ -163,15 +168,19 @@ absl::StatusOr<Task> MoveTask(WriteContext& ctx, const TaskMove& move) {
       to = TaskStatus::kTodo;  // Not runnable yet: wait in TODO.
     }
   }
-  KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, task.id, to, ctx.now()));
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "moved", move.reason));
+  std::optional<std::string> cancelled_worker;
   if (from == TaskStatus::kRunning) {
     // An operator stopped running work: the holder's lease ends now, and its
     // next heartbeat or completion is told "cancelled".
-    KANBAN_RETURN_IF_ERROR(CancelLease(ctx, task.id));
+    KANBAN_ASSIGN_OR_RETURN(cancelled_worker, CancelLease(ctx, task));
+  }
+  KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, task, to, "moved", move.reason));
+  if (cancelled_worker.has_value()) {
+    KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "lease_cancelled",
+                                       absl::StrCat("worker ", *cancelled_worker)));
   }
   KANBAN_RETURN_IF_ERROR(CascadeStatusChange(ctx, task.id, from, to));
-  return sql::LoadTask(db, task.id);
+  return task;
 }
 
 absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
@@ -200,17 +209,14 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
         " would create a cycle: ", parent_id, " already depends on ", child_id));
   }
   KANBAN_RETURN_IF_ERROR(sql::InsertLink(db, parent_id, child_id));
-  child.version += 1;
-  child.updated_at = ctx.now();
-  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, child));
-  KANBAN_RETURN_IF_ERROR(
-      AppendEvent(ctx, child_id, "linked", absl::StrCat("parent ", parent_id)));
+  child.parent_ids.push_back(parent_id);
+  std::sort(child.parent_ids.begin(), child.parent_ids.end());
+  const std::string reason = absl::StrCat("parent ", parent_id);
+  KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, child.status, "linked", reason));
   if (child.status == TaskStatus::kReady && !IsFinished(parent.status)) {
-    KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, child_id, TaskStatus::kTodo, ctx.now()));
-    KANBAN_RETURN_IF_ERROR(
-        AppendEvent(ctx, child_id, "demoted", absl::StrCat("parent ", parent_id)));
+    KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, TaskStatus::kTodo, "demoted", reason));
   }
-  return sql::LoadTask(db, child_id);
+  return child;
 }
 
 absl::StatusOr<Task> UnlinkTasks(WriteContext& ctx, const std::string& parent_id,
@@ -223,28 +229,27 @@ absl::StatusOr<Task> UnlinkTasks(WriteContext& ctx, const std::string& parent_id
     return absl::NotFoundError(
         absl::StrCat("task ", child_id, " does not depend on ", parent_id));
   }
-  child.version += 1;
-  child.updated_at = ctx.now();
-  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, child));
-  KANBAN_RETURN_IF_ERROR(
-      AppendEvent(ctx, child_id, "unlinked", absl::StrCat("parent ", parent_id)));
+  child.parent_ids.erase(
+      std::remove(child.parent_ids.begin(), child.parent_ids.end(), parent_id),
+      child.parent_ids.end());
+  const std::string reason = absl::StrCat("parent ", parent_id);
+  KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, child.status, "unlinked", reason));
   if (child.status == TaskStatus::kTodo) {
     KANBAN_ASSIGN_OR_RETURN(std::vector<std::string> waiting,
                             sql::UnfinishedParents(db, child_id));
     if (waiting.empty() && !IsFinished(parent.status)) {
-      KANBAN_RETURN_IF_ERROR(sql::SetStatus(db, child_id, TaskStatus::kReady, ctx.now()));
       KANBAN_RETURN_IF_ERROR(
-          AppendEvent(ctx, child_id, "promoted", absl::StrCat("parent ", parent_id)));
+          ChangeStatus(ctx, child, TaskStatus::kReady, "promoted", reason));
     }
   }
-  return sql::LoadTask(db, child_id);
+  return child;
 }
 
 absl::StatusOr<Comment> AddComment(WriteContext& ctx, const NewComment& comment) {
   KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), comment.task_id));
   KANBAN_ASSIGN_OR_RETURN(Comment stored,
                           sql::InsertComment(ctx.db(), comment, ctx.now()));
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task.id, "commented"));
+  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "commented"));
   return stored;
 }
 

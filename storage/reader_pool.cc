@@ -1,5 +1,7 @@
 #include "storage/reader_pool.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "storage/status_macros.h"
@@ -19,7 +21,10 @@ absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(
   }
   for (auto& db : pool->connections_) {
     Connection* raw = db.get();
-    pool->threads_.emplace_back([p = pool.get(), raw] { p->Run(raw); });
+    pool->threads_.emplace_back([p = pool.get(), raw] {
+      pthread_setname_np(pthread_self(), "kanban-reader");
+      p->Run(raw);
+    });
   }
   return pool;
 }

@@ -1,5 +1,7 @@
 #include "storage/store.h"
 
+#include <pthread.h>
+
 #include <utility>
 
 #include "storage/lease_sql.h"
@@ -31,10 +33,12 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   writer_options.clock = opts.clock;
   writer_options.max_batch = opts.max_batch;
   writer_options.on_commit = opts.on_commit;
-  writer_options.load_events = &sql::LoadEvents;
   store->writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
   if (opts.sweep_interval > absl::ZeroDuration()) {
-    store->sweeper_ = std::thread([s = store.get()] { s->SweepLoop(); });
+    store->sweeper_ = std::thread([s = store.get()] {
+      pthread_setname_np(pthread_self(), "kanban-sweeper");
+      s->SweepLoop();
+    });
   }
   return store;
 }

@@ -20,7 +20,8 @@ int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
 // A task's fields in one fixed order, as columns of `tasks t` and as keys of
-// the JSON snapshot kept in events.task. ReadTask reads them in this order.
+// the JSON snapshot kept in events.task (EncodeTaskJson writes the same
+// keys). ReadTask reads them in this order.
 struct Field {
   const char* key;
   const char* column;  // SQL over `tasks t`.
@@ -61,20 +62,26 @@ const std::string& TaskColumns() {
   return *s;
 }
 
-// json_object(...) of the task row: the event snapshot.
-const std::string& TaskSnapshotJson() {
-  static const auto* s = new std::string([] {
-    std::vector<std::string> parts;
-    for (const Field& f : kTaskFields) {
-      absl::string_view key = f.key;
-      bool is_json = key == "labels" || key == "parent_ids";
-      parts.push_back(absl::StrCat("'", f.key, "', ",
-                                   is_json ? absl::StrCat("json(", f.column, ")")
-                                           : std::string(f.column)));
-    }
-    return absl::StrCat("json_object(", absl::StrJoin(parts, ", "), ")");
-  }());
-  return *s;
+// The event snapshot: the task as a JSON object with kTaskFields' keys, in
+// the units the columns use (times in Unix microseconds, status as number).
+std::string EncodeTaskJson(const Task& t) {
+  auto time = [](const std::optional<absl::Time>& v) {
+    return v.has_value() ? absl::StrCat(Micros(*v)) : std::string("null");
+  };
+  return absl::StrCat(
+      "{\"id\":", EncodeString(t.id), ",\"board\":", EncodeString(t.board),
+      ",\"title\":", EncodeString(t.title), ",\"body\":", EncodeString(t.body),
+      ",\"status\":", static_cast<int>(t.status), ",\"priority\":", t.priority,
+      ",\"labels\":", EncodeStringArray(t.labels),
+      ",\"assignee\":", EncodeString(t.assignee),
+      ",\"parent_ids\":", EncodeStringArray(t.parent_ids),
+      ",\"created_at\":", Micros(t.created_at), ",\"updated_at\":", Micros(t.updated_at),
+      ",\"version\":", t.version, ",\"attempt\":", t.attempt,
+      ",\"max_attempts\":", t.max_attempts, ",\"not_before\":", time(t.not_before),
+      ",\"result\":", EncodeString(t.result), ",\"last_error\":", EncodeString(t.last_error),
+      ",\"idempotency_key\":", EncodeString(t.idempotency_key),
+      ",\"worker_id\":", EncodeString(t.worker_id),
+      ",\"lease_expires_at\":", time(t.lease_expires_at), "}");
 }
 
 // The snapshot's fields read back as columns, in kTaskFields order.
@@ -272,16 +279,6 @@ absl::Status SaveTask(Connection& db, const Task& t) {
   return absl::OkStatus();
 }
 
-absl::Status SetStatus(Connection& db, absl::string_view id, TaskStatus status,
-                       absl::Time now) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("UPDATE tasks SET status = ?, version = version + 1, updated_at = ?"
-                " WHERE id = ?"));
-  stmt.BindInt(1, static_cast<int>(status)).BindInt(2, Micros(now)).BindText(3, id);
-  return stmt.Run();
-}
-
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
   std::string sql = absl::StrCat("SELECT t.pk, ", TaskColumns(), " FROM tasks t WHERE 1");
   // Parameters in the order their '?' appear.
@@ -446,29 +443,18 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 
 // ---- Events ----------------------------------------------------------------
 
-absl::StatusOr<int64_t> InsertTaskEvent(Connection& db, absl::string_view task_id,
-                                        absl::string_view kind, absl::Time now,
-                                        absl::string_view reason) {
-  static const std::string* sql = new std::string(absl::StrCat(
-      "INSERT INTO events(board, task_id, kind, time, task, reason)"
-      " SELECT t.board, t.id, ?, ?, ",
-      TaskSnapshotJson(), ", ? FROM tasks t WHERE t.id = ?"));
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
-  stmt.BindText(1, kind).BindInt(2, Micros(now)).BindText(3, reason)
-      .BindText(4, task_id);
-  KANBAN_RETURN_IF_ERROR(stmt.Run());
-  if (db.Changes() != 1) {
-    return absl::InternalError(absl::StrCat("event for missing task ", task_id));
-  }
-  return db.LastInsertRowId();
-}
-
-absl::StatusOr<int64_t> InsertBoardEvent(Connection& db, absl::string_view board,
-                                         absl::string_view kind, absl::Time now) {
+absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("INSERT INTO events(board, kind, time) VALUES (?, ?, ?)"));
-  stmt.BindText(1, board).BindText(2, kind).BindInt(3, Micros(now));
+      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?)"));
+  stmt.BindText(1, event.board).BindText(2, event.task_id).BindText(3, event.kind)
+      .BindInt(4, Micros(event.time)).BindText(6, event.reason);
+  if (event.task.has_value()) {
+    stmt.BindText(5, EncodeTaskJson(*event.task));
+  } else {
+    stmt.BindNull(5);
+  }
   KANBAN_RETURN_IF_ERROR(stmt.Run());
   return db.LastInsertRowId();
 }
@@ -504,16 +490,6 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
 }
 
 }  // namespace
-
-absl::StatusOr<std::vector<Event>> LoadEvents(Connection& db, int64_t first,
-                                              int64_t last) {
-  static const std::string* sql = new std::string(
-      absl::StrCat("SELECT ", EventColumns(),
-                   " FROM events e WHERE e.seq BETWEEN ? AND ? ORDER BY e.seq"));
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
-  stmt.BindInt(1, first).BindInt(2, last);
-  return ReadEvents(stmt);
-}
 
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit, absl::string_view board) {

@@ -40,10 +40,6 @@ absl::Status InsertTask(Connection& db, const Task& task,
                         absl::string_view content_hash);
 // Writes every mutable column of `task` to its row (matched by id).
 absl::Status SaveTask(Connection& db, const Task& task);
-// Sets the status, bumps the version and updated_at.
-absl::Status SetStatus(Connection& db, absl::string_view id, TaskStatus status,
-                       absl::Time now);
-
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter);
 
 // ---- Dependencies ----
@@ -74,15 +70,9 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
                                                   absl::string_view task_id);
 
 // ---- Events ----
-// Appends an event whose snapshot is the task row as it is now. Returns seq.
-absl::StatusOr<int64_t> InsertTaskEvent(Connection& db, absl::string_view task_id,
-                                        absl::string_view kind, absl::Time now,
-                                        absl::string_view reason);
-absl::StatusOr<int64_t> InsertBoardEvent(Connection& db, absl::string_view board,
-                                         absl::string_view kind, absl::Time now);
-// Events with first <= seq <= last, in seq order.
-absl::StatusOr<std::vector<Event>> LoadEvents(Connection& db, int64_t first,
-                                              int64_t last);
+// Appends `event` (its seq is ignored; its task, if any, is stored as the
+// snapshot). Returns the new seq.
+absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event);
 // Up to `limit` events with seq > after_seq (on `board`, when not empty).
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit, absl::string_view board);

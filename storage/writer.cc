@@ -1,6 +1,9 @@
 #include "storage/writer.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -9,7 +12,10 @@ namespace kanban::storage {
 
 Writer::Writer(std::unique_ptr<Connection> db, Options options)
     : options_(std::move(options)), db_(std::move(db)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kanban-writer");
+    Run();
+  });
 }
 
 Writer::~Writer() { Close(); }
@@ -71,7 +77,7 @@ void Writer::Run() {
 
 void Writer::ApplyBatch(std::vector<Job>& batch) {
   std::vector<absl::Status> results(batch.size());
-  std::vector<int64_t> committed_events;
+  std::vector<Event> committed_events;
   absl::Status batch_status;
 
   absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
@@ -94,8 +100,8 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     }
     if (status.ok()) status = savepoint->Release();
     if (status.ok()) {
-      committed_events.insert(committed_events.end(), ctx.event_seqs().begin(),
-                              ctx.event_seqs().end());
+      std::vector<Event> events = ctx.TakeEvents();
+      std::move(events.begin(), events.end(), std::back_inserter(committed_events));
     } else {
       absl::Status rollback = savepoint->Rollback();
       if (!rollback.ok()) batch_status = rollback;
@@ -110,13 +116,8 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     // the batch's fate.
     batch[i].finish(!results[i].ok() ? results[i] : batch_status);
   }
-  if (batch_status.ok() && !committed_events.empty() && options_.on_commit &&
-      options_.load_events) {
-    auto [first, last] =
-        std::minmax_element(committed_events.begin(), committed_events.end());
-    absl::StatusOr<std::vector<Event>> events =
-        options_.load_events(*db_, *first, *last);
-    if (events.ok()) options_.on_commit(*std::move(events));
+  if (batch_status.ok() && !committed_events.empty() && options_.on_commit) {
+    options_.on_commit(std::move(committed_events));
   }
 }
 

@@ -33,15 +33,16 @@ class WriteContext {
   // One timestamp per mutation, from the store's clock.
   absl::Time now() const { return now_; }
   absl::BitGen& gen() { return gen_; }
-  // Records that this mutation wrote the event row `seq`.
-  void AddEvent(int64_t seq) { event_seqs_.push_back(seq); }
-  const std::vector<int64_t>& event_seqs() const { return event_seqs_; }
+  // Records an event row this mutation wrote, for publication after commit.
+  void AddEvent(Event event) { events_.push_back(std::move(event)); }
+  const std::vector<Event>& events() const { return events_; }
+  std::vector<Event> TakeEvents() { return std::move(events_); }
 
  private:
   Connection& db_;
   absl::Time now_;
   absl::BitGen& gen_;
-  std::vector<int64_t> event_seqs_;
+  std::vector<Event> events_;
 };
 
 class Writer {
@@ -52,10 +53,6 @@ class Writer {
     // Called on the writer thread after each commit that wrote events, with
     // those events in seq order. Must not block. Default: none.
     std::function<void(std::vector<Event>)> on_commit;
-    // Loads the events with seq in [first, last] from the writer connection,
-    // for on_commit.
-    std::function<absl::StatusOr<std::vector<Event>>(Connection&, int64_t, int64_t)>
-        load_events;
   };
 
   // Runs on the writer thread inside the batch's transaction and a savepoint

@@ -418,5 +418,79 @@ TEST_F(LeaseTest, WrongTaskForTokenAndUnknownTask) {
   EXPECT_EQ(Get(a.id).status, TaskStatus::kRunning) << "refusals change nothing";
 }
 
+// Every write returns the task from memory and snapshots it into its event
+// without reading the row back: all three must agree, field by field.
+void ExpectSameTask(const Task& a, const Task& b, const std::string& where) {
+  SCOPED_TRACE(where);
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.board, b.board);
+  EXPECT_EQ(a.title, b.title);
+  EXPECT_EQ(a.body, b.body);
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.priority, b.priority);
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.assignee, b.assignee);
+  EXPECT_EQ(a.parent_ids, b.parent_ids);
+  EXPECT_EQ(a.created_at, b.created_at);
+  EXPECT_EQ(a.updated_at, b.updated_at);
+  EXPECT_EQ(a.version, b.version);
+  EXPECT_EQ(a.attempt, b.attempt);
+  EXPECT_EQ(a.max_attempts, b.max_attempts);
+  EXPECT_EQ(a.not_before, b.not_before);
+  EXPECT_EQ(a.result, b.result);
+  EXPECT_EQ(a.last_error, b.last_error);
+  EXPECT_EQ(a.idempotency_key, b.idempotency_key);
+  EXPECT_EQ(a.worker_id, b.worker_id);
+  EXPECT_EQ(a.lease_expires_at, b.lease_expires_at);
+}
+
+TEST_F(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
+  auto check = [&](const absl::StatusOr<Task>& returned, const std::string& step) {
+    ASSERT_TRUE(returned.ok()) << step << ": " << returned.status();
+    ExpectSameTask(*returned, Get(returned->id), step + " vs row");
+    absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(
+        [&](auto done) { store_->ReadEvents(0, 1000000, "", done); });
+    ASSERT_TRUE(events.ok());
+    const Event* latest = nullptr;
+    for (const Event& e : *events) {
+      if (e.task_id == returned->id) latest = &e;
+    }
+    ASSERT_NE(latest, nullptr);
+    ExpectSameTask(*returned, *latest->task, step + " vs snapshot");
+  };
+  NewTask p;
+  p.title = "parent \"quoted\" ü";
+  p.labels = {"a", "b"};
+  p.not_before = clock_.Now() - absl::Seconds(1);
+  absl::StatusOr<Task> parent = Await<Task>([&](auto done) { store_->CreateTask(p, done); });
+  check(parent, "create");
+  NewTask c;
+  c.title = "child";
+  c.parent_ids = {parent->id};
+  absl::StatusOr<Task> child = Await<Task>([&](auto done) { store_->CreateTask(c, done); });
+  check(child, "create child");
+  Task other = MustCreate("other");
+  check(Await<Task>([&](auto done) { store_->LinkTasks(other.id, child->id, done); }),
+        "link");
+  check(Await<Task>([&](auto done) { store_->UnlinkTasks(other.id, child->id, done); }),
+        "unlink");
+  TaskUpdate u;
+  u.task_id = parent->id;
+  u.body = "new body";
+  u.labels = std::vector<std::string>{"z"};
+  check(Await<Task>([&](auto done) { store_->UpdateTask(u, done); }), "update");
+  Claim claim = MustClaim("w", absl::Seconds(30));
+  ASSERT_EQ(claim.task.id, parent->id);
+  check(claim.task, "claim");
+  check(Fail(claim.lease, true, "err"), "fail");
+  clock_.Advance(absl::Seconds(5));
+  claim = MustClaim("w");
+  check(Complete(claim.lease, "done!"), "complete");
+  check(Get(child->id), "promoted child");
+  claim = MustClaim("w");
+  TaskMove stop{claim.task.id, TaskStatus::kBlocked, 0, "halt"};
+  check(Await<Task>([&](auto done) { store_->MoveTask(stop, done); }), "cancel by move");
+}
+
 }  // namespace
 }  // namespace kanban::storage

@@ -17,39 +17,59 @@ ClaimReactor::ClaimReactor(storage::Store* store, ClaimWaiters* waiters,
       deadline_(deadline),
       response_(response) {}
 
-void ClaimReactor::Attempt() {
+void ClaimReactor::Attempt(const storage::Task* trigger) {
   {
     absl::MutexLock lock(&mu_);
     if (state_ == State::kFinished) return;
     state_ = State::kClaiming;
+    if (trigger != nullptr) {
+      trigger_ = *trigger;
+    } else {
+      trigger_.reset();
+    }
   }
+  Claim();
+}
+
+void ClaimReactor::Claim() {
   store_->ClaimTask(request_, [this](absl::StatusOr<storage::ClaimResult> result) {
     OnResult(std::move(result));
   });
 }
 
 void ClaimReactor::OnResult(absl::StatusOr<storage::ClaimResult> result) {
-  std::optional<grpc::Status> finish = Decide(result);
-  if (finish.has_value()) {
-    // Outside mu_: OnDone (which deletes this) may follow Finish at once.
-    Finish(*finish);
+  Next next = Decide(result);
+  // Outside mu_: the Store may answer inline (when closed), another waiter's
+  // wake-up runs inline, and OnDone (which deletes this) may follow Finish.
+  if (next.give_back.has_value()) {
+    store_->ReleaseTask({next.give_back->task_id, next.give_back->token},
+                        [](absl::StatusOr<storage::Task>) {});
   }
+  if (next.offer.has_value()) waiters_->Offer(*next.offer);
+  if (next.claim_again) Claim();
+  if (next.finish.has_value()) Finish(*next.finish);
 }
 
-std::optional<grpc::Status> ClaimReactor::Decide(absl::StatusOr<storage::ClaimResult>& result) {
+ClaimReactor::Next ClaimReactor::Decide(absl::StatusOr<storage::ClaimResult>& result) {
   absl::MutexLock lock(&mu_);
-  if (state_ == State::kFinished) return std::nullopt;
-  auto finish = [&](grpc::Status status) -> std::optional<grpc::Status> {
+  Next next;
+  if (state_ == State::kFinished) return next;
+  auto finish = [&](grpc::Status status) {
     state_ = State::kFinished;
-    return status;
+    next.finish = std::move(status);
+    return next;
   };
   if (!result.ok()) return finish(ToGrpcStatus(result.status()));
   if (result->claim.has_value()) {
+    // Woken for one task but took another (higher priority): the first may
+    // still be claimable by someone else who is waiting.
+    if (trigger_.has_value() && trigger_->id != result->claim->task.id) {
+      next.offer = std::move(trigger_);
+    }
     if (cancelled_) {
       // The caller is gone and will never learn the token: give the task
       // back at once instead of letting the lease run out.
-      const storage::Lease& lease = result->claim->lease;
-      store_->ReleaseTask({lease.task_id, lease.token}, [](absl::StatusOr<storage::Task>) {});
+      next.give_back = result->claim->lease;
       return finish(grpc::Status::CANCELLED);
     }
     ToProto(*result, response_);
@@ -69,18 +89,16 @@ std::optional<grpc::Status> ClaimReactor::Decide(absl::StatusOr<storage::ClaimRe
     wake_at = std::min(wake_at, now + std::max(until, absl::ZeroDuration()));
   }
   std::optional<uint64_t> id =
-      waiters_->Add(request_, result->observed_seq, wake_at, [this] { Attempt(); });
+      waiters_->Add(request_, result->observed_seq, wake_at,
+                    [this](const storage::Task* trigger) { Attempt(trigger); });
   if (!id.has_value()) {
-    // Something became claimable since this claim looked: look again. The
-    // Store answers on its own thread, so this does not recurse.
-    store_->ClaimTask(request_, [this](absl::StatusOr<storage::ClaimResult> r) {
-      OnResult(std::move(r));
-    });
-    return std::nullopt;
+    // Something became claimable since this claim looked: look again.
+    next.claim_again = true;
+    return next;
   }
   state_ = State::kWaiting;
   waiter_id_ = *id;
-  return std::nullopt;
+  return next;
 }
 
 void ClaimReactor::OnCancel() {

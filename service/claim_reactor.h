@@ -1,7 +1,8 @@
 // One ClaimTask call: claims through the Store and, when nothing is
 // claimable and the caller asked to wait, parks in ClaimWaiters until a
 // commit (or time) may have made a task claimable, then claims again. Never
-// blocks a gRPC thread; finishes exactly once; deletes itself in OnDone.
+// blocks a gRPC thread, never calls the Store while holding its lock,
+// finishes exactly once, and deletes itself in OnDone.
 #ifndef KANBAN_SERVICE_CLAIM_REACTOR_H_
 #define KANBAN_SERVICE_CLAIM_REACTOR_H_
 
@@ -23,11 +24,12 @@ class ClaimReactor final : public grpc::ServerUnaryReactor {
  public:
   // `store`, `waiters` and `response` must outlive the call. `deadline` is
   // when an empty answer is due.
-  ClaimReactor(storage::Store* store, ClaimWaiters* waiters, storage::ClaimRequest request,
-               absl::Time deadline, v1::ClaimTaskResponse* response);
+  ClaimReactor(storage::Store* store, ClaimWaiters* waiters,
+               storage::ClaimRequest request, absl::Time deadline,
+               v1::ClaimTaskResponse* response);
 
-  // Starts (or, after a wake-up, repeats) the claim.
-  void Attempt() ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts (or, after a wake-up for `trigger`, repeats) the claim.
+  void Attempt(const storage::Task* trigger) ABSL_LOCKS_EXCLUDED(mu_);
 
   void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_);
   void OnDone() override { delete this; }
@@ -35,10 +37,17 @@ class ClaimReactor final : public grpc::ServerUnaryReactor {
  private:
   enum class State { kClaiming, kWaiting, kFinished };
 
+  // What to do after a claim came back, decided under mu_, done outside it.
+  struct Next {
+    std::optional<grpc::Status> finish;       // Finish the call with this.
+    bool claim_again = false;                 // Claim again at once.
+    std::optional<storage::Task> offer;       // Hand this task to another waiter.
+    std::optional<storage::Lease> give_back;  // Release this unwanted claim.
+  };
+
+  void Claim();
   void OnResult(absl::StatusOr<storage::ClaimResult> result) ABSL_LOCKS_EXCLUDED(mu_);
-  // What to Finish with, if the call is over; otherwise parks or re-claims.
-  std::optional<grpc::Status> Decide(absl::StatusOr<storage::ClaimResult>& result)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  Next Decide(absl::StatusOr<storage::ClaimResult>& result) ABSL_LOCKS_EXCLUDED(mu_);
 
   storage::Store* const store_;
   ClaimWaiters* const waiters_;
@@ -50,6 +59,8 @@ class ClaimReactor final : public grpc::ServerUnaryReactor {
   State state_ ABSL_GUARDED_BY(mu_) = State::kClaiming;
   uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // The task whose commit woke this claim, if a commit did.
+  std::optional<storage::Task> trigger_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kanban::service

@@ -22,11 +22,13 @@ ClaimWaiters::~ClaimWaiters() {
   timer_.join();
 }
 
-bool ClaimWaiters::Matches(const storage::ClaimRequest& filter, const storage::Task& task) {
+bool ClaimWaiters::Matches(const storage::ClaimRequest& filter,
+                           const storage::Task& task) {
   if (!task.assignee.empty() && task.assignee != filter.assignee) return false;
-  return std::all_of(filter.labels.begin(), filter.labels.end(), [&](const std::string& l) {
-    return std::find(task.labels.begin(), task.labels.end(), l) != task.labels.end();
-  });
+  return std::all_of(
+      filter.labels.begin(), filter.labels.end(), [&](const std::string& l) {
+        return std::find(task.labels.begin(), task.labels.end(), l) != task.labels.end();
+      });
 }
 
 std::optional<uint64_t> ClaimWaiters::Add(const storage::ClaimRequest& filter,
@@ -70,8 +72,28 @@ void ClaimWaiters::Reschedule(uint64_t id, absl::Time wake_at) {
   by_time_.emplace(wake_at, id);
 }
 
+void ClaimWaiters::DispatchLocked(
+    const storage::Task& task, absl::Time now,
+    std::vector<std::pair<Wake, const storage::Task*>>* wakes) {
+  auto board = by_board_.find(task.board);
+  if (board == by_board_.end()) return;
+  std::vector<uint64_t> matching;
+  for (uint64_t id : board->second) {
+    if (Matches(waiters_.at(id).filter, task)) matching.push_back(id);
+  }
+  if (matching.empty()) return;
+  if (task.not_before.has_value() && *task.not_before > now) {
+    // Claimable later: make sure everyone who could take it is awake then.
+    // (The store's clock differs from real time only in tests, which do not
+    // mix fake clocks with waiting claims.)
+    for (uint64_t id : matching) Reschedule(id, *task.not_before);
+  } else {
+    wakes->emplace_back(TakeLocked(matching.front()), &task);  // The oldest.
+  }
+}
+
 void ClaimWaiters::OnCommit(const std::vector<storage::Event>& events) {
-  std::vector<Wake> wakes;
+  std::vector<std::pair<Wake, const storage::Task*>> wakes;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
@@ -81,24 +103,20 @@ void ClaimWaiters::OnCommit(const std::vector<storage::Event>& events) {
       }
       const storage::Task& task = *event.task;
       ready_seq_[task.board] = std::max(ready_seq_[task.board], event.seq);
-      auto board = by_board_.find(task.board);
-      if (board == by_board_.end()) continue;
-      std::vector<uint64_t> matching;
-      for (uint64_t id : board->second) {
-        if (Matches(waiters_.at(id).filter, task)) matching.push_back(id);
-      }
-      if (matching.empty()) continue;
-      if (task.not_before.has_value() && *task.not_before > now) {
-        // Claimable later: make sure someone who could take it is awake then.
-        // (The store's clock may differ from real time only in tests, which
-        // do not mix fake clocks with waiting claims.)
-        for (uint64_t id : matching) Reschedule(id, *task.not_before);
-      } else {
-        wakes.push_back(TakeLocked(matching.front()));  // The oldest waiter.
-      }
+      DispatchLocked(task, now, &wakes);
     }
   }
-  for (Wake& wake : wakes) wake();
+  // `events` outlives the calls, so the trigger pointers stay valid.
+  for (auto& [wake, trigger] : wakes) wake(trigger);
+}
+
+void ClaimWaiters::Offer(const storage::Task& task) {
+  std::vector<std::pair<Wake, const storage::Task*>> wakes;
+  {
+    absl::MutexLock lock(&mu_);
+    DispatchLocked(task, absl::Now(), &wakes);
+  }
+  for (auto& [wake, trigger] : wakes) wake(trigger);
 }
 
 void ClaimWaiters::Shutdown() {
@@ -109,7 +127,7 @@ void ClaimWaiters::Shutdown() {
     shutdown_ = true;
     while (!waiters_.empty()) wakes.push_back(TakeLocked(waiters_.begin()->first));
   }
-  for (Wake& wake : wakes) wake();
+  for (Wake& wake : wakes) wake(nullptr);
 }
 
 bool ClaimWaiters::shut_down() const {
@@ -135,8 +153,9 @@ void ClaimWaiters::TimerLoop() {
     mu_.AwaitWithDeadline(
         absl::Condition(
             +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return a->self->shutdown_ || (!a->self->by_time_.empty() &&
-                                           a->self->by_time_.begin()->first < a->sleep_until);
+              return a->self->shutdown_ ||
+                     (!a->self->by_time_.empty() &&
+                      a->self->by_time_.begin()->first < a->sleep_until);
             },
             &args),
         sleep_until);
@@ -147,7 +166,7 @@ void ClaimWaiters::TimerLoop() {
     }
     if (due.empty()) continue;
     mu_.Unlock();
-    for (Wake& wake : due) wake();
+    for (Wake& wake : due) wake(nullptr);
     mu_.Lock();
   }
 }

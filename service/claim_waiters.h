@@ -1,8 +1,11 @@
 // ClaimWaiters: ClaimTask calls waiting for work. A waiter is woken by the
 // commit that made a matching task claimable (fed from the Store's
 // on_commit), or at its own wake time, never by polling the database. One
-// waiter is woken per newly claimable task, so a new task does not send
-// every idle worker to the writer at once.
+// matching waiter is woken per newly claimable task, so a new task does not
+// send every idle worker to the writer at once; a woken claim that ends up
+// with a different task (a higher-priority one) hands the task that woke it
+// back with Offer, so it wakes the next matching waiter instead of being
+// left behind.
 #ifndef KANBAN_SERVICE_CLAIM_WAITERS_H_
 #define KANBAN_SERVICE_CLAIM_WAITERS_H_
 
@@ -28,8 +31,10 @@ namespace kanban::service {
 class ClaimWaiters {
  public:
   // Called exactly once per registered waiter that is not Removed: on the
-  // timer thread, or on the writer thread from OnCommit. Must not block.
-  using Wake = std::function<void()>;
+  // timer thread, or on the writer thread from OnCommit. `trigger` is the
+  // task that became claimable, or null for a timer or shutdown wake-up.
+  // Must not block.
+  using Wake = std::function<void(const storage::Task* trigger)>;
 
   ClaimWaiters();   // Starts the timer thread.
   ~ClaimWaiters();  // Shutdown, then joins the timer thread.
@@ -48,6 +53,10 @@ class ClaimWaiters {
   // Wakes waiters for the tasks these committed events made claimable.
   void OnCommit(const std::vector<storage::Event>& events) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Wakes the oldest waiter that could claim `task` (READY, claimable now):
+  // for a woken claim that took another task instead.
+  void Offer(const storage::Task& task) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Wakes every waiter; later Adds return nullopt. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   bool shut_down() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -62,6 +71,12 @@ class ClaimWaiters {
   };
 
   static bool Matches(const storage::ClaimRequest& filter, const storage::Task& task);
+  // Picks who should claim `task` (a READY snapshot): adds the oldest
+  // matching waiter's Wake to `wakes`, or, when the task is not claimable
+  // until its not_before, reschedules the matching waiters to then.
+  void DispatchLocked(const storage::Task& task, absl::Time now,
+                      std::vector<std::pair<Wake, const storage::Task*>>* wakes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Unregisters `id` and returns its Wake.
   Wake TakeLocked(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reschedule(uint64_t id, absl::Time wake_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -133,7 +133,7 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
   }
   auto* reactor =
       new ClaimReactor(store_, waiters_, *std::move(claim), deadline, response);
-  reactor->Attempt();
+  reactor->Attempt(/*trigger=*/nullptr);
   return reactor;
 }
 

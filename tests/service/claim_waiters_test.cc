@@ -10,8 +10,8 @@
 namespace kanban::service {
 namespace {
 
-storage::ClaimRequest Filter(std::vector<std::string> labels = {}, std::string assignee = "",
-                             std::string board = "") {
+storage::ClaimRequest Filter(std::vector<std::string> labels = {},
+                             std::string assignee = "", std::string board = "") {
   storage::ClaimRequest r;
   r.board = std::move(board);
   r.worker_id = "w";
@@ -40,9 +40,13 @@ const absl::Time kLater = absl::Now() + absl::Hours(1);
 TEST(ClaimWaitersTest, OneMatchingWaiterPerReadyTaskOldestFirst) {
   ClaimWaiters waiters;
   std::atomic<int> woke_gpu{0}, woke_any1{0}, woke_any2{0};
-  ASSERT_TRUE(waiters.Add(Filter({"gpu"}), 0, kLater, [&] { woke_gpu++; }).has_value());
-  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&] { woke_any1++; }).has_value());
-  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&] { woke_any2++; }).has_value());
+  ASSERT_TRUE(
+      waiters.Add(Filter({"gpu"}), 0, kLater, [&](const storage::Task*) { woke_gpu++; })
+          .has_value());
+  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke_any1++; })
+                  .has_value());
+  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke_any2++; })
+                  .has_value());
 
   // A plain task: the gpu waiter cannot take it; the oldest plain one wakes.
   waiters.OnCommit({ReadyEvent(1)});
@@ -56,10 +60,32 @@ TEST(ClaimWaitersTest, OneMatchingWaiterPerReadyTaskOldestFirst) {
   EXPECT_EQ(waiters.size(), 1u);
 }
 
+TEST(ClaimWaitersTest, WokenWaitersLearnTheTriggerAndOfferPassesItOn) {
+  ClaimWaiters waiters;
+  std::vector<std::string> seen;
+  absl::Mutex mu;
+  auto record = [&](const std::string& who) {
+    return [&, who](const storage::Task* trigger) {
+      absl::MutexLock lock(&mu);
+      seen.push_back(who + ":" + (trigger ? trigger->title : "timer"));
+    };
+  };
+  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, record("a")).has_value());
+  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, record("b")).has_value());
+  storage::Event plain = ReadyEvent(1);
+  plain.task->title = "plain";
+  waiters.OnCommit({plain});
+  // "a" took some other task instead: the plain one goes to "b".
+  waiters.Offer(*plain.task);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(seen, (std::vector<std::string>{"a:plain", "b:plain"}));
+}
+
 TEST(ClaimWaitersTest, EventsThatLeaveNothingReadyWakeNobody) {
   ClaimWaiters waiters;
   std::atomic<int> woke{0};
-  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&] { woke++; }).has_value());
+  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke++; })
+                  .has_value());
   storage::Event running = ReadyEvent(1);
   running.task->status = storage::TaskStatus::kRunning;
   storage::Event board_event;
@@ -76,16 +102,18 @@ TEST(ClaimWaitersTest, AReadyEventNewerThanTheClaimMeansClaimAgain) {
   ClaimWaiters waiters;
   waiters.OnCommit({ReadyEvent(10)});
   // The claim looked at seq 9: task 10 may be claimable, so no waiting.
-  EXPECT_FALSE(waiters.Add(Filter(), 9, kLater, [] {}).has_value());
-  EXPECT_TRUE(waiters.Add(Filter(), 10, kLater, [] {}).has_value());
+  EXPECT_FALSE(waiters.Add(Filter(), 9, kLater, [](const storage::Task*) {}).has_value());
+  EXPECT_TRUE(waiters.Add(Filter(), 10, kLater, [](const storage::Task*) {}).has_value());
   // Other boards are tracked apart.
-  EXPECT_TRUE(waiters.Add(Filter({}, "", "other"), 0, kLater, [] {}).has_value());
+  EXPECT_TRUE(waiters.Add(Filter({}, "", "other"), 0, kLater, [](const storage::Task*) {})
+                  .has_value());
 }
 
 TEST(ClaimWaitersTest, RemovedWaitersAreNeverWoken) {
   ClaimWaiters waiters;
   std::atomic<int> woke{0};
-  std::optional<uint64_t> id = waiters.Add(Filter(), 0, kLater, [&] { woke++; });
+  std::optional<uint64_t> id =
+      waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke++; });
   ASSERT_TRUE(id.has_value());
   EXPECT_TRUE(waiters.Remove(*id));
   EXPECT_FALSE(waiters.Remove(*id));
@@ -98,11 +126,11 @@ TEST(ClaimWaitersTest, TimerWakesAtWakeTime) {
   ClaimWaiters waiters;
   absl::Notification early, late;
   absl::Time start = absl::Now();
-  ASSERT_TRUE(
-      waiters.Add(Filter(), 0, start + absl::Milliseconds(400), [&] { late.Notify(); }));
+  ASSERT_TRUE(waiters.Add(Filter(), 0, start + absl::Milliseconds(400),
+                          [&](const storage::Task*) { late.Notify(); }));
   // Added after, due before: the timer must not oversleep it.
-  ASSERT_TRUE(
-      waiters.Add(Filter(), 0, start + absl::Milliseconds(100), [&] { early.Notify(); }));
+  ASSERT_TRUE(waiters.Add(Filter(), 0, start + absl::Milliseconds(100),
+                          [&](const storage::Task*) { early.Notify(); }));
   ASSERT_TRUE(early.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
   EXPECT_FALSE(late.HasBeenNotified());
@@ -114,7 +142,8 @@ TEST(ClaimWaitersTest, FutureNotBeforeReschedulesMatchingWaiters) {
   ClaimWaiters waiters;
   absl::Notification woke;
   absl::Time start = absl::Now();
-  ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&] { woke.Notify(); }));
+  ASSERT_TRUE(
+      waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke.Notify(); }));
   storage::Event later = ReadyEvent(1);
   later.task->not_before = start + absl::Milliseconds(200);
   waiters.OnCommit({later});
@@ -127,12 +156,13 @@ TEST(ClaimWaitersTest, ShutdownWakesEveryoneAndRefusesNewWaiters) {
   ClaimWaiters waiters;
   std::atomic<int> woke{0};
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&] { woke++; }).has_value());
+    ASSERT_TRUE(waiters.Add(Filter(), 0, kLater, [&](const storage::Task*) { woke++; })
+                    .has_value());
   }
   waiters.Shutdown();
   EXPECT_EQ(woke.load(), 5);
   EXPECT_TRUE(waiters.shut_down());
-  EXPECT_FALSE(waiters.Add(Filter(), 0, kLater, [] {}).has_value());
+  EXPECT_FALSE(waiters.Add(Filter(), 0, kLater, [](const storage::Task*) {}).has_value());
 }
 
 }  // namespace

@@ -7,11 +7,82 @@
 #include "service/convert.h"
 #include "service/grpc_status.h"
 #include "service/reply.h"
+#include "service/watch_reactor.h"
+#include "storage/rules.h"
 
 namespace kanban::service {
 
-KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters)
-    : store_(store), waiters_(waiters), started_(absl::Now()) {}
+KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters,
+                                     WatchRegistry* watchers,
+                                     absl::Duration watch_stall_timeout)
+    : store_(store),
+      waiters_(waiters),
+      watchers_(watchers),
+      watch_stall_timeout_(watch_stall_timeout),
+      started_(absl::Now()) {}
+
+namespace {
+
+// A stream that fails before it starts.
+class RejectedStream final : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
+ public:
+  explicit RejectedStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+absl::StatusOr<WatchFilter> WatchFilterFromProto(const v1::WatchEventsRequest& r) {
+  WatchFilter filter;
+  if (!r.board().empty()) {
+    if (absl::Status s = storage::ValidateBoardName(r.board(), "board"); !s.ok()) return s;
+  }
+  filter.board = r.board();
+  for (int i = 0; i < r.task_ids_size(); ++i) {
+    if (absl::Status s =
+            storage::ValidateTaskId(r.task_ids(i), absl::StrCat("task_ids[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+    filter.task_ids.insert(r.task_ids(i));
+  }
+  for (int i = 0; i < r.kinds_size(); ++i) {
+    if (r.kinds(i).empty() || r.kinds(i).size() > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kinds[", i, "]: must be an event kind such as created"));
+    }
+    filter.kinds.insert(r.kinds(i));
+  }
+  return filter;
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::WatchEventsResponse>* KanbanServiceImpl::WatchEvents(
+    grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+  absl::StatusOr<WatchFilter> filter = WatchFilterFromProto(*request);
+  if (!filter.ok()) return new RejectedStream(filter.status());
+  WatchReactor::Options options;
+  options.stall_timeout = watch_stall_timeout_;
+  if (request->has_bookmark_interval()) {
+    absl::StatusOr<absl::Duration> interval =
+        DurationFromProto(request->bookmark_interval(), "bookmark_interval");
+    if (!interval.ok()) return new RejectedStream(interval.status());
+    options.bookmark_interval = *interval;
+  }
+  std::optional<int64_t> after;
+  if (request->start_case() == v1::WatchEventsRequest::kAfterSeq) {
+    if (request->after_seq() < 0) {
+      return new RejectedStream(
+          absl::InvalidArgumentError("after_seq: must not be negative"));
+    }
+    after = request->after_seq();
+  } else if (request->start_case() != v1::WatchEventsRequest::kFromNow) {
+    after = 0;  // No start given: the whole retained history.
+  }
+  auto* reactor =
+      new WatchReactor(ctx, store_, watchers_, *std::move(filter), after, options);
+  reactor->Start();
+  return reactor;
+}
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::CreateBoard(
     grpc::CallbackServerContext* ctx, const v1::CreateBoardRequest* request,

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/claim_waiters.h"
+#include "service/watch_registry.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -18,9 +19,11 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   // At most this long may a ClaimTask wait for work.
   static constexpr absl::Duration kMaxClaimWait = absl::Seconds(30);
 
-  // `store` and `waiters` are not owned and must outlive the server.
+  // `store`, `waiters` and `watchers` are not owned and must outlive the
+  // server. `watch_stall_timeout` ends watchers that stop reading.
   // Thread-safe.
-  KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters);
+  KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters, WatchRegistry* watchers,
+                    absl::Duration watch_stall_timeout);
 
   grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
                                         const v1::CreateBoardRequest* request,
@@ -67,6 +70,8 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   grpc::ServerUnaryReactor* ReleaseTask(grpc::CallbackServerContext* ctx,
                                         const v1::ReleaseTaskRequest* request,
                                         v1::Task* response) override;
+  grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
+      grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;
@@ -74,6 +79,8 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
  private:
   storage::Store* const store_;
   ClaimWaiters* const waiters_;
+  WatchRegistry* const watchers_;
+  const absl::Duration watch_stall_timeout_;
   const absl::Time started_;
 };
 

@@ -1,6 +1,7 @@
 // kanband: serves the kanban task board over gRPC from one SQLite file.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -35,6 +36,13 @@ ABSL_FLAG(absl::Duration, sweep_interval, absl::Seconds(1),
 ABSL_FLAG(absl::Duration, backoff_base, absl::Seconds(1),
           "retry delay after the first failed or expired attempt; doubles each time");
 ABSL_FLAG(absl::Duration, backoff_cap, absl::Minutes(5), "longest retry delay");
+ABSL_FLAG(absl::Duration, event_retention, absl::Hours(24 * 7),
+          "delete events older than this (e.g. 168h)");
+ABSL_FLAG(int64_t, event_retention_count, 10000000, "keep at most this many events");
+ABSL_FLAG(int64_t, event_ring, 65536,
+          "events kept in memory for watchers; slower watchers read the database");
+ABSL_FLAG(absl::Duration, watch_stall_timeout, absl::Minutes(5),
+          "end a WatchEvents stream whose client takes no response for this long");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long calls in flight may take before they are cancelled");
 
@@ -125,6 +133,17 @@ int main(int argc, char** argv) {
   options.store.sweep_interval = absl::GetFlag(FLAGS_sweep_interval);
   options.store.retry.backoff_base = absl::GetFlag(FLAGS_backoff_base);
   options.store.retry.backoff_cap = absl::GetFlag(FLAGS_backoff_cap);
+  options.store.event_retention = absl::GetFlag(FLAGS_event_retention);
+  options.store.event_retention_count = absl::GetFlag(FLAGS_event_retention_count);
+  options.store.event_ring = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_event_ring)));
+  options.watch_stall_timeout = absl::GetFlag(FLAGS_watch_stall_timeout);
+  if (options.store.event_retention_count < 0 ||
+      options.store.event_retention <= absl::ZeroDuration() ||
+      options.watch_stall_timeout <= absl::ZeroDuration()) {
+    LogError("event_retention and watch_stall_timeout must be positive, "
+             "event_retention_count not negative");
+    return kExitConfig;
+  }
   if (options.store.sweep_interval <= absl::ZeroDuration() ||
       options.store.retry.backoff_base <= absl::ZeroDuration() ||
       options.store.retry.backoff_cap < options.store.retry.backoff_base) {

@@ -17,16 +17,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   // them.
   auto forward = std::move(options.store.on_commit);
   options.store.on_commit = [waiters = server->waiters_.get(),
-                             forward](std::vector<storage::Event> events) {
+                             forward](const std::vector<storage::Event>& events) {
     waiters->OnCommit(events);
-    if (forward) forward(std::move(events));
+    if (forward) forward(events);
   };
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  server->kanban_ =
-      std::make_unique<KanbanServiceImpl>(server->store_.get(), server->waiters_.get());
+  server->watchers_ = std::make_unique<WatchRegistry>(server->store_->events());
+  server->kanban_ = std::make_unique<KanbanServiceImpl>(
+      server->store_.get(), server->waiters_.get(), server->watchers_.get(),
+      options.watch_stall_timeout);
   server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
   server->health_ = std::make_unique<HealthServiceImpl>();
 
@@ -58,6 +60,7 @@ void Server::Shutdown(absl::Duration grace) {
   if (grpc_) {
     health_->Shutdown();
     waiters_->Shutdown();  // Waiting claims answer now instead of at their deadline.
+    watchers_->Shutdown();  // Every stream ends with UNAVAILABLE.
     grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
     grpc_->Wait();
   }

@@ -14,6 +14,7 @@
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
 #include "service/kanban_service.h"
+#include "service/watch_registry.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -24,6 +25,8 @@ class Server {
     // host:port; port 0 picks a free port. Default: 127.0.0.1:7300.
     std::string listen = "127.0.0.1:7300";
     storage::Store::Options store;
+    // A watcher that takes no response for this long is ended. Default: 5 min.
+    absl::Duration watch_stall_timeout = absl::Minutes(5);
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE
@@ -45,6 +48,7 @@ class Server {
 
   std::unique_ptr<ClaimWaiters> waiters_;  // Outlives the store's callbacks.
   std::unique_ptr<storage::Store> store_;
+  std::unique_ptr<WatchRegistry> watchers_;  // After store_: stops first.
   std::unique_ptr<KanbanServiceImpl> kanban_;
   std::unique_ptr<HeartbeatServiceImpl> heartbeat_;
   std::unique_ptr<HealthServiceImpl> health_;

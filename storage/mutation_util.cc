@@ -46,7 +46,10 @@ absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view 
   event.time = ctx.now();
   event.task = task;
   event.reason = std::string(reason);
+  // Every event of one change shares the seq of its first event.
+  event.txn = ctx.events().empty() ? 0 : ctx.events().front().txn;
   KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
+  if (event.txn == 0) event.txn = event.seq;
   ctx.AddEvent(std::move(event));
   return absl::OkStatus();
 }

@@ -59,6 +59,7 @@ absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
   event.kind = "board_created";
   event.time = ctx.now();
   KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
+  event.txn = event.seq;
   ctx.AddEvent(std::move(event));
   return board;
 }

@@ -105,6 +105,12 @@ CREATE TABLE workers (
   last_board TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 )sql",
+      // 3: events.txn groups the events one change wrote (the seq of its
+      // first event; NULL means the event's own seq), so that readers never
+      // split a change across responses.
+      R"sql(
+ALTER TABLE events ADD COLUMN txn INTEGER;
+)sql",
   };
   return *migrations;
 }

@@ -26,13 +26,19 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   KANBAN_RETURN_IF_ERROR(ApplyDurability(*db, opts.durability));
   KANBAN_RETURN_IF_ERROR(Migrate(*db, opts.clock->Now()).status());
   KANBAN_ASSIGN_OR_RETURN(store->durability_, ReadDurability(*db));
+  KANBAN_ASSIGN_OR_RETURN(int64_t head, sql::LastEventSeq(*db));
+  store->hub_ = std::make_unique<EventHub>(opts.event_ring, head);
 
   KANBAN_ASSIGN_OR_RETURN(store->readers_,
                           ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
   Writer::Options writer_options;
   writer_options.clock = opts.clock;
   writer_options.max_batch = opts.max_batch;
-  writer_options.on_commit = opts.on_commit;
+  writer_options.on_commit = [hub = store->hub_.get(),
+                              then = opts.on_commit](std::vector<Event> events) {
+    if (then) then(events);
+    hub->Publish(std::move(events));
+  };
   store->writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
   if (opts.sweep_interval > absl::ZeroDuration()) {
     store->sweeper_ = std::thread([s = store.get()] {
@@ -202,8 +208,19 @@ void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
 
 void Store::Sweep(Done<SweepResult> done) {
   Write<SweepResult>(
-      [this](WriteContext& ctx) { return mutations::Sweep(ctx, options_.retry); },
+      [this](WriteContext& ctx) -> absl::StatusOr<SweepResult> {
+        KANBAN_ASSIGN_OR_RETURN(SweepResult result, mutations::Sweep(ctx, options_.retry));
+        KANBAN_ASSIGN_OR_RETURN(
+            result.events_deleted,
+            sql::DeleteOldEvents(ctx.db(), ctx.now() - options_.event_retention,
+                                 options_.event_retention_count, /*batch=*/10000));
+        return result;
+      },
       std::move(done));
+}
+
+void Store::OldestEventSeq(Done<int64_t> done) {
+  Read<int64_t>([](Connection& db) { return sql::OldestEventSeq(db); }, std::move(done));
 }
 
 void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done) {

@@ -20,6 +20,7 @@
 #include "absl/synchronization/notification.h"
 #include "storage/clock.h"
 #include "storage/durability.h"
+#include "storage/event_hub.h"
 #include "storage/file_lock.h"
 #include "storage/lease_mutations.h"
 #include "storage/reader_pool.h"
@@ -45,8 +46,15 @@ class Store {
     // thread off (tests call Sweep themselves). Default: 1 s.
     absl::Duration sweep_interval = absl::Seconds(1);
     // Called on the writer thread with each commit's events, in seq order,
-    // after the callers were answered. Must not block. Default: none.
-    std::function<void(std::vector<Event>)> on_commit;
+    // after the callers were answered (and before the EventHub gets them).
+    // Must not block. Default: none.
+    std::function<void(const std::vector<Event>&)> on_commit;
+    // Events kept in memory for watchers. Default: 65,536.
+    size_t event_ring = 65536;
+    // Retention, applied by each sweep: events older than this, and all but
+    // the newest event_retention_count, are deleted. Default: 7 days, 10M.
+    absl::Duration event_retention = absl::Hours(24 * 7);
+    int64_t event_retention_count = 10000000;
   };
 
   // Locks "<path>.lock" (FAILED_PRECONDITION if another Store or process
@@ -86,9 +94,15 @@ class Store {
   void GetTask(std::string id, Done<Task> done);
   void ListTasks(TaskFilter filter, Done<TaskPage> done);
   void ListComments(std::string task_id, Done<std::vector<Comment>> done);
-  // Up to `limit` events after `after_seq`, on `board` when not empty.
+  // Up to about `limit` events after `after_seq`, on `board` when not
+  // empty; a change is never cut in two.
   void ReadEvents(int64_t after_seq, int limit, std::string board,
                   Done<std::vector<Event>> done);
+  // The oldest event seq still kept (see sql::OldestEventSeq).
+  void OldestEventSeq(Done<int64_t> done);
+
+  // The committed tail of the event log. Never null; owned by the Store.
+  EventHub* events() { return hub_.get(); }
 
   // The pragmas in force on the writer connection, read back at open.
   const DurabilityInfo& durability() const { return durability_; }
@@ -111,6 +125,7 @@ class Store {
   const Options options_;
   DurabilityInfo durability_;
   std::unique_ptr<FileLock> lock_;  // Released last.
+  std::unique_ptr<EventHub> hub_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<ReaderPool> readers_;
 

@@ -1,6 +1,7 @@
 #include "storage/task_sql.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 #include <variant>
 
@@ -446,10 +447,12 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason)"
-                " VALUES (?, ?, ?, ?, ?, ?)"));
+      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason, txn)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"));
   stmt.BindText(1, event.board).BindText(2, event.task_id).BindText(3, event.kind)
       .BindInt(4, Micros(event.time)).BindText(6, event.reason);
+  // NULL: the event starts its own change (txn = its seq).
+  stmt.BindOptionalInt(7, event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
   if (event.task.has_value()) {
     stmt.BindText(5, EncodeTaskJson(*event.task));
   } else {
@@ -464,7 +467,7 @@ namespace {
 const std::string& EventColumns() {
   static const auto* s = new std::string(
       absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
-                   " e.task IS NOT NULL, ",
+                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, ",
                    SnapshotColumns()));
   return *s;
 }
@@ -481,8 +484,9 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
     e.kind = stmt.ColumnText(3);
     e.time = FromMicros(stmt.ColumnInt(4));
     e.reason = stmt.ColumnText(5);
-    if (stmt.ColumnInt(6) != 0) {
-      KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 7));
+    e.txn = stmt.ColumnInt(6);
+    if (stmt.ColumnInt(7) != 0) {
+      KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 8));
       e.task = std::move(task);
     }
     events.push_back(std::move(e));
@@ -499,7 +503,51 @@ absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after
       " ORDER BY e.seq LIMIT ?3"));
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
   stmt.BindInt(1, after_seq).BindText(2, board).BindInt(3, limit);
-  return ReadEvents(stmt);
+  KANBAN_ASSIGN_OR_RETURN(std::vector<Event> events, ReadEvents(stmt));
+  if (static_cast<int>(events.size()) < limit || events.empty()) return events;
+  // The limit may have cut a change in two: read the rest of its events.
+  static const std::string* rest = new std::string(absl::StrCat(
+      "SELECT ", EventColumns(),
+      " FROM events e WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq"));
+  KANBAN_ASSIGN_OR_RETURN(Statement more, db.Cached(rest->c_str()));
+  more.BindInt(1, events.back().txn).BindInt(2, events.back().seq);
+  KANBAN_ASSIGN_OR_RETURN(std::vector<Event> tail, ReadEvents(more));
+  std::move(tail.begin(), tail.end(), std::back_inserter(events));
+  return events;
+}
+
+absl::StatusOr<int64_t> OldestEventSeq(Connection& db) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT COALESCE((SELECT min(seq) FROM events),"
+                " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 1)"));
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.ColumnInt(0) : 1;
+}
+
+absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t keep,
+                                    int batch) {
+  // The first seq to keep: the newest `keep` events, and nothing newer than
+  // `before`; moved back to the start of its change, so no change is ever
+  // half deleted; and at most `batch` rows per call, to keep the writer's
+  // transaction short.
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement cut,
+      db.Cached("WITH bounds AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events),"
+                " want AS (SELECT max(COALESCE((SELECT min(seq) FROM events WHERE time >= ?1),"
+                "   hi + 1), hi - ?2 + 1) AS seq FROM bounds),"
+                " capped AS (SELECT min(want.seq, bounds.lo + ?3) AS seq FROM want, bounds)"
+                " SELECT COALESCE((SELECT COALESCE(e.txn, e.seq) FROM events e, capped"
+                "   WHERE e.seq >= capped.seq ORDER BY e.seq LIMIT 1), (SELECT seq FROM capped))"));
+  cut.BindInt(1, Micros(before)).BindInt(2, keep).BindInt(3, batch);
+  KANBAN_ASSIGN_OR_RETURN(bool row, cut.Step());
+  if (!row || cut.ColumnIsNull(0)) return 0;
+  const int64_t first_kept = cut.ColumnInt(0);
+  KANBAN_ASSIGN_OR_RETURN(Statement del,
+                          db.Cached("DELETE FROM events WHERE seq < ?"));
+  del.BindInt(1, first_kept);
+  KANBAN_RETURN_IF_ERROR(del.Run());
+  return db.Changes();
 }
 
 }  // namespace kanban::storage::sql

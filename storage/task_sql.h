@@ -71,9 +71,17 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 
 // ---- Events ----
 // Appends `event` (its seq is ignored; its task, if any, is stored as the
-// snapshot). Returns the new seq.
+// snapshot; txn 0 means it starts its own change). Returns the new seq.
 absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event);
-// Up to `limit` events with seq > after_seq (on `board`, when not empty).
+// The seq of the oldest event still kept (one past the newest when every
+// event was deleted; 1 for a new database).
+absl::StatusOr<int64_t> OldestEventSeq(Connection& db);
+// Retention: deletes events older than `before` and all but the newest
+// `keep`, whole changes only, at most about `batch` rows. Returns how many.
+absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t keep,
+                                    int batch);
+// Up to about `limit` events with seq > after_seq (on `board`, when not
+// empty), in seq order; a change cut by the limit is completed.
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit, absl::string_view board);
 

@@ -75,6 +75,9 @@ struct Comment {
 
 struct Event {
   int64_t seq = 0;
+  // The seq of the first event written by the same change: events with the
+  // same txn were committed together and are delivered together.
+  int64_t txn = 0;
   std::string board;
   std::string task_id;  // Empty for board-level events.
   std::string kind;
@@ -187,6 +190,7 @@ struct Worker {
 struct SweepResult {
   int reclaimed = 0;  // Back to READY (or TODO) after a backoff.
   int gave_up = 0;    // Out of attempts: BLOCKED.
+  int events_deleted = 0;  // By event retention.
 };
 
 // Effective durability settings, read back from the writer's connection.

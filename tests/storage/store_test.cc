@@ -29,9 +29,9 @@ class StoreTest : public ::testing::Test {
     Store::Options options;
     options.path = dir_.File("kanban.db");
     options.clock = &clock_;
-    options.on_commit = [this](std::vector<Event> events) {
+    options.on_commit = [this](const std::vector<Event>& events) {
       absl::MutexLock lock(&events_mu_);
-      for (Event& e : events) published_.push_back(std::move(e));
+      published_.insert(published_.end(), events.begin(), events.end());
     };
     absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
     ASSERT_TRUE(store.ok()) << store.status();

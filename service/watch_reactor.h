@@ -1,0 +1,117 @@
+// One WatchEvents stream. Reads committed events after its position from the
+// EventHub's ring, or, when it has fallen behind the ring, from a reader
+// connection (never on a gRPC thread, never through the writer); filters
+// them; one write in flight; bookmarks when idle; ends a stalled stream.
+// Decisions are made under the reactor's lock and carried out (StartWrite,
+// Finish, database reads) outside it.
+#ifndef KANBAN_SERVICE_WATCH_REACTOR_H_
+#define KANBAN_SERVICE_WATCH_REACTOR_H_
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kanban/v1/kanban.pb.h"
+#include "storage/store.h"
+
+namespace kanban::service {
+
+class WatchRegistry;
+
+struct WatchFilter {
+  std::string board;  // Empty: all boards.
+  std::set<std::string> task_ids;
+  std::set<std::string> kinds;
+  bool Matches(const storage::Event& event) const;
+};
+
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
+ public:
+  struct Options {
+    absl::Duration bookmark_interval = absl::Seconds(10);  // Zero: none.
+    absl::Duration stall_timeout = absl::Minutes(5);
+    size_t max_events_per_response = 256;
+    int catch_up_batch = 512;  // Events per database read.
+  };
+
+  // `after_seq` empty means "from now". Everything passed must outlive the
+  // call. The reactor deletes itself in OnDone.
+  WatchReactor(grpc::CallbackServerContext* ctx, storage::Store* store,
+               WatchRegistry* registry, WatchFilter filter,
+               std::optional<int64_t> after_seq, Options options);
+
+  // Registers with the registry and sends the first response.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // From the registry's thread: new events were published.
+  void OnNotify() ABSL_LOCKS_EXCLUDED(mu_);
+  // From the registry's thread, every tick: bookmarks and stall checks.
+  void OnTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // From the registry: the server is shutting down; end with UNAVAILABLE.
+  void OnShutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Lifetime: gRPC holds one reference until OnDone, the registry one while
+  // the watcher is registered, and the registry's thread one per call it
+  // makes; the last Unref deletes the reactor.
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone() override;
+
+ private:
+  // What Plan decided; Execute carries it out without the lock.
+  struct Action {
+    bool write = false;
+    std::optional<int64_t> read_after;  // Catch up from the database.
+    std::optional<grpc::Status> finish;
+    std::optional<int64_t> oldest_seq;  // Trailing metadata with an OUT_OF_RANGE.
+    bool cancel = false;                // Cancel the call (stalled).
+  };
+
+  Action Plan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Execute(const Action& action) ABSL_LOCKS_EXCLUDED(mu_);
+  // Adds the matching events to response_ and advances pos_ over all of them.
+  void Take(const storage::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Action StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnCatchUp(absl::StatusOr<std::vector<storage::Event>> events)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Constant after construction.
+  grpc::CallbackServerContext* const ctx_;
+  storage::Store* const store_;
+  WatchRegistry* const registry_;
+  const WatchFilter filter_;
+  const Options options_;
+
+  std::atomic<int> refs_{1};
+
+  absl::Mutex mu_;
+  int64_t pos_ ABSL_GUARDED_BY(mu_) = 0;  // Everything up to here was handled.
+  v1::WatchEventsResponse response_ ABSL_GUARDED_BY(mu_);  // Being built or written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;  // A database read is in flight.
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool first_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool bookmark_due_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> finish_pending_ ABSL_GUARDED_BY(mu_);
+  std::optional<int64_t> pending_oldest_ ABSL_GUARDED_BY(mu_);
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_sent_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_WATCH_REACTOR_H_

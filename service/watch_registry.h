@@ -1,0 +1,57 @@
+// WatchRegistry: the open WatchEvents streams. One thread of its own tells
+// them about newly published events (so the writer, which publishes, never
+// waits on watchers) and ticks them for bookmarks and stall checks.
+#ifndef KANBAN_SERVICE_WATCH_REGISTRY_H_
+#define KANBAN_SERVICE_WATCH_REGISTRY_H_
+
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/event_hub.h"
+
+namespace kanban::service {
+
+class WatchReactor;
+
+class WatchRegistry {
+ public:
+  // Listens to `hub` (not owned; must outlive the registry) and starts the
+  // registry's thread, which ticks every `tick`.
+  WatchRegistry(storage::EventHub* hub, absl::Duration tick = absl::Milliseconds(100));
+  ~WatchRegistry();  // Shutdown, then joins the thread.
+
+  // False (and not added) once shut down. Thread-safe.
+  bool Add(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  void Remove(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Ends every stream with UNAVAILABLE; later Adds fail. Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_, signal_mu_);
+  // The open watchers, each with a reference taken: the caller calls them
+  // without holding mu_ and then Unrefs each.
+  std::vector<WatchReactor*> Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const absl::Duration tick_;
+
+  mutable absl::Mutex mu_;
+  std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Apart from mu_, so that the publishing writer never waits for watchers.
+  absl::Mutex signal_mu_;
+  bool published_ ABSL_GUARDED_BY(signal_mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(signal_mu_) = false;
+
+  std::thread thread_;
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_WATCH_REGISTRY_H_

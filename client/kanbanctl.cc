@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -69,12 +70,19 @@ int Main(int argc, char** argv) {
   }
 
   // The channel connects lazily, so commands that make no call cost nothing.
-  std::unique_ptr<v1::KanbanService::Stub> stub = v1::KanbanService::NewStub(
-      grpc::CreateChannel(ServerAddress(args), grpc::InsecureChannelCredentials()));
+  const std::string server = ServerAddress(args);
+  const std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  std::unique_ptr<v1::KanbanService::Stub> stub = v1::KanbanService::NewStub(channel);
+  std::unique_ptr<v1::HeartbeatService::Stub> heartbeat_stub =
+      v1::HeartbeatService::NewStub(channel);
   const Invocation invocation{
       *command,
       args,
       *stub,
+      *heartbeat_stub,
+      channel,
+      server,
       args.Has("json"),
       absl::Seconds(args.GetSeconds("timeout").value_or(kDefaultTimeoutSeconds)),
       std::cout,

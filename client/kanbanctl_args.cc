@@ -19,6 +19,22 @@ bool IsFlag(const std::string& arg) {
          !std::isdigit(static_cast<unsigned char>(arg[1]));
 }
 
+// "60s", "1m30s", "0" or a bare number of seconds; nullopt for anything
+// else, negative and infinite durations included.
+std::optional<absl::Duration> ParseDurationValue(const std::string& value) {
+  absl::Duration duration;
+  double seconds;
+  if (absl::SimpleAtod(value, &seconds) && std::isfinite(seconds)) {
+    duration = absl::Seconds(seconds);
+  } else if (!absl::ParseDuration(value, &duration)) {
+    return std::nullopt;
+  }
+  if (duration < absl::ZeroDuration() || duration == absl::InfiniteDuration()) {
+    return std::nullopt;
+  }
+  return duration;
+}
+
 absl::Status CheckValue(absl::string_view name, FlagKind kind, const std::string& value) {
   bool ok = true;
   const char* expected = "";
@@ -42,6 +58,12 @@ absl::Status CheckValue(absl::string_view name, FlagKind kind, const std::string
       double parsed;
       ok = absl::SimpleAtod(value, &parsed) && std::isfinite(parsed) && parsed > 0;
       expected = "a positive number of seconds";
+      break;
+    }
+    case FlagKind::kDuration: {
+      std::optional<absl::Duration> parsed = ParseDurationValue(value);
+      ok = parsed.has_value();
+      expected = "a duration such as 60s, 100ms or 1m30s";
       break;
     }
   }
@@ -173,6 +195,11 @@ std::optional<double> ParsedArgs::GetSeconds(absl::string_view name) const {
   double value = 0;
   if (!Has(name) || !absl::SimpleAtod(Get(name), &value)) return std::nullopt;
   return value;
+}
+
+std::optional<absl::Duration> ParsedArgs::GetDuration(absl::string_view name) const {
+  if (!Has(name)) return std::nullopt;
+  return ParseDurationValue(Get(name));
 }
 
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args,

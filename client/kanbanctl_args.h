@@ -13,16 +13,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 namespace kanban::client {
 
 // What a flag's value must look like; checked while parsing.
 enum class FlagKind {
-  kBool,     // Takes no value: `--json`.
-  kString,   // Any text.
-  kInt32,    // A decimal integer that fits in 32 bits.
-  kInt64,    // A decimal integer that fits in 64 bits.
-  kSeconds,  // A positive decimal number of seconds: `2`, `0.5`.
+  kBool,      // Takes no value: `--json`.
+  kString,    // Any text.
+  kInt32,     // A decimal integer that fits in 32 bits.
+  kInt64,     // A decimal integer that fits in 64 bits.
+  kSeconds,   // A positive decimal number of seconds: `2`, `0.5`.
+  kDuration,  // A non-negative duration: `60s`, `100ms`, `1m30s`; a bare number
+              // counts seconds.
 };
 
 // One accepted flag, named without the leading dashes.
@@ -45,10 +48,12 @@ class ParsedArgs {
   // Every value given for the flag, in command-line order.
   std::vector<std::string> GetAll(absl::string_view name) const;
   // The last value as a number; nullopt when absent. Only call these for
-  // flags declared kInt32 / kInt64 / kSeconds (the parser validated them).
+  // flags declared kInt32 / kInt64 / kSeconds / kDuration (the parser
+  // validated them).
   std::optional<int32_t> GetInt32(absl::string_view name) const;
   std::optional<int64_t> GetInt64(absl::string_view name) const;
   std::optional<double> GetSeconds(absl::string_view name) const;
+  std::optional<absl::Duration> GetDuration(absl::string_view name) const;
 
   // Arguments that are not flags, in order, without the command name.
   const std::vector<std::string>& positional() const { return positional_; }

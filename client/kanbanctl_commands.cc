@@ -9,19 +9,36 @@
 #include "absl/strings/str_cat.h"
 #include "client/kanbanctl_print.h"
 #include "client/kanbanctl_requests.h"
+#include "client/kanbanctl_work.h"
 #include "grpcpp/client_context.h"
 
 namespace kanban::client {
 namespace {
 
 using Stub = v1::KanbanService::StubInterface;
+using HeartbeatStub = v1::HeartbeatService::StubInterface;
 
-// A blocking unary method of the stub, e.g. &Stub::GetTask.
-template <typename Request, typename Response>
-using Rpc = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
+// A blocking unary method of either stub, e.g. &Stub::GetTask.
+template <typename S, typename Request, typename Response>
+using Rpc = grpc::Status (S::*)(grpc::ClientContext*, const Request&, Response*);
+
+// The invocation's stub of type S.
+template <typename S>
+S& StubOf(const Invocation& in);
+template <>
+Stub& StubOf<Stub>(const Invocation& in) {
+  return in.stub;
+}
+template <>
+HeartbeatStub& StubOf<HeartbeatStub>(const Invocation& in) {
+  return in.heartbeat_stub;
+}
 
 template <typename Response>
 using Printer = void (*)(const Response&, std::ostream&);
+
+// Bound on the positional arguments of commands that take a list.
+constexpr int kManyArgs = 1 << 20;
 
 // ---- Flags, shared by the commands that accept them. ----------------------
 
@@ -33,19 +50,28 @@ const FlagSpec kBody{"body", FlagKind::kString};
 const FlagSpec kBodyFile{"body-file", FlagKind::kString};
 const FlagSpec kClearLabels{"clear-labels", FlagKind::kBool};
 const FlagSpec kDescription{"description", FlagKind::kString};
+const FlagSpec kError{"error", FlagKind::kString};
 const FlagSpec kExpectedVersion{"expected-version", FlagKind::kInt64};
+const FlagSpec kGrace{"grace", FlagKind::kDuration};
 const FlagSpec kIdempotencyKey{"idempotency-key", FlagKind::kString};
 const FlagSpec kLabel{"label", FlagKind::kString};
+const FlagSpec kLease{"lease", FlagKind::kDuration};
 const FlagSpec kMaxAttempts{"max-attempts", FlagKind::kInt32};
+const FlagSpec kMaxTasks{"max-tasks", FlagKind::kInt32};
 const FlagSpec kNotBefore{"not-before", FlagKind::kString};
+const FlagSpec kOnce{"once", FlagKind::kBool};
 const FlagSpec kPageSize{"page-size", FlagKind::kInt32};
 const FlagSpec kPageToken{"page-token", FlagKind::kString};
 const FlagSpec kParent{"parent", FlagKind::kString};
 const FlagSpec kPriority{"priority", FlagKind::kInt32};
 const FlagSpec kReason{"reason", FlagKind::kString};
+const FlagSpec kResult{"result", FlagKind::kString};
+const FlagSpec kRetry{"retry", FlagKind::kBool};
 const FlagSpec kStatus{"status", FlagKind::kString};
 const FlagSpec kTitle{"title", FlagKind::kString};
 const FlagSpec kTriage{"triage", FlagKind::kBool};
+const FlagSpec kWait{"wait", FlagKind::kDuration};
+const FlagSpec kWorker{"worker", FlagKind::kString};
 
 // ---- Calling and reporting. ------------------------------------------------
 
@@ -66,13 +92,15 @@ int RpcFailure(const Invocation& in, const grpc::Status& status) {
   return kExitRpcFailed;
 }
 
-template <typename Request, typename Response>
-grpc::Status Invoke(const Invocation& in, Rpc<Request, Response> rpc,
-                    const Request& request, Response* response) {
+// `extra` lengthens the deadline of calls that wait on the server by design.
+template <typename S, typename Request, typename Response>
+grpc::Status Invoke(const Invocation& in, Rpc<S, Request, Response> rpc,
+                    const Request& request, Response* response,
+                    absl::Duration extra = absl::ZeroDuration()) {
   grpc::ClientContext context;
   // gRPC 1.51 takes only system_clock deadlines.
-  context.set_deadline(absl::ToChronoTime(absl::Now() + in.timeout));
-  return (in.stub.*rpc)(&context, request, response);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + in.timeout + extra));
+  return (StubOf<S>(in).*rpc)(&context, request, response);
 }
 
 template <typename Response>
@@ -91,14 +119,15 @@ int Emit(const Invocation& in, const Response& response, Printer<Response> print
 }
 
 // The whole life of a simple command: request, call, print.
-template <typename Request, typename Response>
+template <typename S, typename Request, typename Response>
 int Call(const Invocation& in, const absl::StatusOr<Request>& request,
-         Rpc<Request, Response> rpc, Printer<Response> print) {
+         Rpc<S, Request, Response> rpc, Printer<Response> print,
+         absl::Duration extra_timeout = absl::ZeroDuration()) {
   if (!request.ok()) {
     return UsageFailure(&in.command, request.status().message(), in.err);
   }
   Response response;
-  grpc::Status status = Invoke(in, rpc, *request, &response);
+  grpc::Status status = Invoke(in, rpc, *request, &response, extra_timeout);
   if (!status.ok()) return RpcFailure(in, status);
   return Emit(in, response, print);
 }
@@ -134,6 +163,12 @@ int RunList(const Invocation& in) {
     in.err << "next page: --page-token " << merged.next_page_token() << "\n";
   }
   return Emit(in, merged, PrintTasks);
+}
+
+// The call waits on the server for up to --wait, so its deadline does too.
+int RunClaim(const Invocation& in) {
+  return Call(in, BuildClaimTask(in.args), &Stub::ClaimTask, PrintClaim,
+              in.args.GetDuration("wait").value_or(absl::ZeroDuration()));
 }
 
 int RunHelp(const Invocation& in) {
@@ -235,6 +270,51 @@ const std::vector<Command>& Commands() {
          return Call(in, NoArguments<v1::GetServerInfoRequest>(), &Stub::GetServerInfo,
                      PrintServerInfo);
        }},
+      {"claim",
+       "--worker W [--board B] [--label L]... [--assignee A] [--lease 60s] "
+       "[--wait 0s]",
+       "Claim the next READY task and print it with its lease token; --wait "
+       "waits for one (at most 30s).",
+       0, 0, {kWorker, kBoard, kLabel, kAssignee, kLease, kWait}, RunClaim},
+      {"heartbeat", "--worker W [TASK_ID:TOKEN]...",
+       "Extend leases; prints EXTENDED or LOST (with the reason) for each.", 0,
+       kManyArgs, {kWorker},
+       [](const Invocation& in) {
+         return Call(in, BuildHeartbeat(in.args), &HeartbeatStub::Heartbeat,
+                     PrintHeartbeat);
+       }},
+      {"complete", "TASK_ID TOKEN [--result R]", "Finish a claimed task: DONE.", 2, 2,
+       {kResult},
+       [](const Invocation& in) {
+         return Call(in, BuildCompleteTask(in.args), &Stub::CompleteTask, PrintTask);
+       }},
+      {"fail", "TASK_ID TOKEN --error E [--retry]",
+       "Fail a claimed task: READY after a backoff with --retry while attempts are "
+       "left, else BLOCKED.",
+       2, 2, {kError, kRetry},
+       [](const Invocation& in) {
+         return Call(in, BuildFailTask(in.args), &Stub::FailTask, PrintTask);
+       }},
+      {"release", "TASK_ID TOKEN",
+       "Give a claimed task back: READY at once, the attempt not counted.", 2, 2, {},
+       [](const Invocation& in) {
+         return Call(in, BuildReleaseTask(in.args), &Stub::ReleaseTask, PrintTask);
+       }},
+      {"workers", "[--board B]", "List workers, most recently seen first.", 0, 0,
+       {kBoard},
+       [](const Invocation& in) {
+         return Call(in, BuildListWorkers(in.args), &HeartbeatStub::ListWorkers,
+                     PrintWorkers);
+       }},
+      {"work",
+       "[--board B] [--worker W] [--label L]... [--assignee A] [--lease 60s] "
+       "[--wait 30s] [--max-tasks N] [--once] [--grace 10s] -- COMMAND [ARG]...",
+       "Claim tasks and run COMMAND for each: task in KANBAN_* variables, body on "
+       "stdin; exit 0 completes it with stdout as the result, else fails it "
+       "(retried). --once: at most one task.",
+       1, kManyArgs,
+       {kBoard, kWorker, kLabel, kAssignee, kLease, kWait, kMaxTasks, kOnce, kGrace},
+       RunWork},
       {"help", "[COMMAND]", "Show this help, or one command's usage.", 0, 1, {},
        RunHelp},
   };

@@ -1,15 +1,19 @@
 // kanbanctl's commands as a table: each has a name, a usage line, its own
 // flags and a handler that builds one request, calls one RPC and prints the
-// response. The table is constant and safe to read from any thread.
+// response (except `work`, a worker loop; see kanbanctl_work.h). The table is
+// constant and safe to read from any thread.
 #ifndef KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
 #define KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
 
+#include <memory>
 #include <ostream>
+#include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/kanbanctl_args.h"
+#include "grpcpp/channel.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 
 namespace kanban::client {
@@ -26,6 +30,11 @@ struct Invocation {
   const Command& command;
   const ParsedArgs& args;
   v1::KanbanService::StubInterface& stub;
+  v1::HeartbeatService::StubInterface& heartbeat_stub;
+  // The channel both stubs use, for commands that build their own client
+  // (work), and the address it dials.
+  const std::shared_ptr<grpc::Channel>& channel;
+  const std::string& server;
   bool json;               // --json: one line of JSON per response.
   absl::Duration timeout;  // Deadline of each RPC, from its start.
   std::ostream& out;

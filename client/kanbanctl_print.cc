@@ -184,4 +184,37 @@ void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out) {
   table.Print(out);
 }
 
+void PrintClaim(const v1::ClaimTaskResponse& response, std::ostream& out) {
+  constexpr int kTitleChars = 40;
+  if (!response.has_task()) {
+    out << "nothing to claim\n";
+    return;
+  }
+  const v1::Task& task = response.task();
+  Table table({"TASK", "TITLE", "ATTEMPT", "TOKEN", "EXPIRES"});
+  table.AddRow({task.id(), Truncate(task.title(), kTitleChars),
+                absl::StrCat(response.lease().attempt(), "/", task.max_attempts()),
+                response.lease().token(), FormatTime(response.lease().expires_at())});
+  table.Print(out);
+}
+
+void PrintHeartbeat(const v1::HeartbeatResponse& response, std::ostream& out) {
+  Table table({"TASK", "STATE", "EXPIRES", "REASON"});
+  for (const v1::LeaseStatus& lease : response.leases()) {
+    table.AddRow({lease.task_id(), v1::LeaseStatus::State_Name(lease.state()),
+                  FormatTime(lease.expires_at()), lease.reason()});
+  }
+  table.Print(out);
+}
+
+void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out) {
+  Table table({"WORKER", "LAST SEEN", "FIRST SEEN", "TASKS"});
+  for (const v1::Worker& worker : response.workers()) {
+    table.AddRow({worker.worker_id(), FormatTime(worker.last_seen()),
+                  FormatTime(worker.first_seen()),
+                  absl::StrJoin(worker.task_ids(), ",")});
+  }
+  table.Print(out);
+}
+
 }  // namespace kanban::client

@@ -50,6 +50,10 @@ void PrintTasks(const v1::ListTasksResponse& response, std::ostream& out);
 void PrintComment(const v1::Comment& comment, std::ostream& out);
 void PrintComments(const v1::ListCommentsResponse& response, std::ostream& out);
 void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out);
+// A claimed task and its lease, or "nothing to claim".
+void PrintClaim(const v1::ClaimTaskResponse& response, std::ostream& out);
+void PrintHeartbeat(const v1::HeartbeatResponse& response, std::ostream& out);
+void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out);
 
 }  // namespace kanban::client
 

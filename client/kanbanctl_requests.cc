@@ -193,4 +193,76 @@ absl::StatusOr<v1::ListCommentsRequest> BuildListComments(const ParsedArgs& args
   return request;
 }
 
+google::protobuf::Duration ToProtoDuration(absl::Duration duration) {
+  google::protobuf::Duration proto;
+  const int64_t seconds = absl::IDivDuration(duration, absl::Seconds(1), &duration);
+  proto.set_seconds(seconds);
+  proto.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(duration)));
+  return proto;
+}
+
+absl::StatusOr<v1::ClaimTaskRequest> BuildClaimTask(const ParsedArgs& args) {
+  if (!args.Has("worker")) return Usage("claim needs --worker");
+  v1::ClaimTaskRequest request;
+  request.set_board(args.Get("board"));
+  request.set_worker_id(args.Get("worker"));
+  if (auto lease = args.GetDuration("lease")) {
+    *request.mutable_lease_duration() = ToProtoDuration(*lease);
+  }
+  AddAll(args.GetAll("label"), request.mutable_labels());
+  request.set_assignee(args.Get("assignee"));
+  if (auto wait = args.GetDuration("wait")) {
+    *request.mutable_wait() = ToProtoDuration(*wait);
+  }
+  return request;
+}
+
+absl::StatusOr<v1::HeartbeatRequest> BuildHeartbeat(const ParsedArgs& args) {
+  if (!args.Has("worker")) return Usage("heartbeat needs --worker");
+  v1::HeartbeatRequest request;
+  request.set_worker_id(args.Get("worker"));
+  for (const std::string& arg : args.positional()) {
+    // Task ids have no colon; the token is everything after the first one.
+    const size_t colon = arg.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == arg.size()) {
+      return Usage(absl::StrCat("\"", arg, "\" is not TASK_ID:TOKEN"));
+    }
+    v1::HeldLease* lease = request.add_leases();
+    lease->set_task_id(arg.substr(0, colon));
+    lease->set_lease_token(arg.substr(colon + 1));
+  }
+  return request;
+}
+
+absl::StatusOr<v1::CompleteTaskRequest> BuildCompleteTask(const ParsedArgs& args) {
+  v1::CompleteTaskRequest request;
+  request.set_task_id(args.positional()[0]);
+  request.set_lease_token(args.positional()[1]);
+  request.set_result(args.Get("result"));
+  return request;
+}
+
+absl::StatusOr<v1::FailTaskRequest> BuildFailTask(const ParsedArgs& args) {
+  if (!args.Has("error")) return Usage("fail needs --error");
+  v1::FailTaskRequest request;
+  request.set_task_id(args.positional()[0]);
+  request.set_lease_token(args.positional()[1]);
+  request.set_error(args.Get("error"));
+  request.set_retry(args.Has("retry"));
+  return request;
+}
+
+absl::StatusOr<v1::ReleaseTaskRequest> BuildReleaseTask(const ParsedArgs& args) {
+  v1::ReleaseTaskRequest request;
+  request.set_task_id(args.positional()[0]);
+  request.set_lease_token(args.positional()[1]);
+  return request;
+}
+
+absl::StatusOr<v1::ListWorkersRequest> BuildListWorkers(const ParsedArgs& args) {
+  v1::ListWorkersRequest request;
+  request.set_board(args.Get("board"));
+  return request;
+}
+
 }  // namespace kanban::client

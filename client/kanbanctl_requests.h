@@ -10,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "client/kanbanctl_args.h"
+#include "google/protobuf/duration.pb.h"
 #include "kanban/v1/kanban.pb.h"
 
 namespace kanban::client {
@@ -39,6 +41,23 @@ absl::StatusOr<v1::UnlinkTasksRequest> BuildUnlinkTasks(const ParsedArgs& args);
 absl::StatusOr<v1::AddCommentRequest> BuildAddComment(const ParsedArgs& args);
 // comments ID
 absl::StatusOr<v1::ListCommentsRequest> BuildListComments(const ParsedArgs& args);
+
+// claim --worker W [--board B] [--label L]... [--assignee A] [--lease D]
+// [--wait D]
+absl::StatusOr<v1::ClaimTaskRequest> BuildClaimTask(const ParsedArgs& args);
+// heartbeat --worker W [TASK_ID:TOKEN]...
+absl::StatusOr<v1::HeartbeatRequest> BuildHeartbeat(const ParsedArgs& args);
+// complete TASK_ID TOKEN [--result R]
+absl::StatusOr<v1::CompleteTaskRequest> BuildCompleteTask(const ParsedArgs& args);
+// fail TASK_ID TOKEN --error E [--retry]
+absl::StatusOr<v1::FailTaskRequest> BuildFailTask(const ParsedArgs& args);
+// release TASK_ID TOKEN
+absl::StatusOr<v1::ReleaseTaskRequest> BuildReleaseTask(const ParsedArgs& args);
+// workers [--board B]
+absl::StatusOr<v1::ListWorkersRequest> BuildListWorkers(const ParsedArgs& args);
+
+// `duration` as a google.protobuf.Duration.
+google::protobuf::Duration ToProtoDuration(absl::Duration duration);
 
 }  // namespace kanban::client
 

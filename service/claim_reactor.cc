@@ -54,7 +54,7 @@ ClaimReactor::Next ClaimReactor::Decide(absl::StatusOr<storage::ClaimResult>& re
   absl::MutexLock lock(&mu_);
   Next next;
   if (state_ == State::kFinished) return next;
-  auto finish = [&](grpc::Status status) {
+  auto finish = [&](grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     state_ = State::kFinished;
     next.finish = std::move(status);
     return next;

@@ -131,7 +131,6 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
 absl::StatusOr<Task> CompleteTask(WriteContext& ctx, const HeldLease& held,
                                   const std::string& result) {
   KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
-  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
   return EndRun(ctx, lease, "completed", "completed", "", [&](Task& task) {
     task.status = TaskStatus::kDone;
     task.result = result;
@@ -142,7 +141,6 @@ absl::StatusOr<Task> FailTask(WriteContext& ctx, const HeldLease& held,
                               const std::string& error, bool retry,
                               const RetryPolicy& policy) {
   KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
-  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
   KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), held.task_id));
   task.last_error = error;
   KANBAN_ASSIGN_OR_RETURN(std::string event, Requeue(ctx, task, retry, "failed", policy));
@@ -155,7 +153,6 @@ absl::StatusOr<Task> FailTask(WriteContext& ctx, const HeldLease& held,
 
 absl::StatusOr<Task> ReleaseTask(WriteContext& ctx, const HeldLease& held) {
   KANBAN_ASSIGN_OR_RETURN(sql::LeaseRow lease, CheckLease(ctx, held));
-  KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), lease.lease.worker_id, ctx.now(), ""));
   KANBAN_ASSIGN_OR_RETURN(TaskStatus back, RunnableStatus(ctx, held.task_id));
   return EndRun(ctx, lease, "released", "released", "", [&](Task& task) {
     task.status = back;

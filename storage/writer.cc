@@ -16,6 +16,10 @@ Writer::Writer(std::unique_ptr<Connection> db, Options options)
     pthread_setname_np(pthread_self(), "kanban-writer");
     Run();
   });
+  answer_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kanban-answer");
+    Answer();
+  });
 }
 
 Writer::~Writer() { Close(); }
@@ -39,6 +43,11 @@ void Writer::Close() {
   }
   if (thread_.joinable()) thread_.join();
   db_.reset();
+  {
+    absl::MutexLock lock(&answer_mu_);
+    answers_closing_ = true;
+  }
+  if (answer_thread_.joinable()) answer_thread_.join();
 }
 
 int64_t Writer::batches() const {
@@ -49,6 +58,24 @@ int64_t Writer::batches() const {
 int64_t Writer::mutations() const {
   absl::MutexLock lock(&mu_);
   return mutations_;
+}
+
+void Writer::Answer() {
+  while (true) {
+    std::function<void()> answer;
+    {
+      absl::MutexLock lock(&answer_mu_);
+      answer_mu_.Await(absl::Condition(
+          +[](Writer* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(w->answer_mu_) {
+            return w->answers_closing_ || !w->answers_.empty();
+          },
+          this));
+      if (answers_.empty()) return;  // Closing and drained.
+      answer = std::move(answers_.front());
+      answers_.pop_front();
+    }
+    answer();
+  }
 }
 
 void Writer::Run() {
@@ -111,14 +138,23 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   if (batch_status.ok()) batch_status = txn->Commit();
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
 
-  for (size_t i = 0; i < batch.size(); ++i) {
-    // A mutation that failed on its own keeps its error; the others share
-    // the batch's fate.
-    batch[i].finish(!results[i].ok() ? results[i] : batch_status);
-  }
+  // Publish first: by the time a caller hears "done", watchers have the
+  // events too.
   if (batch_status.ok() && !committed_events.empty() && options_.on_commit) {
     options_.on_commit(std::move(committed_events));
   }
+  std::vector<std::pair<Finish, absl::Status>> answers;
+  answers.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // A mutation that failed on its own keeps its error; the others share
+    // the batch's fate.
+    answers.emplace_back(std::move(batch[i].finish),
+                         !results[i].ok() ? results[i] : batch_status);
+  }
+  absl::MutexLock lock(&answer_mu_);
+  answers_.push_back([answers = std::move(answers)]() mutable {
+    for (auto& [finish, status] : answers) finish(std::move(status));
+  });
 }
 
 }  // namespace kanban::storage

@@ -1,8 +1,9 @@
 // The single writer: one thread owns the read-write connection, takes every
 // queued mutation, applies them in one transaction (a savepoint each, so one
 // failure does not sink the batch), commits once (one fsync per batch in
-// FULL mode), and only then answers each caller and publishes the batch's
-// events.
+// FULL mode), publishes the batch's events, and hands the answers to a
+// second thread, which calls each caller back. Answering (for gRPC: sending
+// the response) then overlaps the next batch instead of delaying it.
 #ifndef KANBAN_STORAGE_WRITER_H_
 #define KANBAN_STORAGE_WRITER_H_
 
@@ -58,8 +59,9 @@ class Writer {
   // Runs on the writer thread inside the batch's transaction and a savepoint
   // of its own. A non-OK status rolls back just this mutation.
   using Apply = std::function<absl::Status(WriteContext&)>;
-  // Runs on the writer thread after the batch committed (or failed), with the
-  // mutation's own error, the commit's error, or OK. Must not block.
+  // Runs on the answering thread after the batch committed (or failed), with
+  // the mutation's own error, the commit's error, or OK; callbacks run in
+  // submission order. Must not block.
   using Finish = std::function<void(absl::Status)>;
 
   // Takes ownership of `db` and starts the writer thread.
@@ -87,6 +89,7 @@ class Writer {
 
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void ApplyBatch(std::vector<Job>& batch);
+  void Answer() ABSL_LOCKS_EXCLUDED(answer_mu_);
 
   // Constant after construction; used only on the writer thread.
   const Options options_;
@@ -101,6 +104,12 @@ class Writer {
 
   absl::Mutex close_mu_;  // Serializes Close.
   std::thread thread_;
+
+  // Answers waiting for the answering thread, one closure per batch.
+  absl::Mutex answer_mu_;
+  std::deque<std::function<void()>> answers_ ABSL_GUARDED_BY(answer_mu_);
+  bool answers_closing_ ABSL_GUARDED_BY(answer_mu_) = false;
+  std::thread answer_thread_;
 };
 
 }  // namespace kanban::storage

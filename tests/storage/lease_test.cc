@@ -329,7 +329,7 @@ TEST_F(LeaseTest, FailWithAndWithoutRetryAndRelease) {
   Task c = MustCreate("c", -1, /*max_attempts=*/1);
   Claim last = MustClaim("w");
   ASSERT_EQ(last.task.id, b.id);
-  Complete(last.lease);
+  ASSERT_TRUE(Complete(last.lease).ok());
   last = MustClaim("w");
   ASSERT_EQ(last.task.id, c.id);
   failed = Fail(last.lease, /*retry=*/true);

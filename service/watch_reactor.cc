@@ -43,8 +43,25 @@ void WatchReactor::Start() {
 }
 
 void WatchReactor::Take(const storage::Event& event) {
-  if (filter_.Matches(event)) ToProto(event, response_.add_events());
+  if (filter_.Matches(event)) {
+    v1::Event* added = response_.add_events();
+    ToProto(event, added);
+    response_bytes_ += added->ByteSizeLong();
+  }
+  last_txn_ = event.txn;
   pos_ = event.seq;
+}
+
+bool WatchReactor::Full(const storage::Event& next) const {
+  return (response_bytes_ >= options_.max_response_bytes ||
+          static_cast<size_t>(response_.events_size()) >=
+              options_.max_events_per_response) &&
+         next.txn != last_txn_;
+}
+
+void WatchReactor::ClearResponse() {
+  response_.Clear();
+  response_bytes_ = 0;
 }
 
 WatchReactor::Action WatchReactor::StartWriteLocked() {
@@ -69,7 +86,7 @@ WatchReactor::Action WatchReactor::FinishLocked(grpc::Status status) {
 WatchReactor::Action WatchReactor::Plan() {
   if (finished_ || writing_ || reading_) return {};
   if (finish_pending_.has_value()) return FinishLocked(*finish_pending_);
-  response_.Clear();
+  ClearResponse();
   while (true) {
     std::vector<storage::EventHub::EventPtr> events;
     if (store_->events()->Read(pos_, options_.max_events_per_response, &events) ==
@@ -81,7 +98,10 @@ WatchReactor::Action WatchReactor::Plan() {
       return action;
     }
     if (events.empty()) break;
-    for (const auto& event : events) Take(*event);
+    for (const auto& event : events) {
+      if (Full(*event)) break;  // The rest is read again for the next response.
+      Take(*event);
+    }
     if (response_.events_size() > 0) return StartWriteLocked();
   }
   // Caught up. The first response always carries a bookmark; later ones when
@@ -133,8 +153,11 @@ void WatchReactor::OnCatchUp(absl::StatusOr<std::vector<storage::Event>> events)
           grpc::StatusCode::OUT_OF_RANGE,
           absl::StrCat("events after seq ", pos_, " were deleted by retention"));
     } else {
-      response_.Clear();
-      for (const storage::Event& event : *events) Take(event);
+      ClearResponse();
+      for (const storage::Event& event : *events) {
+        if (Full(event)) break;  // The rest is read again later.
+        Take(event);
+      }
       if (response_.events_size() > 0) {
         action = StartWriteLocked();
       }

@@ -39,6 +39,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
     absl::Duration bookmark_interval = absl::Seconds(10);  // Zero: none.
     absl::Duration stall_timeout = absl::Minutes(5);
     size_t max_events_per_response = 256;
+    // A response is closed at the first change boundary past this size, so
+    // it stays under clients' default 4 MB message limit (a single change
+    // larger than that still goes whole).
+    size_t max_response_bytes = 1 << 20;
     int catch_up_batch = 512;  // Events per database read.
   };
 
@@ -82,8 +86,11 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
 
   Action Plan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Execute(const Action& action) ABSL_LOCKS_EXCLUDED(mu_);
-  // Adds the matching events to response_ and advances pos_ over all of them.
+  // Adds `event` to response_ if it matches and advances pos_ past it.
   void Take(const storage::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True when response_ is full and `next` starts another change.
+  bool Full(const storage::Event& next) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearResponse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action StartWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   Action FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnCatchUp(absl::StatusOr<std::vector<storage::Event>> events)
@@ -101,6 +108,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
   absl::Mutex mu_;
   int64_t pos_ ABSL_GUARDED_BY(mu_) = 0;  // Everything up to here was handled.
   v1::WatchEventsResponse response_ ABSL_GUARDED_BY(mu_);  // Being built or written.
+  size_t response_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t last_txn_ ABSL_GUARDED_BY(mu_) = 0;  // Of the last event taken.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;  // A database read is in flight.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

@@ -25,6 +25,12 @@ void EventHub::Publish(std::vector<Event> events) {
   if (listener_) listener_();
 }
 
+void EventHub::ForgetBefore(int64_t oldest) {
+  absl::MutexLock lock(&mu_);
+  oldest_ = std::max(oldest_, oldest);
+  while (!ring_.empty() && ring_.front()->seq < oldest_) ring_.pop_front();
+}
+
 int64_t EventHub::head() const {
   absl::MutexLock lock(&mu_);
   return head_;
@@ -33,6 +39,7 @@ int64_t EventHub::head() const {
 EventHub::ReadStatus EventHub::Read(int64_t after, size_t max,
                                     std::vector<EventPtr>* out) const {
   absl::MutexLock lock(&mu_);
+  if (after + 1 < oldest_) return ReadStatus::kTooOld;
   if (after >= head_) return ReadStatus::kOk;
   if (ring_.empty() || after + 1 < ring_.front()->seq) return ReadStatus::kTooOld;
   // Seqs are consecutive, so the position is arithmetic.

@@ -42,6 +42,11 @@ class EventHub {
   ReadStatus Read(int64_t after, size_t max, std::vector<EventPtr>* out) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Retention deleted every event before `oldest` from the database: the
+  // ring forgets them too, and reads after older positions are kTooOld (the
+  // database then says OUT_OF_RANGE). Thread-safe.
+  void ForgetBefore(int64_t oldest) ABSL_LOCKS_EXCLUDED(mu_);
+
   // `listener` is called after every Publish, on the writer thread, outside
   // the hub's lock; it must not block. Set once, before the first Publish.
   void SetListener(std::function<void()> listener);
@@ -53,6 +58,7 @@ class EventHub {
   mutable absl::Mutex mu_;
   std::deque<EventPtr> ring_ ABSL_GUARDED_BY(mu_);
   int64_t head_ ABSL_GUARDED_BY(mu_);
+  int64_t oldest_ ABSL_GUARDED_BY(mu_) = 0;  // Nothing before it exists any more.
 };
 
 }  // namespace kanban::storage

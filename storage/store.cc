@@ -28,6 +28,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   KANBAN_ASSIGN_OR_RETURN(store->durability_, ReadDurability(*db));
   KANBAN_ASSIGN_OR_RETURN(int64_t head, sql::LastEventSeq(*db));
   store->hub_ = std::make_unique<EventHub>(opts.event_ring, head);
+  KANBAN_ASSIGN_OR_RETURN(int64_t oldest, sql::OldestEventSeq(*db));
+  store->hub_->ForgetBefore(oldest);
 
   KANBAN_ASSIGN_OR_RETURN(store->readers_,
                           ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
@@ -214,9 +216,14 @@ void Store::Sweep(Done<SweepResult> done) {
             result.events_deleted,
             sql::DeleteOldEvents(ctx.db(), ctx.now() - options_.event_retention,
                                  options_.event_retention_count, /*batch=*/10000));
+        KANBAN_ASSIGN_OR_RETURN(result.oldest_event_seq, sql::OldestEventSeq(ctx.db()));
         return result;
       },
-      std::move(done));
+      [this, done = std::move(done)](absl::StatusOr<SweepResult> result) {
+        // Committed: the ring must not serve what the database no longer has.
+        if (result.ok()) hub_->ForgetBefore(result->oldest_event_seq);
+        done(std::move(result));
+      });
 }
 
 void Store::OldestEventSeq(Done<int64_t> done) {

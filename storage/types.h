@@ -190,7 +190,8 @@ struct Worker {
 struct SweepResult {
   int reclaimed = 0;  // Back to READY (or TODO) after a backoff.
   int gave_up = 0;    // Out of attempts: BLOCKED.
-  int events_deleted = 0;  // By event retention.
+  int events_deleted = 0;        // By event retention.
+  int64_t oldest_event_seq = 0;  // The oldest event kept afterwards.
 };
 
 // Effective durability settings, read back from the writer's connection.

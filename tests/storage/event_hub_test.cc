@@ -67,6 +67,17 @@ TEST(EventHubTest, NeverCutsAChangeAndKeepsTheNewestCommitWhole) {
   EXPECT_EQ(hub.Read(0, 100, &out), EventHub::ReadStatus::kTooOld);
 }
 
+TEST(EventHubTest, ForgetsWhatRetentionDeleted) {
+  EventHub hub(/*capacity=*/100, /*head=*/0);
+  hub.Publish(MakeEvents(1, 10));
+  hub.ForgetBefore(6);
+  std::vector<EventHub::EventPtr> out;
+  EXPECT_EQ(hub.Read(3, 100, &out), EventHub::ReadStatus::kTooOld)
+      << "4 and 5 are gone from the database: the ring must not serve them";
+  EXPECT_EQ(hub.Read(5, 100, &out), EventHub::ReadStatus::kOk);
+  EXPECT_EQ(Seqs(out), (std::vector<int64_t>{6, 7, 8, 9, 10}));
+}
+
 class EventLogTest : public ::testing::Test {
  protected:
   void SetUp() override {

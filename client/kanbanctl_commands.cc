@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/kanbanctl_print.h"
 #include "client/kanbanctl_requests.h"
+#include "client/kanbanctl_watch.h"
 #include "client/kanbanctl_work.h"
 #include "grpcpp/client_context.h"
 
@@ -42,18 +43,22 @@ constexpr int kManyArgs = 1 << 20;
 
 // ---- Flags, shared by the commands that accept them. ----------------------
 
+const FlagSpec kAfter{"after", FlagKind::kInt64};
 const FlagSpec kAll{"all", FlagKind::kBool};
 const FlagSpec kAssignee{"assignee", FlagKind::kString};
 const FlagSpec kAuthor{"author", FlagKind::kString};
 const FlagSpec kBoard{"board", FlagKind::kString};
 const FlagSpec kBody{"body", FlagKind::kString};
 const FlagSpec kBodyFile{"body-file", FlagKind::kString};
+const FlagSpec kBookmarkInterval{"bookmark-interval", FlagKind::kDuration};
 const FlagSpec kClearLabels{"clear-labels", FlagKind::kBool};
 const FlagSpec kDescription{"description", FlagKind::kString};
 const FlagSpec kError{"error", FlagKind::kString};
 const FlagSpec kExpectedVersion{"expected-version", FlagKind::kInt64};
+const FlagSpec kFromNow{"from-now", FlagKind::kBool};
 const FlagSpec kGrace{"grace", FlagKind::kDuration};
 const FlagSpec kIdempotencyKey{"idempotency-key", FlagKind::kString};
+const FlagSpec kKind{"kind", FlagKind::kString};
 const FlagSpec kLabel{"label", FlagKind::kString};
 const FlagSpec kLease{"lease", FlagKind::kDuration};
 const FlagSpec kMaxAttempts{"max-attempts", FlagKind::kInt32};
@@ -68,8 +73,10 @@ const FlagSpec kReason{"reason", FlagKind::kString};
 const FlagSpec kResult{"result", FlagKind::kString};
 const FlagSpec kRetry{"retry", FlagKind::kBool};
 const FlagSpec kStatus{"status", FlagKind::kString};
+const FlagSpec kTask{"task", FlagKind::kString};
 const FlagSpec kTitle{"title", FlagKind::kString};
 const FlagSpec kTriage{"triage", FlagKind::kBool};
+const FlagSpec kVerbose{"verbose", FlagKind::kBool};
 const FlagSpec kWait{"wait", FlagKind::kDuration};
 const FlagSpec kWorker{"worker", FlagKind::kString};
 
@@ -315,6 +322,14 @@ const std::vector<Command>& Commands() {
        1, kManyArgs,
        {kBoard, kWorker, kLabel, kAssignee, kLease, kWait, kMaxTasks, kOnce, kGrace},
        RunWork},
+      {"watch",
+       "[--board B] [--after N | --from-now] [--task ID]... [--kind K]... "
+       "[--bookmark-interval 10s] [--verbose]",
+       "Print events as they are committed, one line each, until SIGINT or "
+       "SIGTERM; resumes by itself after disconnects. Starts from now, or after "
+       "seq N (0: all retained history); --verbose shows bookmarks on stderr.",
+       0, 0, {kBoard, kAfter, kFromNow, kTask, kKind, kBookmarkInterval, kVerbose},
+       RunWatch},
       {"help", "[COMMAND]", "Show this help, or one command's usage.", 0, 1, {},
        RunHelp},
   };

@@ -1,7 +1,8 @@
 // kanbanctl's commands as a table: each has a name, a usage line, its own
 // flags and a handler that builds one request, calls one RPC and prints the
-// response (except `work`, a worker loop; see kanbanctl_work.h). The table is
-// constant and safe to read from any thread.
+// response (except `work`, a worker loop, and `watch`, a feed follower; see
+// kanbanctl_work.h and kanbanctl_watch.h). The table is constant and safe to
+// read from any thread.
 #ifndef KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
 #define KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
 

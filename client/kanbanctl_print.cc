@@ -27,6 +27,17 @@ std::string OneLine(std::string text) {
   return text;
 }
 
+// `text` in double quotes, on one line, readable back unambiguously.
+std::string Quoted(absl::string_view text) {
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') quoted += '\\';
+    quoted += c;
+  }
+  quoted += '"';
+  return OneLine(std::move(quoted));
+}
+
 std::string OrDash(const std::string& text) { return text.empty() ? "-" : text; }
 
 std::string JoinOrDash(const google::protobuf::RepeatedPtrField<std::string>& values) {
@@ -215,6 +226,18 @@ void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out) {
                   absl::StrJoin(worker.task_ids(), ",")});
   }
   table.Print(out);
+}
+
+void PrintEvent(const v1::Event& event, std::ostream& out) {
+  std::string line = absl::StrCat("seq=", event.seq(), " ", FormatTime(event.time()), " ",
+                                  event.board(), " ", event.kind());
+  if (!event.task_id().empty()) absl::StrAppend(&line, " ", event.task_id());
+  if (event.has_task()) {
+    absl::StrAppend(&line, " ", StatusName(event.task().status()), " ",
+                    Quoted(event.task().title()));
+  }
+  if (!event.reason().empty()) absl::StrAppend(&line, " (", OneLine(event.reason()), ")");
+  out << line << "\n";
 }
 
 }  // namespace kanban::client

@@ -54,6 +54,11 @@ void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out);
 void PrintClaim(const v1::ClaimTaskResponse& response, std::ostream& out);
 void PrintHeartbeat(const v1::HeartbeatResponse& response, std::ostream& out);
 void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out);
+// One event as one line (`watch`): seq, time, board, kind, then for task
+// events the task id, its status after the change and its quoted title, and
+// the reason in parentheses when there is one. Control characters print as
+// spaces; in the title, `"` and `\` are escaped with a backslash.
+void PrintEvent(const v1::Event& event, std::ostream& out);
 
 }  // namespace kanban::client
 

@@ -1,15 +1,10 @@
 #include "client/kanbanctl_work.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <functional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -21,6 +16,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "client/kanbanctl_signals.h"
 #include "client/kanbanctl_subprocess.h"
 #include "client/worker.h"
 
@@ -183,74 +179,6 @@ std::string EventLine(const WorkerEvent& event) {
   }
   return name;
 }
-
-// The write end of the self-pipe that the signal handler writes to; a
-// handler may only touch async-signal-safe state.
-volatile sig_atomic_t signal_pipe_fd = -1;
-
-void OnStopSignal(int) {
-  const int saved_errno = errno;
-  const char byte = 's';
-  if (signal_pipe_fd >= 0) (void)!write(signal_pipe_fd, &byte, 1);
-  errno = saved_errno;
-}
-
-// Turns the first SIGINT or SIGTERM into a call of `on_signal` on a thread of
-// its own (Worker::Stop takes a mutex, which a signal handler must not). The
-// handlers reset themselves, so a second signal kills the process.
-class StopSignals {
- public:
-  explicit StopSignals(std::function<void()> on_signal)
-      : on_signal_(std::move(on_signal)) {}
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
-  absl::Status Install() {
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-      return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-    }
-    read_fd_ = fds[0];
-    write_fd_ = fds[1];
-    signal_pipe_fd = write_fd_;
-    thread_ = std::thread([this] { Watch(); });
-    struct sigaction action = {};
-    action.sa_handler = OnStopSignal;
-    action.sa_flags = SA_RESETHAND | SA_RESTART;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, nullptr);
-    sigaction(SIGTERM, &action, nullptr);
-    return absl::OkStatus();
-  }
-
-  ~StopSignals() {
-    if (!thread_.joinable()) return;
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    signal_pipe_fd = -1;
-    const char quit = 'q';
-    (void)!write(write_fd_, &quit, 1);
-    thread_.join();
-    close(read_fd_);
-    close(write_fd_);
-  }
-
- private:
-  void Watch() {
-    while (true) {
-      char byte = 0;
-      const ssize_t n = read(read_fd_, &byte, 1);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0 || byte == 'q') return;
-      on_signal_();
-    }
-  }
-
-  const std::function<void()> on_signal_;
-  int read_fd_ = -1;
-  int write_fd_ = -1;
-  std::thread thread_;
-};
 
 absl::StatusOr<WorkerOptions> BuildWorkerOptions(const ParsedArgs& args) {
   WorkerOptions options;

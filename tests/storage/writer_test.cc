@@ -95,8 +95,11 @@ TEST_F(WriterTest, ConstraintErrorsRollBackOnlyTheirMutation) {
   absl::BlockingCounter answered(3);
   for (int v : {7, 7, 8}) {
     writer_->Submit(Insert(v), [&](absl::Status s) {
-      absl::MutexLock lock(&mu);
-      results.push_back(s);
+      {
+        absl::MutexLock lock(&mu);
+        results.push_back(s);
+      }
+      // Last: once the count is zero the test may return and destroy mu.
       answered.DecrementCount();
     });
   }

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "service/claim_reactor.h"
 #include "service/convert.h"
 #include "service/grpc_status.h"
@@ -45,9 +46,11 @@ absl::StatusOr<WatchFilter> WatchFilterFromProto(const v1::WatchEventsRequest& r
     filter.task_ids.insert(r.task_ids(i));
   }
   for (int i = 0; i < r.kinds_size(); ++i) {
-    if (r.kinds(i).empty() || r.kinds(i).size() > 64) {
+    if (!storage::IsEventKind(r.kinds(i))) {
+      // A misspelt kind would otherwise match nothing, silently.
       return absl::InvalidArgumentError(
-          absl::StrCat("kinds[", i, "]: must be an event kind such as created"));
+          absl::StrCat("kinds[", i, "]: unknown event kind \"", r.kinds(i).substr(0, 64),
+                       "\"; known: ", absl::StrJoin(storage::kEventKinds, ", ")));
     }
     filter.kinds.insert(r.kinds(i));
   }

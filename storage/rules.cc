@@ -1,6 +1,7 @@
 #include "storage/rules.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <string>
 
@@ -91,6 +92,11 @@ absl::string_view StatusName(TaskStatus status) {
     case TaskStatus::kUnspecified: break;
   }
   return "STATUS_UNSPECIFIED";
+}
+
+bool IsEventKind(absl::string_view kind) {
+  return std::find(std::begin(kEventKinds), std::end(kEventKinds), kind) !=
+         std::end(kEventKinds);
 }
 
 bool IsFinished(TaskStatus status) {

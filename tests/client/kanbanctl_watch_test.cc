@@ -369,11 +369,20 @@ TEST_F(KanbanctlWatchTest, ResumePointOlderThanRetainedHistoryIsOutOfRange) {
   EXPECT_EQ(CheckContiguous(watch->Events(), 49), "");
 }
 
+// The server knows the event kinds: a misspelt one is refused, naming the
+// known ones, instead of silently matching nothing.
+TEST_F(KanbanctlWatchTest, UnknownKindIsRefusedByTheServer) {
+  RunResult r = Ctl({"watch", "--kind", "move"}, absl::Seconds(10));
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_TRUE(absl::StartsWith(r.err, "error: INVALID_ARGUMENT: kinds[0]: unknown event kind"))
+      << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, "moved")) << Describe(r);
+}
+
 TEST_F(KanbanctlWatchTest, RejectsBadCommandLines) {
   const std::vector<std::vector<std::string>> bad = {
       {"watch", "--after", "3", "--from-now"},
       {"watch", "--after", "-1"},
-      {"watch", "--kind", "move"},
       {"watch", "--bookmark-interval", "soon"},
       {"watch", "extra"},
   };

@@ -10,19 +10,12 @@
 // mode gets a fresh kanband on a fresh database on 127.0.0.1. Prints tasks
 // completed per second, ClaimTask latency p50/p99, Check RPS and the ratio.
 #include <grpcpp/grpcpp.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,8 +29,8 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "tests/bench/kanband_child.h"
 
-extern char** environ;
 
 namespace kanban::bench {
 namespace {
@@ -57,54 +50,6 @@ double Percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
 }
-
-// A kanband child process on a fresh database.
-class Server {
- public:
-  Server(const Config& config, const std::string& mode) {
-    dir_ = absl::StrFormat("%s/claim_bench_%d_%s", config.dir, getpid(), mode);
-    std::filesystem::create_directories(dir_);
-    std::string port_file = dir_ + "/port";
-    std::vector<std::string> args = {config.kanband, "--listen=127.0.0.1:0",
-                                     "--db=" + dir_ + "/kanban.db",
-                                     "--port_file=" + port_file, "--synchronous=" + mode};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    std::string log = dir_ + "/kanband.log";
-    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-      std::fprintf(stderr, "cannot start %s\n", argv[0]);
-      std::exit(1);
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    for (int i = 0; i < 300 && address_.empty(); ++i) {
-      std::ifstream in(port_file);
-      int port = 0;
-      if (in >> port && port > 0) address_ = absl::StrFormat("127.0.0.1:%d", port);
-      if (address_.empty()) absl::SleepFor(absl::Milliseconds(50));
-    }
-    if (address_.empty()) {
-      std::fprintf(stderr, "kanband did not start; see %s\n", log.c_str());
-      std::exit(1);
-    }
-  }
-  ~Server() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    std::filesystem::remove_all(dir_);
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string dir_;
-  std::string address_;
-};
 
 // Runs `n` concurrent asynchronous loops; each calls `step(done)` and calls
 // it again when `done(bool more)` is called with true. Returns when every
@@ -290,10 +235,11 @@ int Main(int argc, char** argv) {
               config.tasks, config.workers, config.check_seconds);
   int failures = 0;
   for (const std::string& mode : config.modes) {
-    std::unique_ptr<Server> server;
+    std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<Server>(config, mode);
+      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "claim_bench_" + mode,
+                                              std::vector<std::string>{"--synchronous=" + mode});
       address = server->address();
     }
     auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());

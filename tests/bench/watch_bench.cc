@@ -19,7 +19,6 @@
 #include <grpcpp/grpcpp.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,8 +44,8 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "tests/bench/kanband_child.h"
 
-extern char** environ;
 
 namespace kanban::bench {
 namespace {
@@ -65,55 +64,6 @@ struct Config {
 std::chrono::system_clock::time_point DeadlineIn(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d);
 }
-
-// A kanband child process on a fresh database.
-class Server {
- public:
-  Server(const Config& config, const std::string& name) {
-    dir_ = absl::StrFormat("%s/watch_bench_%d_%s", config.dir, getpid(), name);
-    std::filesystem::create_directories(dir_);
-    std::string port_file = dir_ + "/port";
-    std::vector<std::string> args = {config.kanband, "--listen=127.0.0.1:0",
-                                     "--db=" + dir_ + "/kanban.db",
-                                     "--port_file=" + port_file};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    std::string log = dir_ + "/kanband.log";
-    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    if (posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-      std::fprintf(stderr, "cannot start %s\n", argv[0]);
-      std::exit(1);
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    for (int i = 0; i < 300 && address_.empty(); ++i) {
-      std::ifstream in(port_file);
-      int port = 0;
-      if (in >> port && port > 0) address_ = absl::StrFormat("127.0.0.1:%d", port);
-      if (address_.empty()) absl::SleepFor(absl::Milliseconds(50));
-    }
-    if (address_.empty()) {
-      std::fprintf(stderr, "kanband did not start; see %s\n", log.c_str());
-      std::exit(1);
-    }
-  }
-  ~Server() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    std::filesystem::remove_all(dir_);
-  }
-  const std::string& address() const { return address_; }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  std::string dir_;
-  std::string address_;
-};
 
 // VmRSS of `pid` in KiB; -1 if unknown.
 long RssKb(pid_t pid) {
@@ -524,19 +474,19 @@ int Main(int argc, char** argv) {
   }
   int problems = 0;
   {
-    std::unique_ptr<Server> server;
+    std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<Server>(config, "live");
+      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_live");
       address = server->address();
     }
     problems += LivePhase(config, address, server ? server->pid() : -1);
   }
   if (config.idle > 0) {
-    std::unique_ptr<Server> server;
+    std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<Server>(config, "idle");
+      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_idle");
       address = server->address();
     }
     problems += IdlePhase(config, address, server ? server->pid() : -1);

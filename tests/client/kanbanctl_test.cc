@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/cli.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -22,6 +23,9 @@ namespace kanban {
 namespace {
 
 using ::kanban::testing::Describe;
+using ::kanban::testing::IsRpcError;
+using ::kanban::testing::IsUsageError;
+using ::kanban::testing::Field;
 using ::kanban::testing::JsonValue;
 using ::kanban::testing::Kanband;
 using ::kanban::testing::RunResult;
@@ -33,35 +37,6 @@ using ::kanban::testing::TempDir;
 // Removes the variable, so the server's defaults do not depend on the
 // environment the tests run in.
 constexpr char kNoSyncModeEnv[] = "KANBAN_SYNCHRONOUS_MODE";
-
-::testing::AssertionResult IsRpcError(const RunResult& r, absl::string_view code) {
-  if (r.exit_code == 1 && absl::StartsWith(r.err, absl::StrCat("error: ", code, ": ")) &&
-      r.out.empty()) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "expected exit code 1 and \"error: " << code
-                                       << ": ...\"; got " << Describe(r);
-}
-
-::testing::AssertionResult IsUsageError(const RunResult& r,
-                                        absl::string_view message_part) {
-  if (r.exit_code == 2 && absl::StartsWith(r.err, "usage error: ") &&
-      absl::StrContains(r.err, message_part) && r.out.empty()) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "expected exit code 2 and \"usage error: ..."
-                                       << message_part << "...\"; got " << Describe(r);
-}
-
-// The value printed after "key:" in a key: value block.
-std::string Field(const std::string& block, absl::string_view key) {
-  for (absl::string_view line : absl::StrSplit(block, '\n')) {
-    if (absl::ConsumePrefix(&line, absl::StrCat(key, ":"))) {
-      return std::string(absl::StripAsciiWhitespace(line));
-    }
-  }
-  return absl::StrCat("<no ", key, ">");
-}
 
 // The first column (the task id) of each row of a table, header skipped.
 std::vector<std::string> FirstColumn(const std::string& table) {

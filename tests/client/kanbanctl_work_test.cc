@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/support/cli.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -24,6 +25,10 @@ namespace {
 
 using ::kanban::testing::ChildProcess;
 using ::kanban::testing::Describe;
+using ::kanban::testing::IsRpcError;
+using ::kanban::testing::IsUsageError;
+using ::kanban::testing::Field;
+using ::kanban::testing::Row;
 using ::kanban::testing::JsonValue;
 using ::kanban::testing::Kanband;
 using ::kanban::testing::ReadFileOrEmpty;
@@ -35,42 +40,6 @@ using ::kanban::testing::TempDir;
 
 // Long enough never to be hit by a passing test; a bound for a failing one.
 constexpr absl::Duration kPatience = absl::Seconds(20);
-
-::testing::AssertionResult IsRpcError(const RunResult& r, absl::string_view code) {
-  if (r.exit_code == 1 && absl::StartsWith(r.err, absl::StrCat("error: ", code, ": ")) &&
-      r.out.empty()) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "expected exit code 1 and \"error: " << code
-                                       << ": ...\"; got " << Describe(r);
-}
-
-::testing::AssertionResult IsUsageError(const RunResult& r,
-                                        absl::string_view message_part) {
-  if (r.exit_code == 2 && absl::StartsWith(r.err, "usage error: ") &&
-      absl::StrContains(r.err, message_part) && r.out.empty()) {
-    return ::testing::AssertionSuccess();
-  }
-  return ::testing::AssertionFailure() << "expected exit code 2 and \"usage error: ..."
-                                       << message_part << "...\"; got " << Describe(r);
-}
-
-// The value printed after "key:" in a key: value block.
-std::string Field(const std::string& block, absl::string_view key) {
-  for (absl::string_view line : absl::StrSplit(block, '\n')) {
-    if (absl::ConsumePrefix(&line, absl::StrCat(key, ":"))) {
-      return std::string(absl::StripAsciiWhitespace(line));
-    }
-  }
-  return absl::StrCat("<no ", key, ">");
-}
-
-// The cells of row `row` (0 is the header) of a table, split on spaces.
-std::vector<std::string> Row(const std::string& table, size_t row) {
-  std::vector<std::string> lines = absl::StrSplit(table, '\n', absl::SkipEmpty());
-  if (row >= lines.size()) return {};
-  return absl::StrSplit(lines[row], ' ', absl::SkipEmpty());
-}
 
 // `text` as it appears inside a JSON string.
 std::string JsonEscaped(const std::string& text) {

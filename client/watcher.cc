@@ -59,7 +59,8 @@ absl::Status Watcher::Run(std::function<void(const v1::Event&)> on_event,
                           std::function<void(int64_t)> on_bookmark) {
   absl::BitGen bitgen;
   // A zero backoff would spin against a server that is down.
-  const absl::Duration min_backoff = std::max(options_.min_backoff, absl::Milliseconds(1));
+  const absl::Duration min_backoff =
+      std::max(options_.min_backoff, absl::Milliseconds(1));
   absl::Duration backoff = min_backoff;
   while (true) {
     StreamEnd end = Follow(on_event, on_bookmark);
@@ -74,9 +75,8 @@ absl::Status Watcher::Run(std::function<void(const v1::Event&)> on_event,
   }
 }
 
-Watcher::StreamEnd Watcher::Follow(
-    const std::function<void(const v1::Event&)>& on_event,
-    const std::function<void(int64_t)>& on_bookmark) {
+Watcher::StreamEnd Watcher::Follow(const std::function<void(const v1::Event&)>& on_event,
+                                   const std::function<void(int64_t)>& on_bookmark) {
   StreamEnd end;
   grpc::ClientContext ctx;
   v1::WatchEventsRequest request;
@@ -93,8 +93,8 @@ Watcher::StreamEnd Watcher::Follow(
     end.received = true;
     for (const v1::Event& event : response.events()) {
       if (position >= 0 && event.seq() <= position) {
-        end.status = absl::InternalError(absl::StrCat(
-            "WatchEvents sent seq ", event.seq(), " after ", position));
+        end.status = absl::InternalError(
+            absl::StrCat("WatchEvents sent seq ", event.seq(), " after ", position));
         break;
       }
       on_event(event);

@@ -10,7 +10,8 @@ namespace {
 constexpr int64_t kMinSeconds = -62135596800;
 constexpr int64_t kMaxSeconds = 253402300799;
 
-std::vector<std::string> Strings(const google::protobuf::RepeatedPtrField<std::string>& r) {
+std::vector<std::string> Strings(
+    const google::protobuf::RepeatedPtrField<std::string>& r) {
   return std::vector<std::string>(r.begin(), r.end());
 }
 
@@ -108,8 +109,9 @@ absl::StatusOr<storage::TaskFilter> FromProto(const v1::ListTasksRequest& r) {
   storage::TaskFilter filter;
   filter.board = r.board();
   for (int i = 0; i < r.statuses_size(); ++i) {
-    KANBAN_ASSIGN_OR_RETURN(storage::TaskStatus status,
-                            StatusFromProto(r.statuses(i), absl::StrCat("statuses[", i, "]")));
+    KANBAN_ASSIGN_OR_RETURN(
+        storage::TaskStatus status,
+        StatusFromProto(r.statuses(i), absl::StrCat("statuses[", i, "]")));
     filter.statuses.push_back(status);
   }
   filter.assignee = r.assignee();

@@ -90,8 +90,9 @@ grpc::ServerUnaryReactor* HealthServiceImpl::Check(grpc::CallbackServerContext* 
   }
   auto* reactor = ctx->DefaultReactor();
   if (status == HealthCheckResponse::SERVICE_UNKNOWN) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND,
-                                 "service: unknown service \"" + request->service() + "\""));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     "service: unknown service \"" + request->service() + "\""));
   } else {
     response->set_status(status);
     reactor->Finish(grpc::Status::OK);

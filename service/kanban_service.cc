@@ -34,7 +34,8 @@ class RejectedStream final : public grpc::ServerWriteReactor<v1::WatchEventsResp
 absl::StatusOr<WatchFilter> WatchFilterFromProto(const v1::WatchEventsRequest& r) {
   WatchFilter filter;
   if (!r.board().empty()) {
-    if (absl::Status s = storage::ValidateBoardName(r.board(), "board"); !s.ok()) return s;
+    if (absl::Status s = storage::ValidateBoardName(r.board(), "board"); !s.ok())
+      return s;
   }
   filter.board = r.board();
   for (int i = 0; i < r.task_ids_size(); ++i) {

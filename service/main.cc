@@ -12,11 +12,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "service/log.h"
 #include "service/server.h"
 #include "storage/durability.h"
@@ -57,7 +57,8 @@ constexpr int kExitConfig = 2;
 constexpr int kExitFailure = 1;
 
 // Lets flags be written --like-this as well as --like_this.
-std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+std::vector<char*> NormalizeFlagNames(int argc, char** argv,
+                                      std::vector<std::string>& storage) {
   storage.reserve(argc);
   std::vector<char*> out;
   for (int i = 0; i < argc; ++i) {
@@ -66,7 +67,8 @@ std::vector<char*> NormalizeFlagNames(int argc, char** argv, std::vector<std::st
       size_t end = arg.find('=');
       std::string name = arg.substr(0, end);
       arg = absl::StrReplaceAll(name.substr(2), {{"-", "_"}});
-      arg = "--" + arg + (end == std::string::npos ? "" : std::string(argv[i]).substr(end));
+      arg =
+          "--" + arg + (end == std::string::npos ? "" : std::string(argv[i]).substr(end));
     }
     storage.push_back(arg);
   }
@@ -89,7 +91,8 @@ int main(int argc, char** argv) {
       "wal_autocheckpoint=100.");
   std::vector<std::string> arg_storage;
   std::vector<char*> args = NormalizeFlagNames(argc, argv, arg_storage);
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<char*> rest =
+      absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (rest.size() > 1) {
     LogError(absl::StrCat("unexpected argument: ", rest[1]));
     return kExitConfig;
@@ -135,20 +138,23 @@ int main(int argc, char** argv) {
   options.store.retry.backoff_cap = absl::GetFlag(FLAGS_backoff_cap);
   options.store.event_retention = absl::GetFlag(FLAGS_event_retention);
   options.store.event_retention_count = absl::GetFlag(FLAGS_event_retention_count);
-  options.store.event_ring = static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_event_ring)));
+  options.store.event_ring =
+      static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_event_ring)));
   options.watch_stall_timeout = absl::GetFlag(FLAGS_watch_stall_timeout);
   if (options.store.event_retention_count < 0 ||
       options.store.event_retention <= absl::ZeroDuration() ||
       options.watch_stall_timeout <= absl::ZeroDuration()) {
-    LogError("event_retention and watch_stall_timeout must be positive, "
-             "event_retention_count not negative");
+    LogError(
+        "event_retention and watch_stall_timeout must be positive, "
+        "event_retention_count not negative");
     return kExitConfig;
   }
   if (options.store.sweep_interval <= absl::ZeroDuration() ||
       options.store.retry.backoff_base <= absl::ZeroDuration() ||
       options.store.retry.backoff_cap < options.store.retry.backoff_base) {
-    LogError("sweep_interval and backoff_base must be positive, and backoff_cap at least "
-             "backoff_base");
+    LogError(
+        "sweep_interval and backoff_base must be positive, and backoff_cap at least "
+        "backoff_base");
     return kExitConfig;
   }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
@@ -183,7 +189,8 @@ int main(int argc, char** argv) {
   const int64_t batches = (*server)->store().writer_batches();
   const int64_t writes = (*server)->store().writer_mutations();
   LogInfo(absl::StrFormat("writer: %d writes in %d commits (%.1f per commit)", writes,
-                          batches, batches > 0 ? static_cast<double>(writes) / batches : 0.0));
+                          batches,
+                          batches > 0 ? static_cast<double>(writes) / batches : 0.0));
   server->reset();
   LogInfo("database closed; bye");
   return 0;

@@ -59,7 +59,7 @@ void Server::Shutdown(absl::Duration grace) {
   shut_down_ = true;
   if (grpc_) {
     health_->Shutdown();
-    waiters_->Shutdown();  // Waiting claims answer now instead of at their deadline.
+    waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.
     watchers_->Shutdown();  // Every stream ends with UNAVAILABLE.
     grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
     grpc_->Wait();

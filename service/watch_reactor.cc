@@ -142,8 +142,10 @@ void WatchReactor::OnCatchUp(absl::StatusOr<std::vector<storage::Event>> events)
       pending_oldest_ = events->front().seq;
       finish_pending_ = grpc::Status(
           grpc::StatusCode::OUT_OF_RANGE,
-          absl::StrCat("events after seq ", pos_, " were deleted by retention; the "
-                       "oldest available is ", events->front().seq,
+          absl::StrCat("events after seq ", pos_,
+                       " were deleted by retention; the "
+                       "oldest available is ",
+                       events->front().seq,
                        ": list the tasks again and watch from a newer position"));
     } else if (events->empty() && store_->events()->head() > pos_) {
       // Nothing in the database after pos_, yet newer events were

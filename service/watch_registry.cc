@@ -77,9 +77,8 @@ void WatchRegistry::Loop() {
       absl::MutexLock lock(&signal_mu_);
       signal_mu_.AwaitWithDeadline(
           absl::Condition(
-              +[](WatchRegistry* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return r->published_ || r->stop_;
-              },
+              +[](WatchRegistry* r)
+                   ABSL_NO_THREAD_SAFETY_ANALYSIS { return r->published_ || r->stop_; },
               this),
           next_tick);
       if (stop_) return;

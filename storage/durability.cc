@@ -13,16 +13,16 @@ absl::string_view SyncModeName(SyncMode mode) {
   return mode == SyncMode::kFull ? "FULL" : "NORMAL";
 }
 
-absl::StatusOr<DurabilitySettings> ResolveDurability(
-    std::optional<absl::string_view> env, absl::string_view flag) {
+absl::StatusOr<DurabilitySettings> ResolveDurability(std::optional<absl::string_view> env,
+                                                     absl::string_view flag) {
   DurabilitySettings settings;
   if (!flag.empty()) {
     absl::string_view value = absl::StripAsciiWhitespace(flag);
     if (absl::EqualsIgnoreCase(value, "full")) {
       settings.mode = SyncMode::kFull;
     } else if (!absl::EqualsIgnoreCase(value, "normal")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--synchronous: must be full or normal, got \"", flag, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--synchronous: must be full or normal, got \"", flag, "\""));
     }
     settings.source = "--synchronous";
   } else if (env.has_value()) {
@@ -67,8 +67,8 @@ absl::Status ApplyDurability(Connection& db, const DurabilitySettings& settings)
   KANBAN_RETURN_IF_ERROR(db.Exec(settings.mode == SyncMode::kFull
                                      ? "PRAGMA synchronous=FULL"
                                      : "PRAGMA synchronous=NORMAL"));
-  KANBAN_RETURN_IF_ERROR(db.Exec(
-      absl::StrCat("PRAGMA wal_autocheckpoint=", settings.wal_autocheckpoint)));
+  KANBAN_RETURN_IF_ERROR(
+      db.Exec(absl::StrCat("PRAGMA wal_autocheckpoint=", settings.wal_autocheckpoint)));
   return absl::OkStatus();
 }
 
@@ -76,11 +76,20 @@ absl::StatusOr<DurabilityInfo> ReadDurability(Connection& db) {
   DurabilityInfo info;
   KANBAN_ASSIGN_OR_RETURN(int64_t sync, db.QueryInt("PRAGMA synchronous"));
   switch (sync) {
-    case 0: info.synchronous = "OFF"; break;
-    case 1: info.synchronous = "NORMAL"; break;
-    case 2: info.synchronous = "FULL"; break;
-    case 3: info.synchronous = "EXTRA"; break;
-    default: info.synchronous = absl::StrCat(sync);
+    case 0:
+      info.synchronous = "OFF";
+      break;
+    case 1:
+      info.synchronous = "NORMAL";
+      break;
+    case 2:
+      info.synchronous = "FULL";
+      break;
+    case 3:
+      info.synchronous = "EXTRA";
+      break;
+    default:
+      info.synchronous = absl::StrCat(sync);
   }
   KANBAN_ASSIGN_OR_RETURN(int64_t checkpoint, db.QueryInt("PRAGMA wal_autocheckpoint"));
   info.wal_autocheckpoint = static_cast<int>(checkpoint);

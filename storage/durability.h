@@ -36,8 +36,8 @@ struct DurabilitySettings {
 // (with a warning for values other than "normal" and ""). `flag`, when not
 // empty, overrides the variable and must be "full" or "normal" (any case);
 // otherwise INVALID_ARGUMENT naming --synchronous.
-absl::StatusOr<DurabilitySettings> ResolveDurability(
-    std::optional<absl::string_view> env, absl::string_view flag);
+absl::StatusOr<DurabilitySettings> ResolveDurability(std::optional<absl::string_view> env,
+                                                     absl::string_view flag);
 
 // Reads the variable from the process environment, then resolves.
 absl::StatusOr<DurabilitySettings> DurabilityFromEnvironment(absl::string_view flag);

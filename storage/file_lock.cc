@@ -30,9 +30,9 @@ absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(const std::string& p
                                      absl::string_view(buffer, static_cast<size_t>(n))))
                                : "unknown";
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database is in use by another kanband (pid ", holder, "; lock file ", path,
-          "): one process owns the database"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database is in use by another kanband (pid ", holder,
+                       "; lock file ", path, "): one process owns the database"));
     }
     return absl::FailedPreconditionError(
         absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));

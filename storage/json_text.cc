@@ -39,8 +39,9 @@ class Parser {
     SkipSpace();
     if (!Eat('[')) return Malformed(text_);
     SkipSpace();
-    if (Eat(']')) return AtEnd() ? absl::StatusOr<std::vector<std::string>>(values)
-                                 : Malformed(text_);
+    if (Eat(']'))
+      return AtEnd() ? absl::StatusOr<std::vector<std::string>>(values)
+                     : Malformed(text_);
     while (true) {
       SkipSpace();
       std::string value;
@@ -78,10 +79,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       char c = text_[pos_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return false;
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return false;
     }
     *out = v;
     return true;
@@ -98,21 +103,36 @@ class Parser {
       if (pos_ >= text_.size()) return false;
       char e = text_[pos_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp;
           if (!Hex4(&cp)) return false;
           if (cp >= 0xD800 && cp < 0xDC00) {  // High surrogate: need a low one.
             uint32_t low;
-            if (!Eat('\\') || !Eat('u') || !Hex4(&low) || low < 0xDC00 ||
-                low >= 0xE000) {
+            if (!Eat('\\') || !Eat('u') || !Hex4(&low) || low < 0xDC00 || low >= 0xE000) {
               return false;
             }
             cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
@@ -130,7 +150,6 @@ class Parser {
   absl::string_view text_;
   size_t pos_ = 0;
 };
-
 
 void AppendString(absl::string_view value, std::string* out) {
   out->push_back('"');

@@ -45,7 +45,8 @@ absl::StatusOr<Task> EndRun(WriteContext& ctx, const sql::LeaseRow& lease,
                             absl::string_view event_reason,
                             const std::function<void(Task&)>& change) {
   KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), lease.lease.task_id));
-  KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease.lease.token, ctx.now(), end_reason));
+  KANBAN_RETURN_IF_ERROR(
+      sql::EndLease(ctx.db(), lease.lease.token, ctx.now(), end_reason));
   task.worker_id.clear();
   task.lease_expires_at.reset();
   const TaskStatus from = task.status;
@@ -121,8 +122,8 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
   KANBAN_RETURN_IF_ERROR(sql::TouchWorker(db, request.worker_id, ctx.now(), board));
   task.worker_id = lease.worker_id;
   task.lease_expires_at = lease.expires_at;
-  KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "claimed",
-                                     absl::StrCat("worker ", request.worker_id)));
+  KANBAN_RETURN_IF_ERROR(
+      AppendEvent(ctx, task, "claimed", absl::StrCat("worker ", request.worker_id)));
   result.observed_seq = ctx.events().back().seq;
   result.claim = Claim{std::move(task), std::move(lease)};
   return result;
@@ -199,21 +200,21 @@ absl::StatusOr<SweepResult> Sweep(WriteContext& ctx, const RetryPolicy& policy) 
     KANBAN_ASSIGN_OR_RETURN(std::string event,
                             Requeue(ctx, task, /*retry=*/true, "reclaimed", policy));
     if (event == "gave_up") {
-      task.last_error = absl::StrFormat("lease of worker %s expired on attempt %d of %d",
-                                        lease.lease.worker_id, task.attempt,
-                                        task.max_attempts);
+      task.last_error =
+          absl::StrFormat("lease of worker %s expired on attempt %d of %d",
+                          lease.lease.worker_id, task.attempt, task.max_attempts);
       ++result.gave_up;
     } else {
       ++result.reclaimed;
     }
-    KANBAN_RETURN_IF_ERROR(
-        EndRun(ctx, lease, "reclaimed", event, absl::StrCat("worker ", lease.lease.worker_id),
-               [&](Task& t) {
-                 t.status = task.status;
-                 t.not_before = task.not_before;
-                 t.last_error = task.last_error;
-               })
-            .status());
+    KANBAN_RETURN_IF_ERROR(EndRun(ctx, lease, "reclaimed", event,
+                                  absl::StrCat("worker ", lease.lease.worker_id),
+                                  [&](Task& t) {
+                                    t.status = task.status;
+                                    t.not_before = task.not_before;
+                                    t.last_error = task.last_error;
+                                  })
+                               .status());
   }
   KANBAN_RETURN_IF_ERROR(
       sql::DeleteEndedLeases(ctx.db(), ctx.now() - policy.lease_history).status());
@@ -224,7 +225,8 @@ absl::StatusOr<std::optional<std::string>> CancelLease(WriteContext& ctx, Task& 
   KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> lease,
                           sql::FindActiveLease(ctx.db(), task.id));
   if (!lease.has_value()) return std::optional<std::string>();
-  KANBAN_RETURN_IF_ERROR(sql::EndLease(ctx.db(), lease->lease.token, ctx.now(), "cancelled"));
+  KANBAN_RETURN_IF_ERROR(
+      sql::EndLease(ctx.db(), lease->lease.token, ctx.now(), "cancelled"));
   task.worker_id.clear();
   task.lease_expires_at.reset();
   return lease->lease.worker_id;

@@ -11,7 +11,7 @@ namespace {
 int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
 absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
 
-#define KANBAN_LEASE_COLUMNS                                                       \
+#define KANBAN_LEASE_COLUMNS                                                \
   "token, task_id, worker_id, attempt, duration_us, expires_at, ended_at, " \
   "end_reason"
 
@@ -41,17 +41,20 @@ absl::Status InsertLease(Connection& db, const Lease& l, absl::Time acquired_at)
       Statement stmt,
       db.Cached("INSERT INTO leases(token, task_id, worker_id, attempt, duration_us,"
                 " acquired_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"));
-  stmt.BindText(1, l.token).BindText(2, l.task_id).BindText(3, l.worker_id)
-      .BindInt(4, l.attempt).BindInt(5, absl::ToInt64Microseconds(l.duration))
-      .BindInt(6, Micros(acquired_at)).BindInt(7, Micros(l.expires_at));
+  stmt.BindText(1, l.token)
+      .BindText(2, l.task_id)
+      .BindText(3, l.worker_id)
+      .BindInt(4, l.attempt)
+      .BindInt(5, absl::ToInt64Microseconds(l.duration))
+      .BindInt(6, Micros(acquired_at))
+      .BindInt(7, Micros(l.expires_at));
   return stmt.Run();
 }
 
 absl::StatusOr<std::optional<LeaseRow>> FindLeaseByToken(Connection& db,
                                                          absl::string_view token) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT " KANBAN_LEASE_COLUMNS " FROM leases WHERE token = ?"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached("SELECT " KANBAN_LEASE_COLUMNS
+                                                    " FROM leases WHERE token = ?"));
   stmt.BindText(1, token);
   return OneLease(stmt);
 }
@@ -59,19 +62,17 @@ absl::StatusOr<std::optional<LeaseRow>> FindLeaseByToken(Connection& db,
 absl::StatusOr<std::optional<LeaseRow>> FindActiveLease(Connection& db,
                                                         absl::string_view task_id) {
   KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT " KANBAN_LEASE_COLUMNS
-                " FROM leases WHERE task_id = ? AND ended_at IS NULL"));
+      Statement stmt, db.Cached("SELECT " KANBAN_LEASE_COLUMNS
+                                " FROM leases WHERE task_id = ? AND ended_at IS NULL"));
   stmt.BindText(1, task_id);
   return OneLease(stmt);
 }
 
 absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
                       absl::string_view reason) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("UPDATE leases SET ended_at = ?, end_reason = ?"
-                " WHERE token = ? AND ended_at IS NULL"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
+                          db.Cached("UPDATE leases SET ended_at = ?, end_reason = ?"
+                                    " WHERE token = ? AND ended_at IS NULL"));
   stmt.BindInt(1, Micros(now)).BindText(2, reason).BindText(3, token);
   return stmt.Run();
 }
@@ -88,8 +89,9 @@ absl::StatusOr<std::vector<LeaseRow>> ExpiredLeases(Connection& db, absl::Time n
                                                     int limit) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("SELECT " KANBAN_LEASE_COLUMNS " FROM leases"
-                " WHERE ended_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"));
+      db.Cached(
+          "SELECT " KANBAN_LEASE_COLUMNS " FROM leases"
+          " WHERE ended_at IS NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?"));
   stmt.BindInt(1, Micros(now)).BindInt(2, limit);
   std::vector<LeaseRow> rows;
   while (true) {
@@ -123,7 +125,9 @@ absl::StatusOr<std::optional<std::string>> FindClaimable(
                 " AND NOT EXISTS (SELECT 1 FROM json_each(?4) want WHERE want.value"
                 "   NOT IN (SELECT have.value FROM json_each(t.labels) have))"
                 " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT 1"));
-  stmt.BindText(1, board).BindInt(2, Micros(now)).BindText(3, assignee)
+  stmt.BindText(1, board)
+      .BindInt(2, Micros(now))
+      .BindText(3, assignee)
       .BindText(4, EncodeStringArray(labels));
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) return std::optional<std::string>();
@@ -134,9 +138,8 @@ absl::StatusOr<std::optional<absl::Time>> NextReadyAt(Connection& db,
                                                       absl::string_view board,
                                                       absl::Time now) {
   KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT min(not_before) FROM tasks"
-                " WHERE board = ? AND status = 3 AND not_before > ?"));
+      Statement stmt, db.Cached("SELECT min(not_before) FROM tasks"
+                                " WHERE board = ? AND status = 3 AND not_before > ?"));
   stmt.BindText(1, board).BindInt(2, Micros(now));
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row || stmt.ColumnIsNull(0)) return std::optional<absl::Time>();
@@ -145,8 +148,7 @@ absl::StatusOr<std::optional<absl::Time>> NextReadyAt(Connection& db,
 
 absl::StatusOr<int64_t> LastEventSeq(Connection& db) {
   KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'"));
+      Statement stmt, db.Cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'"));
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   return row ? stmt.ColumnInt(0) : 0;
 }

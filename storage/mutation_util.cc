@@ -21,7 +21,8 @@ absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
                             /*only_unblocked=*/to == TaskStatus::kReady));
   for (const std::string& id : children) {
     KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(ctx.db(), id));
-    KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, to, kind, absl::StrCat("parent ", parent)));
+    KANBAN_RETURN_IF_ERROR(
+        ChangeStatus(ctx, child, to, kind, absl::StrCat("parent ", parent)));
   }
   return absl::OkStatus();
 }
@@ -30,9 +31,9 @@ absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
 
 absl::Status CheckVersion(const Task& task, int64_t expected) {
   if (expected != 0 && expected != task.version) {
-    return absl::AbortedError(absl::StrFormat(
-        "expected_version %d does not match task %s's current version %d", expected,
-        task.id, task.version));
+    return absl::AbortedError(
+        absl::StrFormat("expected_version %d does not match task %s's current version %d",
+                        expected, task.id, task.version));
   }
   return absl::OkStatus();
 }

@@ -8,9 +8,9 @@
 #include "absl/strings/str_join.h"
 #include "storage/ids.h"
 #include "storage/lease_mutations.h"
+#include "storage/mutation_util.h"
 #include "storage/rules.h"
 #include "storage/status_macros.h"
-#include "storage/mutation_util.h"
 #include "storage/task_sql.h"
 
 namespace kanban::storage::mutations {
@@ -91,9 +91,9 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
     const std::string field = absl::StrCat("parent_ids[", i, "]");
     KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, request.parent_ids[i], field));
     if (parent.board != board) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(field, ": task ", parent.id, " is on board \"", parent.board,
-                       "\", not \"", board, "\""));
+      return absl::FailedPreconditionError(absl::StrCat(field, ": task ", parent.id,
+                                                        " is on board \"", parent.board,
+                                                        "\", not \"", board, "\""));
     }
     unfinished_parent |= !IsFinished(parent.status);
   }
@@ -104,8 +104,8 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   task.title = request.title;
   task.body = request.body;
   task.status = request.initial_status == TaskStatus::kTriage ? TaskStatus::kTriage
-                : unfinished_parent                          ? TaskStatus::kTodo
-                                                             : TaskStatus::kReady;
+                : unfinished_parent                           ? TaskStatus::kTodo
+                                                              : TaskStatus::kReady;
   task.priority = request.priority;
   task.labels = request.labels;
   task.assignee = request.assignee;
@@ -162,9 +162,9 @@ absl::StatusOr<Task> MoveTask(WriteContext& ctx, const TaskMove& move) {
                             sql::UnfinishedParents(db, task.id));
     if (!waiting.empty()) {
       if (from == TaskStatus::kTodo) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "task ", task.id, " stays TODO: unfinished parents ",
-            absl::StrJoin(waiting, ", ")));
+        return absl::FailedPreconditionError(
+            absl::StrCat("task ", task.id, " stays TODO: unfinished parents ",
+                         absl::StrJoin(waiting, ", ")));
       }
       to = TaskStatus::kTodo;  // Not runnable yet: wait in TODO.
     }
@@ -193,9 +193,9 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
   KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, parent_id, "parent_id"));
   KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(db, child_id, "child_id"));
   if (parent.board != child.board) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot link across boards: parent ", parent.id, " is on \"", parent.board,
-        "\", child ", child.id, " on \"", child.board, "\""));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot link across boards: parent ", parent.id, " is on \"",
+                     parent.board, "\", child ", child.id, " on \"", child.board, "\""));
   }
   KANBAN_ASSIGN_OR_RETURN(bool linked, sql::LinkExists(db, parent_id, child_id));
   if (linked) return child;  // Already so: a retried call changes nothing.
@@ -215,7 +215,8 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
   const std::string reason = absl::StrCat("parent ", parent_id);
   KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, child.status, "linked", reason));
   if (child.status == TaskStatus::kReady && !IsFinished(parent.status)) {
-    KANBAN_RETURN_IF_ERROR(ChangeStatus(ctx, child, TaskStatus::kTodo, "demoted", reason));
+    KANBAN_RETURN_IF_ERROR(
+        ChangeStatus(ctx, child, TaskStatus::kTodo, "demoted", reason));
   }
   return child;
 }

@@ -8,8 +8,9 @@
 
 namespace kanban::storage {
 
-absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(
-    const std::string& path, int threads, const std::string& vfs) {
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(const std::string& path,
+                                                             int threads,
+                                                             const std::string& vfs) {
   std::unique_ptr<ReaderPool> pool(new ReaderPool());
   Connection::Options options;
   options.read_only = true;

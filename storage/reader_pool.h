@@ -26,8 +26,9 @@ class ReaderPool {
   using Job = std::function<void(Connection*)>;
 
   // Opens `threads` read-only connections to `path` (which must exist).
-  static absl::StatusOr<std::unique_ptr<ReaderPool>> Open(
-      const std::string& path, int threads, const std::string& vfs);
+  static absl::StatusOr<std::unique_ptr<ReaderPool>> Open(const std::string& path,
+                                                          int threads,
+                                                          const std::string& vfs);
   ~ReaderPool();  // Closes.
 
   // Queues a job. Thread-safe.

@@ -25,8 +25,8 @@ absl::Status CheckLength(absl::string_view field, absl::string_view value,
   }
   int length = Utf8Length(value);
   if (length > max_chars) {
-    return Invalid(field, absl::StrFormat("is %d characters, at most %d allowed",
-                                          length, max_chars));
+    return Invalid(field, absl::StrFormat("is %d characters, at most %d allowed", length,
+                                          max_chars));
   }
   return absl::OkStatus();
 }
@@ -71,8 +71,8 @@ absl::Status ValidateBody(absl::string_view field, absl::string_view body) {
     return Invalid(field, "must not contain NUL characters");
   }
   if (body.size() > static_cast<size_t>(kMaxBodyBytes)) {
-    return Invalid(field, absl::StrFormat("is %d bytes, at most %d allowed",
-                                          body.size(), kMaxBodyBytes));
+    return Invalid(field, absl::StrFormat("is %d bytes, at most %d allowed", body.size(),
+                                          kMaxBodyBytes));
   }
   return absl::OkStatus();
 }
@@ -81,15 +81,24 @@ absl::Status ValidateBody(absl::string_view field, absl::string_view body) {
 
 absl::string_view StatusName(TaskStatus status) {
   switch (status) {
-    case TaskStatus::kTriage: return "TRIAGE";
-    case TaskStatus::kTodo: return "TODO";
-    case TaskStatus::kReady: return "READY";
-    case TaskStatus::kRunning: return "RUNNING";
-    case TaskStatus::kBlocked: return "BLOCKED";
-    case TaskStatus::kReview: return "REVIEW";
-    case TaskStatus::kDone: return "DONE";
-    case TaskStatus::kArchived: return "ARCHIVED";
-    case TaskStatus::kUnspecified: break;
+    case TaskStatus::kTriage:
+      return "TRIAGE";
+    case TaskStatus::kTodo:
+      return "TODO";
+    case TaskStatus::kReady:
+      return "READY";
+    case TaskStatus::kRunning:
+      return "RUNNING";
+    case TaskStatus::kBlocked:
+      return "BLOCKED";
+    case TaskStatus::kReview:
+      return "REVIEW";
+    case TaskStatus::kDone:
+      return "DONE";
+    case TaskStatus::kArchived:
+      return "ARCHIVED";
+    case TaskStatus::kUnspecified:
+      break;
   }
   return "STATUS_UNSPECIFIED";
 }
@@ -112,8 +121,7 @@ int Utf8Length(absl::string_view text) {
 absl::Status ValidateBoardName(absl::string_view name, absl::string_view field) {
   if (name.empty() || name.size() > 64 ||
       !std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
-               c == '-';
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
       })) {
     return Invalid(field, absl::StrCat("\"", name.substr(0, 80),
                                        "\" does not match [a-z0-9_-]{1,64}"));
@@ -157,21 +165,19 @@ absl::Status ValidateNewTask(const NewTask& task) {
     }
   }
   if (task.max_attempts < 0 || task.max_attempts > kMaxMaxAttempts) {
-    return Invalid("max_attempts",
-                   absl::StrFormat("must be 0 (default %d) to %d, got %d",
-                                   kDefaultMaxAttempts, kMaxMaxAttempts,
-                                   task.max_attempts));
+    return Invalid("max_attempts", absl::StrFormat("must be 0 (default %d) to %d, got %d",
+                                                   kDefaultMaxAttempts, kMaxMaxAttempts,
+                                                   task.max_attempts));
   }
-  if (auto s = CheckLength("idempotency_key", task.idempotency_key,
-                           kMaxIdempotencyKeyChars);
+  if (auto s =
+          CheckLength("idempotency_key", task.idempotency_key, kMaxIdempotencyKeyChars);
       !s.ok()) {
     return s;
   }
   if (task.initial_status != TaskStatus::kUnspecified &&
       task.initial_status != TaskStatus::kTriage) {
-    return Invalid("initial_status",
-                   absl::StrCat("only TRIAGE may be asked for, got ",
-                                StatusName(task.initial_status)));
+    return Invalid("initial_status", absl::StrCat("only TRIAGE may be asked for, got ",
+                                                  StatusName(task.initial_status)));
   }
   return absl::OkStatus();
 }
@@ -185,8 +191,7 @@ absl::Status ValidateTaskUpdate(const TaskUpdate& update) {
     if (auto s = ValidateBody("body", *update.body); !s.ok()) return s;
   }
   if (update.assignee.has_value()) {
-    if (auto s = CheckLength("assignee", *update.assignee, kMaxAssigneeChars);
-        !s.ok()) {
+    if (auto s = CheckLength("assignee", *update.assignee, kMaxAssigneeChars); !s.ok()) {
       return s;
     }
   }
@@ -228,8 +233,7 @@ absl::Status ValidateTaskFilter(const TaskFilter& filter) {
   if (filter.page_size < 0 || filter.page_size > kMaxPageSize) {
     return Invalid("page_size",
                    absl::StrFormat("must be 0 (default %d) to %d, got %d",
-                                   kDefaultPageSize, kMaxPageSize,
-                                   filter.page_size));
+                                   kDefaultPageSize, kMaxPageSize, filter.page_size));
   }
   for (size_t i = 0; i < filter.statuses.size(); ++i) {
     if (filter.statuses[i] == TaskStatus::kUnspecified) {
@@ -241,7 +245,8 @@ absl::Status ValidateTaskFilter(const TaskFilter& filter) {
 
 absl::Status ValidateWorkerId(absl::string_view id, absl::string_view field) {
   if (id.empty()) return Invalid(field, "must not be empty");
-  if (HasControlCharacter(id)) return Invalid(field, "must not contain control characters");
+  if (HasControlCharacter(id))
+    return Invalid(field, "must not contain control characters");
   return CheckLength(field, id, kMaxWorkerIdChars);
 }
 
@@ -284,19 +289,17 @@ absl::Status CheckManualMove(TaskStatus from, TaskStatus to) {
       allowed = to == S::kReady || to == S::kBlocked || to == S::kArchived;
       break;
     case S::kReady:
-      allowed = to == S::kTodo || to == S::kBlocked || to == S::kDone ||
-                to == S::kArchived;
+      allowed =
+          to == S::kTodo || to == S::kBlocked || to == S::kDone || to == S::kArchived;
       break;
     case S::kRunning:  // An operator may stop running work.
       allowed = to == S::kBlocked || to == S::kArchived;
       break;
     case S::kBlocked:
-      allowed = to == S::kReady || to == S::kTodo || to == S::kDone ||
-                to == S::kArchived;
+      allowed = to == S::kReady || to == S::kTodo || to == S::kDone || to == S::kArchived;
       break;
     case S::kReview:
-      allowed = to == S::kDone || to == S::kReady || to == S::kTodo ||
-                to == S::kArchived;
+      allowed = to == S::kDone || to == S::kReady || to == S::kTodo || to == S::kArchived;
       break;
     case S::kDone:
       allowed = to == S::kReady || to == S::kArchived;
@@ -307,8 +310,7 @@ absl::Status CheckManualMove(TaskStatus from, TaskStatus to) {
   }
   if (allowed) return absl::OkStatus();
   return absl::FailedPreconditionError(
-      absl::StrCat("cannot move a task from ", StatusName(from), " to ",
-                   StatusName(to),
+      absl::StrCat("cannot move a task from ", StatusName(from), " to ", StatusName(to),
                    from == S::kArchived ? " (ARCHIVED is final)" : "",
                    to == S::kRunning ? " (RUNNING is entered by claiming)" : ""));
 }

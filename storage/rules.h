@@ -34,9 +34,9 @@ inline constexpr absl::Duration kMaxLease = absl::Hours(1);
 
 // Every kind of event the store writes.
 inline constexpr absl::string_view kEventKinds[] = {
-    "board_created", "created",  "updated",   "moved",    "linked",   "unlinked",
-    "promoted",      "demoted",  "commented", "claimed",  "completed", "failed",
-    "released",      "reclaimed", "gave_up",  "lease_cancelled"};
+    "board_created", "created",   "updated",   "moved",          "linked",    "unlinked",
+    "promoted",      "demoted",   "commented", "claimed",        "completed", "failed",
+    "released",      "reclaimed", "gave_up",   "lease_cancelled"};
 bool IsEventKind(absl::string_view kind);
 
 // "TRIAGE", "READY", ... as in the proto enum.

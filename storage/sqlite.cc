@@ -100,8 +100,8 @@ Statement& Statement::BindInt(int index, int64_t value) {
 }
 
 Statement& Statement::BindText(int index, absl::string_view value) {
-  NoteBind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(),
-                               SQLITE_TRANSIENT, SQLITE_UTF8));
+  NoteBind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
+                               SQLITE_UTF8));
   return *this;
 }
 
@@ -146,8 +146,8 @@ bool Statement::ColumnIsNull(int column) const {
 
 // ---- Connection ------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
-    const std::string& path, const Options& options) {
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
+                                                             const Options& options) {
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= options.read_only ? SQLITE_OPEN_READONLY
@@ -157,9 +157,8 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(
   if (rc != SQLITE_OK) {
     absl::Status status = SqliteError(rc, db, "");
     sqlite3_close_v2(db);
-    return absl::Status(status.code(),
-                        absl::StrCat("cannot open database ", path, ": ",
-                                     status.message()));
+    return absl::Status(status.code(), absl::StrCat("cannot open database ", path, ": ",
+                                                    status.message()));
   }
   sqlite3_busy_timeout(db, options.busy_timeout_ms);
   sqlite3_extended_result_codes(db, 1);
@@ -180,8 +179,8 @@ absl::Status Connection::Exec(absl::string_view sql) {
 
 absl::StatusOr<Statement> Connection::Prepare(absl::string_view sql) {
   sqlite3_stmt* stmt = nullptr;
-  int rc = sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()),
-                              &stmt, nullptr);
+  int rc =
+      sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &stmt, nullptr);
   if (rc != SQLITE_OK) return SqliteError(rc, db_, sql);
   return Statement(db_, stmt, /*owned=*/true, "");
 }
@@ -190,8 +189,7 @@ absl::StatusOr<Statement> Connection::Cached(const char* sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
-                                nullptr);
+    int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
     if (rc != SQLITE_OK) return SqliteError(rc, db_, sql);
     it = cache_.emplace(sql, stmt).first;
   }
@@ -212,9 +210,7 @@ absl::StatusOr<std::string> Connection::QueryText(absl::string_view sql) {
   return stmt.ColumnText(0);
 }
 
-int64_t Connection::LastInsertRowId() const {
-  return sqlite3_last_insert_rowid(db_);
-}
+int64_t Connection::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 
 int Connection::Changes() const { return sqlite3_changes(db_); }
 

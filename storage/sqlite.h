@@ -73,7 +73,7 @@ class Statement {
 class Connection {
  public:
   struct Options {
-    bool read_only = false;  // Default: false (read-write, create if missing).
+    bool read_only = false;      // Default: false (read-write, create if missing).
     int busy_timeout_ms = 5000;  // Default: 5 s.
     // SQLite VFS name; empty for the default VFS. Tests inject faults here.
     std::string vfs;
@@ -81,8 +81,8 @@ class Connection {
 
   // Opens `path`. Errors: the mapped SQLite error (FAILED_PRECONDITION when
   // the file cannot be opened).
-  static absl::StatusOr<std::unique_ptr<Connection>> Open(
-      const std::string& path, const Options& options);
+  static absl::StatusOr<std::unique_ptr<Connection>> Open(const std::string& path,
+                                                          const Options& options);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

@@ -7,10 +7,10 @@
 #include "absl/status/statusor.h"
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define KANBAN_RETURN_IF_ERROR(expr)                   \
-  do {                                                 \
-    ::absl::Status kanban_status_ = (expr);            \
-    if (!kanban_status_.ok()) return kanban_status_;   \
+#define KANBAN_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    ::absl::Status kanban_status_ = (expr);          \
+    if (!kanban_status_.ok()) return kanban_status_; \
   } while (false)
 
 #define KANBAN_CONCAT_INNER_(a, b) a##b

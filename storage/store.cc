@@ -95,55 +95,55 @@ void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> do
 
 void Store::CreateBoard(Board board, Done<Board> done) {
   if (absl::Status s = ValidateNewBoard(board); !s.ok()) return done(s);
-  Write<Board>([board = std::move(board)](WriteContext& ctx) {
-    return mutations::CreateBoard(ctx, board);
-  }, std::move(done));
+  Write<Board>([board = std::move(board)](
+                   WriteContext& ctx) { return mutations::CreateBoard(ctx, board); },
+               std::move(done));
 }
 
 void Store::CreateTask(NewTask task, Done<Task> done) {
   if (absl::Status s = ValidateNewTask(task); !s.ok()) return done(s);
-  Write<Task>([task = std::move(task)](WriteContext& ctx) {
-    return mutations::CreateTask(ctx, task);
-  }, std::move(done));
+  Write<Task>([task = std::move(task)](
+                  WriteContext& ctx) { return mutations::CreateTask(ctx, task); },
+              std::move(done));
 }
 
 void Store::UpdateTask(TaskUpdate update, Done<Task> done) {
   if (absl::Status s = ValidateTaskUpdate(update); !s.ok()) return done(s);
-  Write<Task>([update = std::move(update)](WriteContext& ctx) {
-    return mutations::UpdateTask(ctx, update);
-  }, std::move(done));
+  Write<Task>([update = std::move(update)](
+                  WriteContext& ctx) { return mutations::UpdateTask(ctx, update); },
+              std::move(done));
 }
 
 void Store::MoveTask(TaskMove move, Done<Task> done) {
   if (absl::Status s = ValidateTaskMove(move); !s.ok()) return done(s);
-  Write<Task>([move = std::move(move)](WriteContext& ctx) {
-    return mutations::MoveTask(ctx, move);
-  }, std::move(done));
+  Write<Task>([move = std::move(move)](
+                  WriteContext& ctx) { return mutations::MoveTask(ctx, move); },
+              std::move(done));
 }
 
 void Store::LinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
   if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
   if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
-  Write<Task>([parent_id = std::move(parent_id),
-               child_id = std::move(child_id)](WriteContext& ctx) {
-    return mutations::LinkTasks(ctx, parent_id, child_id);
-  }, std::move(done));
+  Write<Task>(
+      [parent_id = std::move(parent_id), child_id = std::move(child_id)](
+          WriteContext& ctx) { return mutations::LinkTasks(ctx, parent_id, child_id); },
+      std::move(done));
 }
 
 void Store::UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
   if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
   if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
-  Write<Task>([parent_id = std::move(parent_id),
-               child_id = std::move(child_id)](WriteContext& ctx) {
-    return mutations::UnlinkTasks(ctx, parent_id, child_id);
-  }, std::move(done));
+  Write<Task>(
+      [parent_id = std::move(parent_id), child_id = std::move(child_id)](
+          WriteContext& ctx) { return mutations::UnlinkTasks(ctx, parent_id, child_id); },
+      std::move(done));
 }
 
 void Store::AddComment(NewComment comment, Done<Comment> done) {
   if (absl::Status s = ValidateNewComment(comment); !s.ok()) return done(s);
-  Write<Comment>([comment = std::move(comment)](WriteContext& ctx) {
-    return mutations::AddComment(ctx, comment);
-  }, std::move(done));
+  Write<Comment>([comment = std::move(comment)](
+                     WriteContext& ctx) { return mutations::AddComment(ctx, comment); },
+                 std::move(done));
 }
 
 void Store::SweepLoop() {
@@ -159,33 +159,39 @@ void Store::SweepLoop() {
 
 void Store::ClaimTask(ClaimRequest request, Done<ClaimResult> done) {
   if (absl::Status s = ValidateClaimRequest(request); !s.ok()) return done(s);
-  Write<ClaimResult>([request = std::move(request), this](WriteContext& ctx) {
-    return mutations::ClaimTask(ctx, request, options_.retry);
-  }, std::move(done));
+  Write<ClaimResult>(
+      [request = std::move(request), this](WriteContext& ctx) {
+        return mutations::ClaimTask(ctx, request, options_.retry);
+      },
+      std::move(done));
 }
 
 void Store::CompleteTask(HeldLease lease, std::string result, Done<Task> done) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
   if (absl::Status s = ValidateOutcomeText(result, "result"); !s.ok()) return done(s);
-  Write<Task>([lease = std::move(lease), result = std::move(result)](WriteContext& ctx) {
-    return mutations::CompleteTask(ctx, lease, result);
-  }, std::move(done));
+  Write<Task>(
+      [lease = std::move(lease), result = std::move(result)](WriteContext& ctx) {
+        return mutations::CompleteTask(ctx, lease, result);
+      },
+      std::move(done));
 }
 
 void Store::FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
   if (absl::Status s = ValidateOutcomeText(error, "error"); !s.ok()) return done(s);
-  Write<Task>([lease = std::move(lease), error = std::move(error), retry,
-               this](WriteContext& ctx) {
-    return mutations::FailTask(ctx, lease, error, retry, options_.retry);
-  }, std::move(done));
+  Write<Task>(
+      [lease = std::move(lease), error = std::move(error), retry,
+       this](WriteContext& ctx) {
+        return mutations::FailTask(ctx, lease, error, retry, options_.retry);
+      },
+      std::move(done));
 }
 
 void Store::ReleaseTask(HeldLease lease, Done<Task> done) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
-  Write<Task>([lease = std::move(lease)](WriteContext& ctx) {
-    return mutations::ReleaseTask(ctx, lease);
-  }, std::move(done));
+  Write<Task>([lease = std::move(lease)](
+                  WriteContext& ctx) { return mutations::ReleaseTask(ctx, lease); },
+              std::move(done));
 }
 
 void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
@@ -211,7 +217,8 @@ void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
 void Store::Sweep(Done<SweepResult> done) {
   Write<SweepResult>(
       [this](WriteContext& ctx) -> absl::StatusOr<SweepResult> {
-        KANBAN_ASSIGN_OR_RETURN(SweepResult result, mutations::Sweep(ctx, options_.retry));
+        KANBAN_ASSIGN_OR_RETURN(SweepResult result,
+                                mutations::Sweep(ctx, options_.retry));
         KANBAN_ASSIGN_OR_RETURN(
             result.events_deleted,
             sql::DeleteOldEvents(ctx.db(), ctx.now() - options_.event_retention,
@@ -252,22 +259,26 @@ void Store::GetTask(std::string id, Done<Task> done) {
 
 void Store::ListTasks(TaskFilter filter, Done<TaskPage> done) {
   if (absl::Status s = ValidateTaskFilter(filter); !s.ok()) return done(s);
-  Read<TaskPage>([filter = std::move(filter)](Connection& db) -> absl::StatusOr<TaskPage> {
-    if (!filter.board.empty()) {
-      KANBAN_ASSIGN_OR_RETURN(std::optional<Board> board, sql::FindBoard(db, filter.board));
-      if (!board.has_value()) {
-        return absl::NotFoundError(absl::StrCat("board: \"", filter.board, "\" not found"));
-      }
-    }
-    return sql::ListTasks(db, filter);
-  }, std::move(done));
+  Read<TaskPage>(
+      [filter = std::move(filter)](Connection& db) -> absl::StatusOr<TaskPage> {
+        if (!filter.board.empty()) {
+          KANBAN_ASSIGN_OR_RETURN(std::optional<Board> board,
+                                  sql::FindBoard(db, filter.board));
+          if (!board.has_value()) {
+            return absl::NotFoundError(
+                absl::StrCat("board: \"", filter.board, "\" not found"));
+          }
+        }
+        return sql::ListTasks(db, filter);
+      },
+      std::move(done));
 }
 
 void Store::ListComments(std::string task_id, Done<std::vector<Comment>> done) {
   if (absl::Status s = ValidateTaskId(task_id, "task_id"); !s.ok()) return done(s);
   Read<std::vector<Comment>>(
-      [task_id = std::move(task_id)](Connection& db)
-          -> absl::StatusOr<std::vector<Comment>> {
+      [task_id =
+           std::move(task_id)](Connection& db) -> absl::StatusOr<std::vector<Comment>> {
         KANBAN_RETURN_IF_ERROR(sql::LoadTask(db, task_id).status());
         return sql::ListComments(db, task_id);
       },

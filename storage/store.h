@@ -35,13 +35,13 @@ using Done = std::function<void(absl::StatusOr<T>)>;
 class Store {
  public:
   struct Options {
-    std::string path;                 // The database file. Required.
-    DurabilitySettings durability;    // Default: NORMAL.
-    int reader_threads = 2;           // Default: 2.
-    int max_batch = 1024;             // Mutations per commit. Default: 1024.
-    Clock* clock = SystemClock();     // Not owned. Default: the system clock.
-    std::string vfs;                  // SQLite VFS name. Default: SQLite's.
-    mutations::RetryPolicy retry;     // Leases and backoff. Default: see there.
+    std::string path;               // The database file. Required.
+    DurabilitySettings durability;  // Default: NORMAL.
+    int reader_threads = 2;         // Default: 2.
+    int max_batch = 1024;           // Mutations per commit. Default: 1024.
+    Clock* clock = SystemClock();   // Not owned. Default: the system clock.
+    std::string vfs;                // SQLite VFS name. Default: SQLite's.
+    mutations::RetryPolicy retry;   // Leases and backoff. Default: see there.
     // How often the sweeper reclaims expired leases; zero turns the sweeper
     // thread off (tests call Sweep themselves). Default: 1 s.
     absl::Duration sweep_interval = absl::Seconds(1);

@@ -79,7 +79,8 @@ std::string EncodeTaskJson(const Task& t) {
       ",\"created_at\":", Micros(t.created_at), ",\"updated_at\":", Micros(t.updated_at),
       ",\"version\":", t.version, ",\"attempt\":", t.attempt,
       ",\"max_attempts\":", t.max_attempts, ",\"not_before\":", time(t.not_before),
-      ",\"result\":", EncodeString(t.result), ",\"last_error\":", EncodeString(t.last_error),
+      ",\"result\":", EncodeString(t.result),
+      ",\"last_error\":", EncodeString(t.last_error),
       ",\"idempotency_key\":", EncodeString(t.idempotency_key),
       ",\"worker_id\":", EncodeString(t.worker_id),
       ",\"lease_expires_at\":", time(t.lease_expires_at), "}");
@@ -160,8 +161,7 @@ absl::StatusOr<PagePosition> DecodePageToken(absl::string_view token) {
   if (parts.size() != 4 || parts[0] != "1" ||
       !absl::SimpleAtoi(parts[1], &pos.priority) ||
       !absl::SimpleAtoi(parts[2], &pos.created) || !absl::SimpleAtoi(parts[3], &pos.pk)) {
-    return absl::InvalidArgumentError(
-        "page_token: not a token returned by ListTasks");
+    return absl::InvalidArgumentError("page_token: not a token returned by ListTasks");
   }
   return pos;
 }
@@ -184,7 +184,8 @@ absl::Status InsertBoard(Connection& db, const Board& board) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
       db.Cached("INSERT INTO boards(name, description, created_at) VALUES (?, ?, ?)"));
-  stmt.BindText(1, board.name).BindText(2, board.description)
+  stmt.BindText(1, board.name)
+      .BindText(2, board.description)
       .BindInt(3, Micros(board.created_at));
   return stmt.Run();
 }
@@ -219,10 +220,9 @@ absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
 
 absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
     Connection& db, absl::string_view board, absl::string_view key) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT id, idempotency_hash FROM tasks "
-                "WHERE board = ? AND idempotency_key = ?"));
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
+                          db.Cached("SELECT id, idempotency_hash FROM tasks "
+                                    "WHERE board = ? AND idempotency_key = ?"));
   stmt.BindText(1, board).BindText(2, key);
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) return std::optional<IdempotentMatch>();
@@ -236,12 +236,19 @@ absl::Status InsertTask(Connection& db, const Task& t, absl::string_view content
                 " assignee, created_at, updated_at, version, attempt, max_attempts,"
                 " not_before, result, last_error, idempotency_key, idempotency_hash)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
-  stmt.BindText(1, t.id).BindText(2, t.board).BindText(3, t.title)
-      .BindText(4, t.body).BindInt(5, static_cast<int>(t.status))
-      .BindInt(6, t.priority).BindText(7, EncodeStringArray(t.labels))
-      .BindText(8, t.assignee).BindInt(9, Micros(t.created_at))
-      .BindInt(10, Micros(t.updated_at)).BindInt(11, t.version)
-      .BindInt(12, t.attempt).BindInt(13, t.max_attempts);
+  stmt.BindText(1, t.id)
+      .BindText(2, t.board)
+      .BindText(3, t.title)
+      .BindText(4, t.body)
+      .BindInt(5, static_cast<int>(t.status))
+      .BindInt(6, t.priority)
+      .BindText(7, EncodeStringArray(t.labels))
+      .BindText(8, t.assignee)
+      .BindInt(9, Micros(t.created_at))
+      .BindInt(10, Micros(t.updated_at))
+      .BindInt(11, t.version)
+      .BindInt(12, t.attempt)
+      .BindInt(13, t.max_attempts);
   if (t.not_before.has_value()) {
     stmt.BindInt(14, Micros(*t.not_before));
   } else {
@@ -263,10 +270,16 @@ absl::Status SaveTask(Connection& db, const Task& t) {
                 " labels = ?, assignee = ?, updated_at = ?, version = ?,"
                 " attempt = ?, max_attempts = ?, not_before = ?, result = ?,"
                 " last_error = ? WHERE id = ?"));
-  stmt.BindText(1, t.title).BindText(2, t.body).BindInt(3, static_cast<int>(t.status))
-      .BindInt(4, t.priority).BindText(5, EncodeStringArray(t.labels))
-      .BindText(6, t.assignee).BindInt(7, Micros(t.updated_at))
-      .BindInt(8, t.version).BindInt(9, t.attempt).BindInt(10, t.max_attempts);
+  stmt.BindText(1, t.title)
+      .BindText(2, t.body)
+      .BindInt(3, static_cast<int>(t.status))
+      .BindInt(4, t.priority)
+      .BindText(5, EncodeStringArray(t.labels))
+      .BindText(6, t.assignee)
+      .BindInt(7, Micros(t.updated_at))
+      .BindInt(8, t.version)
+      .BindInt(9, t.attempt)
+      .BindInt(10, t.max_attempts);
   if (t.not_before.has_value()) {
     stmt.BindInt(11, Micros(*t.not_before));
   } else {
@@ -377,10 +390,11 @@ absl::StatusOr<bool> IsAncestor(Connection& db, absl::string_view ancestor,
                                 absl::string_view task) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("WITH RECURSIVE up(id) AS ("
-                "  SELECT parent_id FROM task_links WHERE child_id = ?1"
-                "  UNION SELECT l.parent_id FROM task_links l JOIN up ON l.child_id = up.id)"
-                " SELECT 1 FROM up WHERE id = ?2 LIMIT 1"));
+      db.Cached(
+          "WITH RECURSIVE up(id) AS ("
+          "  SELECT parent_id FROM task_links WHERE child_id = ?1"
+          "  UNION SELECT l.parent_id FROM task_links l JOIN up ON l.child_id = up.id)"
+          " SELECT 1 FROM up WHERE id = ?2 LIMIT 1"));
   stmt.BindText(1, task).BindText(2, ancestor);
   return Exists(stmt);
 }
@@ -406,7 +420,8 @@ absl::StatusOr<std::vector<std::string>> ChildrenInStatus(Connection& db,
                 "   SELECT 1 FROM task_links l2 JOIN tasks p ON p.id = l2.parent_id"
                 "   WHERE l2.child_id = c.id AND p.status NOT IN (7, 8)))"
                 " ORDER BY c.pk"));
-  stmt.BindText(1, parent).BindInt(2, static_cast<int>(status))
+  stmt.BindText(1, parent)
+      .BindInt(2, static_cast<int>(status))
       .BindInt(3, only_unblocked ? 1 : 0);
   return Strings(stmt);
 }
@@ -416,10 +431,11 @@ absl::StatusOr<std::vector<std::string>> ChildrenInStatus(Connection& db,
 absl::StatusOr<Comment> InsertComment(Connection& db, const NewComment& c,
                                       absl::Time now) {
   KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("INSERT INTO comments(task_id, author, body, created_at)"
-                " VALUES (?, ?, ?, ?)"));
-  stmt.BindText(1, c.task_id).BindText(2, c.author).BindText(3, c.body)
+      Statement stmt, db.Cached("INSERT INTO comments(task_id, author, body, created_at)"
+                                " VALUES (?, ?, ?, ?)"));
+  stmt.BindText(1, c.task_id)
+      .BindText(2, c.author)
+      .BindText(3, c.body)
       .BindInt(4, Micros(now));
   KANBAN_RETURN_IF_ERROR(stmt.Run());
   return Comment{db.LastInsertRowId(), c.task_id, c.author, c.body, now};
@@ -436,9 +452,8 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
   while (true) {
     KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
     if (!row) return comments;
-    comments.push_back(Comment{stmt.ColumnInt(0), stmt.ColumnText(1),
-                               stmt.ColumnText(2), stmt.ColumnText(3),
-                               FromMicros(stmt.ColumnInt(4))});
+    comments.push_back(Comment{stmt.ColumnInt(0), stmt.ColumnText(1), stmt.ColumnText(2),
+                               stmt.ColumnText(3), FromMicros(stmt.ColumnInt(4))});
   }
 }
 
@@ -449,10 +464,14 @@ absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
       Statement stmt,
       db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason, txn)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)"));
-  stmt.BindText(1, event.board).BindText(2, event.task_id).BindText(3, event.kind)
-      .BindInt(4, Micros(event.time)).BindText(6, event.reason);
+  stmt.BindText(1, event.board)
+      .BindText(2, event.task_id)
+      .BindText(3, event.kind)
+      .BindInt(4, Micros(event.time))
+      .BindText(6, event.reason);
   // NULL: the event starts its own change (txn = its seq).
-  stmt.BindOptionalInt(7, event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
+  stmt.BindOptionalInt(7,
+                       event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
   if (event.task.has_value()) {
     stmt.BindText(5, EncodeTaskJson(*event.task));
   } else {
@@ -465,10 +484,10 @@ absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
 namespace {
 
 const std::string& EventColumns() {
-  static const auto* s = new std::string(
-      absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
-                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, ",
-                   SnapshotColumns()));
+  static const auto* s =
+      new std::string(absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
+                                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, ",
+                                   SnapshotColumns()));
   return *s;
 }
 
@@ -497,10 +516,10 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
 
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit, absl::string_view board) {
-  static const std::string* sql = new std::string(absl::StrCat(
-      "SELECT ", EventColumns(),
-      " FROM events e WHERE e.seq > ?1 AND (?2 = '' OR e.board = ?2)"
-      " ORDER BY e.seq LIMIT ?3"));
+  static const std::string* sql = new std::string(
+      absl::StrCat("SELECT ", EventColumns(),
+                   " FROM events e WHERE e.seq > ?1 AND (?2 = '' OR e.board = ?2)"
+                   " ORDER BY e.seq LIMIT ?3"));
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
   stmt.BindInt(1, after_seq).BindText(2, board).BindInt(3, limit);
   KANBAN_ASSIGN_OR_RETURN(std::vector<Event> events, ReadEvents(stmt));
@@ -533,18 +552,19 @@ absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t k
   // transaction short.
   KANBAN_ASSIGN_OR_RETURN(
       Statement cut,
-      db.Cached("WITH bounds AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events),"
-                " want AS (SELECT max(COALESCE((SELECT min(seq) FROM events WHERE time >= ?1),"
-                "   hi + 1), hi - ?2 + 1) AS seq FROM bounds),"
-                " capped AS (SELECT min(want.seq, bounds.lo + ?3) AS seq FROM want, bounds)"
-                " SELECT COALESCE((SELECT COALESCE(e.txn, e.seq) FROM events e, capped"
-                "   WHERE e.seq >= capped.seq ORDER BY e.seq LIMIT 1), (SELECT seq FROM capped))"));
+      db.Cached(
+          "WITH bounds AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events),"
+          " want AS (SELECT max(COALESCE((SELECT min(seq) FROM events WHERE time >= ?1),"
+          "   hi + 1), hi - ?2 + 1) AS seq FROM bounds),"
+          " capped AS (SELECT min(want.seq, bounds.lo + ?3) AS seq FROM want, bounds)"
+          " SELECT COALESCE((SELECT COALESCE(e.txn, e.seq) FROM events e, capped"
+          "   WHERE e.seq >= capped.seq ORDER BY e.seq LIMIT 1), (SELECT seq FROM "
+          "capped))"));
   cut.BindInt(1, Micros(before)).BindInt(2, keep).BindInt(3, batch);
   KANBAN_ASSIGN_OR_RETURN(bool row, cut.Step());
   if (!row || cut.ColumnIsNull(0)) return 0;
   const int64_t first_kept = cut.ColumnInt(0);
-  KANBAN_ASSIGN_OR_RETURN(Statement del,
-                          db.Cached("DELETE FROM events WHERE seq < ?"));
+  KANBAN_ASSIGN_OR_RETURN(Statement del, db.Cached("DELETE FROM events WHERE seq < ?"));
   del.BindInt(1, first_kept);
   KANBAN_RETURN_IF_ERROR(del.Run());
   return db.Changes();

@@ -36,8 +36,7 @@ absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
     Connection& db, absl::string_view board, absl::string_view key);
 
 // Inserts a new row; the task's parent links are inserted separately.
-absl::Status InsertTask(Connection& db, const Task& task,
-                        absl::string_view content_hash);
+absl::Status InsertTask(Connection& db, const Task& task, absl::string_view content_hash);
 // Writes every mutable column of `task` to its row (matched by id).
 absl::Status SaveTask(Connection& db, const Task& task);
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter);

@@ -188,8 +188,8 @@ struct Worker {
 
 // What one sweep did.
 struct SweepResult {
-  int reclaimed = 0;  // Back to READY (or TODO) after a backoff.
-  int gave_up = 0;    // Out of attempts: BLOCKED.
+  int reclaimed = 0;             // Back to READY (or TODO) after a backoff.
+  int gave_up = 0;               // Out of attempts: BLOCKED.
   int events_deleted = 0;        // By event retention.
   int64_t oldest_event_seq = 0;  // The oldest event kept afterwards.
 };

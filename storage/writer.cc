@@ -120,9 +120,9 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     if (!db_->InTransaction()) {
       // SQLite rolled the whole transaction back (disk full, I/O error):
       // every mutation of this batch is lost, not just this one.
-      batch_status = status.ok() ? absl::UnavailableError(
-                                       "transaction rolled back by SQLite")
-                                 : status;
+      batch_status = status.ok()
+                         ? absl::UnavailableError("transaction rolled back by SQLite")
+                         : status;
       break;
     }
     if (status.ok()) status = savepoint->Release();

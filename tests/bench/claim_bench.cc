@@ -31,7 +31,6 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "tests/bench/kanband_child.h"
 
-
 namespace kanban::bench {
 namespace {
 
@@ -238,8 +237,9 @@ int Main(int argc, char** argv) {
     std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "claim_bench_" + mode,
-                                              std::vector<std::string>{"--synchronous=" + mode});
+      server = std::make_unique<KanbandChild>(
+          config.kanband, config.dir, "claim_bench_" + mode,
+          std::vector<std::string>{"--synchronous=" + mode});
       address = server->address();
     }
     auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -247,13 +247,13 @@ int Main(int argc, char** argv) {
     auto health = grpc::health::v1::Health::NewStub(channel);
     CreateTasks(kanban.get(), config.tasks);
     CycleResult cycle = ClaimCompleteCycle(kanban.get(), config.workers);
-    double check = HealthCheckRps(health.get(), config.workers,
-                                  absl::Seconds(config.check_seconds));
+    double check =
+        HealthCheckRps(health.get(), config.workers, absl::Seconds(config.check_seconds));
     std::printf(
         "%-8s %8.0f tasks/s completed   ClaimTask p50 %6.0f us  p99 %6.0f us   "
         "Check %8.0f RPS   cycle/Check %.2f   (%d completed, %d errors)\n",
-        mode.c_str(), cycle.tasks_per_second, cycle.claim_p50_us, cycle.claim_p99_us, check,
-        cycle.tasks_per_second / check, cycle.completed, cycle.errors);
+        mode.c_str(), cycle.tasks_per_second, cycle.claim_p50_us, cycle.claim_p99_us,
+        check, cycle.tasks_per_second / check, cycle.completed, cycle.errors);
     std::fflush(stdout);
     if (cycle.errors > 0 || cycle.completed != config.tasks) ++failures;
   }

@@ -7,19 +7,20 @@
 // --inflight callers each keep one CreateTask outstanding, as gRPC handlers
 // would. "FULL, max_batch=1" is the baseline without group commit: one fsync
 // per write, what a naive writer would pay.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <unistd.h>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -98,19 +99,22 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
 }
 
-Result Measure(const std::string& name, SyncMode mode, int max_batch, const Config& config) {
+Result Measure(const std::string& name, SyncMode mode, int max_batch,
+               const Config& config) {
   std::string path = absl::StrFormat("%s/store_bench_%d_%d.db", config.dir, getpid(),
                                      static_cast<int>(absl::ToUnixMicros(absl::Now())));
   Store::Options options;
   options.path = path;
-  options.durability = *ResolveDurability(mode == SyncMode::kFull ? "full" : "normal", "");
+  options.durability =
+      *ResolveDurability(mode == SyncMode::kFull ? "full" : "normal", "");
   options.max_batch = max_batch;
   Result result;
   result.name = name;
   {
     absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
     if (!store.ok()) {
-      std::fprintf(stderr, "open %s: %s\n", path.c_str(), store.status().ToString().c_str());
+      std::fprintf(stderr, "open %s: %s\n", path.c_str(),
+                   store.status().ToString().c_str());
       std::exit(1);
     }
     Run run(store->get(), config);
@@ -126,9 +130,11 @@ Result Measure(const std::string& name, SyncMode mode, int max_batch, const Conf
     result.errors = run.errors();
   }
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
-  std::printf("%-24s %10.0f tasks/s   mean batch %7.1f   p50 %8.0f us   p99 %8.0f us   errors %d\n",
-              name.c_str(), result.tasks_per_second, result.mean_batch, result.p50_us,
-              result.p99_us, result.errors);
+  std::printf(
+      "%-24s %10.0f tasks/s   mean batch %7.1f   p50 %8.0f us   p99 %8.0f us   errors "
+      "%d\n",
+      name.c_str(), result.tasks_per_second, result.mean_batch, result.p50_us,
+      result.p99_us, result.errors);
   std::fflush(stdout);
   return result;
 }
@@ -151,7 +157,9 @@ int Main(int argc, char** argv) {
     } else if (const char* v = value("--dir=")) {
       config.dir = v;
     } else {
-      std::fprintf(stderr, "usage: store_bench [--tasks=N] [--inflight=N] [--dir=PATH] [--smoke]\n");
+      std::fprintf(
+          stderr,
+          "usage: store_bench [--tasks=N] [--inflight=N] [--dir=PATH] [--smoke]\n");
       return 2;
     }
   }
@@ -160,9 +168,10 @@ int Main(int argc, char** argv) {
   Result normal = Measure("NORMAL", SyncMode::kNormal, 1024, config);
   Result full = Measure("FULL", SyncMode::kFull, 1024, config);
   Result full_single = Measure("FULL, max_batch=1", SyncMode::kFull, 1, config);
-  std::printf("ratio FULL/NORMAL: %.2f   group commit gain in FULL (batched/unbatched): %.2fx\n",
-              full.tasks_per_second / normal.tasks_per_second,
-              full.tasks_per_second / full_single.tasks_per_second);
+  std::printf(
+      "ratio FULL/NORMAL: %.2f   group commit gain in FULL (batched/unbatched): %.2fx\n",
+      full.tasks_per_second / normal.tasks_per_second,
+      full.tasks_per_second / full_single.tasks_per_second);
   return normal.errors + full.errors + full_single.errors == 0 ? 0 : 1;
 }
 

@@ -16,8 +16,8 @@
 // phase gets a fresh kanband on a fresh database on 127.0.0.1, so one phase's
 // heap does not blur the other's figures. Exits 1 if any watcher missed an
 // event or any stream failed.
-#include <grpcpp/grpcpp.h>
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,7 +46,6 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "tests/bench/kanband_child.h"
 
-
 namespace kanban::bench {
 namespace {
 
@@ -71,9 +70,9 @@ long RssKb(pid_t pid) {
   std::string line;
   while (std::getline(in, line)) {
     long kb = 0;
-    if (line.rfind("VmRSS:", 0) == 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(
-                                            absl::StripSuffix(line.substr(6), "kB")),
-                                        &kb)) {
+    if (line.rfind("VmRSS:", 0) == 0 &&
+        absl::SimpleAtoi(
+            absl::StripAsciiWhitespace(absl::StripSuffix(line.substr(6), "kB")), &kb)) {
       return kb;
     }
   }
@@ -83,7 +82,8 @@ long RssKb(pid_t pid) {
 // CPU seconds (user + system) used so far by `pid`; -1 if unknown.
 double CpuSeconds(pid_t pid) {
   std::ifstream in(absl::StrFormat("/proc/%d/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
   // Fields after the command name, which is in parentheses and may hold spaces.
   size_t paren = stat.rfind(')');
   if (paren == std::string::npos) return -1;
@@ -164,8 +164,8 @@ class WatchReactor final : public grpc::ClientReadReactor<v1::WatchEventsRespons
       if (event.seq() <= last_seq_) ++out_of_order_;
       last_seq_ = event.seq();
       if (shared_->delays != nullptr) {
-        absl::Time time =
-            absl::FromUnixSeconds(event.time().seconds()) + absl::Nanoseconds(event.time().nanos());
+        absl::Time time = absl::FromUnixSeconds(event.time().seconds()) +
+                          absl::Nanoseconds(event.time().nanos());
         shared_->delays->Add(now - time);
       }
     }
@@ -208,8 +208,8 @@ class WatchFleet {
         grpc::ChannelArguments args;
         // Without this, channels to one address share one connection.
         args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-        stubs_.push_back(v1::KanbanService::NewStub(
-            grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+        stubs_.push_back(v1::KanbanService::NewStub(grpc::CreateCustomChannel(
+            address, grpc::InsecureChannelCredentials(), args)));
       }
       reactors_.push_back(std::make_unique<WatchReactor>(stubs_.back().get(), shared));
     }
@@ -239,7 +239,8 @@ class WatchFleet {
       if (absl::Now() - last_print >= absl::Seconds(1)) {
         last_print = absl::Now();
         std::fprintf(stderr, "[%s] %.0f s: %d/%d watchers subscribed\n", phase,
-                     absl::ToDoubleSeconds(last_print - start), shared_->subscribed.load(), n);
+                     absl::ToDoubleSeconds(last_print - start),
+                     shared_->subscribed.load(), n);
       }
     }
     return shared_->subscribed.load();
@@ -303,7 +304,7 @@ int Tally(const WatchFleet& fleet, int64_t expected) {
     std::printf("  %d streams ended before they were cancelled, %s\n", n, end.c_str());
   }
   if (expected >= 0) {
-    std::printf("  every watcher got every event once, in order: %s", 
+    std::printf("  every watcher got every event once, in order: %s",
                 missed + out_of_order == 0 ? "yes\n" : "NO");
     if (missed + out_of_order > 0) {
       std::printf(" (%d of %zu got another count than %lld, %d saw seq go backwards)\n",
@@ -324,14 +325,16 @@ int LivePhase(const Config& config, const std::string& address, pid_t server_pid
   shared.delays = &delays;
   const int64_t total = std::max<int64_t>(1, std::llround(config.rate * config.seconds));
   std::printf("live: %d from-now watchers on %d channels; %lld events at %.0f/s\n",
-              config.watchers, (config.watchers + config.per_channel - 1) / config.per_channel,
+              config.watchers,
+              (config.watchers + config.per_channel - 1) / config.per_channel,
               static_cast<long long>(total), config.rate);
   std::fflush(stdout);
 
   WatchFleet fleet(address, config.watchers, config.per_channel, &shared);
   const int subscribed = fleet.WaitSubscribed("live", absl::Seconds(60));
   int problems = config.watchers - subscribed;
-  if (problems > 0) std::printf("  only %d of %d subscribed\n", subscribed, config.watchers);
+  if (problems > 0)
+    std::printf("  only %d of %d subscribed\n", subscribed, config.watchers);
   const int64_t start_head = Head(stub.get());
 
   std::atomic<int64_t> written{0}, failed{0};
@@ -384,13 +387,15 @@ int LivePhase(const Config& config, const std::string& address, pid_t server_pid
       "p99 %.1f ms, max %.1f ms\n",
       deliveries / elapsed, static_cast<long long>(deliveries), elapsed,
       delays.QuantileMs(0.50), delays.QuantileMs(0.99), delays.MaxMs());
-  std::printf("  CPU over those %.1f s: kanband %s, this bench %.1f s (%d cores)\n", elapsed,
-              server_pid > 0
-                  ? absl::StrFormat("%.1f s", CpuSeconds(server_pid) - server_cpu).c_str()
-                  : "not measured",
-              CpuSeconds(getpid()) - own_cpu, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
+  std::printf(
+      "  CPU over those %.1f s: kanband %s, this bench %.1f s (%d cores)\n", elapsed,
+      server_pid > 0
+          ? absl::StrFormat("%.1f s", CpuSeconds(server_pid) - server_cpu).c_str()
+          : "not measured",
+      CpuSeconds(getpid()) - own_cpu, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)));
   if (failed.load() > 0) {
-    std::printf("  %lld CreateTask calls failed\n", static_cast<long long>(failed.load()));
+    std::printf("  %lld CreateTask calls failed\n",
+                static_cast<long long>(failed.load()));
     ++problems;
   }
 
@@ -419,8 +424,9 @@ int IdlePhase(const Config& config, const std::string& address, pid_t server_pid
   int problems = config.idle - subscribed;
   if (problems > 0) std::printf("  only %d of %d subscribed\n", subscribed, config.idle);
   if (rss_before > 0 && rss_after > 0) {
-    std::printf("  kanband RSS %ld KiB -> %ld KiB: %.1f KiB per idle watcher\n", rss_before,
-                rss_after, static_cast<double>(rss_after - rss_before) / std::max(subscribed, 1));
+    std::printf("  kanband RSS %ld KiB -> %ld KiB: %.1f KiB per idle watcher\n",
+                rss_before, rss_after,
+                static_cast<double>(rss_after - rss_before) / std::max(subscribed, 1));
     const double cpu = CpuSeconds(server_pid);
     absl::SleepFor(absl::Seconds(3));
     std::printf("  kanband CPU while they idle: %.0f%% of a core\n",
@@ -477,7 +483,8 @@ int Main(int argc, char** argv) {
     std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_live");
+      server =
+          std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_live");
       address = server->address();
     }
     problems += LivePhase(config, address, server ? server->pid() : -1);
@@ -486,7 +493,8 @@ int Main(int argc, char** argv) {
     std::unique_ptr<KanbandChild> server;
     std::string address = config.server;
     if (address.empty()) {
-      server = std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_idle");
+      server =
+          std::make_unique<KanbandChild>(config.kanband, config.dir, "watch_bench_idle");
       address = server->address();
     }
     problems += IdlePhase(config, address, server ? server->pid() : -1);

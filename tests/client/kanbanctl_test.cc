@@ -23,9 +23,9 @@ namespace kanban {
 namespace {
 
 using ::kanban::testing::Describe;
+using ::kanban::testing::Field;
 using ::kanban::testing::IsRpcError;
 using ::kanban::testing::IsUsageError;
-using ::kanban::testing::Field;
 using ::kanban::testing::JsonValue;
 using ::kanban::testing::Kanband;
 using ::kanban::testing::RunResult;

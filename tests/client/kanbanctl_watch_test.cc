@@ -374,7 +374,8 @@ TEST_F(KanbanctlWatchTest, ResumePointOlderThanRetainedHistoryIsOutOfRange) {
 TEST_F(KanbanctlWatchTest, UnknownKindIsRefusedByTheServer) {
   RunResult r = Ctl({"watch", "--kind", "move"}, absl::Seconds(10));
   EXPECT_EQ(r.exit_code, 1) << Describe(r);
-  EXPECT_TRUE(absl::StartsWith(r.err, "error: INVALID_ARGUMENT: kinds[0]: unknown event kind"))
+  EXPECT_TRUE(
+      absl::StartsWith(r.err, "error: INVALID_ARGUMENT: kinds[0]: unknown event kind"))
       << Describe(r);
   EXPECT_TRUE(absl::StrContains(r.err, "moved")) << Describe(r);
 }

@@ -25,13 +25,13 @@ namespace {
 
 using ::kanban::testing::ChildProcess;
 using ::kanban::testing::Describe;
+using ::kanban::testing::Field;
 using ::kanban::testing::IsRpcError;
 using ::kanban::testing::IsUsageError;
-using ::kanban::testing::Field;
-using ::kanban::testing::Row;
 using ::kanban::testing::JsonValue;
 using ::kanban::testing::Kanband;
 using ::kanban::testing::ReadFileOrEmpty;
+using ::kanban::testing::Row;
 using ::kanban::testing::RunResult;
 using ::kanban::testing::StartKanband;
 using ::kanban::testing::TempDir;

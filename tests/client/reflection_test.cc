@@ -29,7 +29,8 @@ class ReflectionTest : public ::testing::Test {
   void SetUp() override {
     server_ = testing::StartKanband(KANBAND_PATH, dir_.File("kanban.db"));
     ASSERT_TRUE(server_.ok());
-    auto channel = grpc::CreateChannel(server_.address, grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(server_.address, grpc::InsecureChannelCredentials());
     stub_ = ServerReflection::NewStub(channel);
   }
 
@@ -49,9 +50,11 @@ class ReflectionTest : public ::testing::Test {
   }
 
   // Adds the files of `response` to `known`, by name.
-  static void Collect(const ServerReflectionResponse& response,
-                      std::map<std::string, google::protobuf::FileDescriptorProto>* known) {
-    for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+  static void Collect(
+      const ServerReflectionResponse& response,
+      std::map<std::string, google::protobuf::FileDescriptorProto>* known) {
+    for (const std::string& bytes :
+         response.file_descriptor_response().file_descriptor_proto()) {
       google::protobuf::FileDescriptorProto file;
       ASSERT_TRUE(file.ParseFromString(bytes));
       (*known)[file.name()] = file;
@@ -102,9 +105,10 @@ TEST_F(ReflectionTest, ListsEveryService) {
   request.set_list_services("");
   ServerReflectionResponse response = Ask(request);
   std::set<std::string> names;
-  for (const auto& s : response.list_services_response().service()) names.insert(s.name());
-  EXPECT_THAT(names, ::testing::IsSupersetOf({"kanban.v1.KanbanService",
-                                              "grpc.health.v1.Health"}));
+  for (const auto& s : response.list_services_response().service())
+    names.insert(s.name());
+  EXPECT_THAT(names, ::testing::IsSupersetOf(
+                         {"kanban.v1.KanbanService", "grpc.health.v1.Health"}));
 }
 
 TEST_F(ReflectionTest, KanbanServiceResolvesWithoutProtoFiles) {
@@ -113,12 +117,14 @@ TEST_F(ReflectionTest, KanbanServiceResolvesWithoutProtoFiles) {
   const google::protobuf::ServiceDescriptor* service =
       pool.FindServiceByName("kanban.v1.KanbanService");
   ASSERT_NE(service, nullptr);
-  const google::protobuf::MethodDescriptor* create = service->FindMethodByName("CreateTask");
+  const google::protobuf::MethodDescriptor* create =
+      service->FindMethodByName("CreateTask");
   ASSERT_NE(create, nullptr);
   EXPECT_EQ(create->input_type()->full_name(), "kanban.v1.CreateTaskRequest");
   EXPECT_NE(create->input_type()->FindFieldByName("not_before"), nullptr);
-  EXPECT_EQ(create->input_type()->FindFieldByName("not_before")->message_type()->full_name(),
-            "google.protobuf.Timestamp");
+  EXPECT_EQ(
+      create->input_type()->FindFieldByName("not_before")->message_type()->full_name(),
+      "google.protobuf.Timestamp");
 }
 
 TEST_F(ReflectionTest, HealthResolvesToo) {

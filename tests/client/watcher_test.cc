@@ -33,8 +33,8 @@
 namespace kanban {
 namespace {
 
-using ::kanban::client::WatchOptions;
 using ::kanban::client::Watcher;
+using ::kanban::client::WatchOptions;
 using ::kanban::testing::Kanband;
 using ::kanban::testing::StartKanband;
 using ::kanban::testing::TempDir;
@@ -178,10 +178,10 @@ std::string CheckContiguous(const std::vector<v1::Event>& events, int64_t first,
                             int64_t last) {
   for (size_t i = 0; i < events.size(); ++i) {
     if (events[i].seq() != first + static_cast<int64_t>(i)) {
-      return absl::StrCat("event #", i, " has seq ", events[i].seq(), ", expected ",
-                          first + static_cast<int64_t>(i),
-                          i > 0 ? absl::StrCat(" (previous ", events[i - 1].seq(), ")")
-                                : "");
+      return absl::StrCat(
+          "event #", i, " has seq ", events[i].seq(), ", expected ",
+          first + static_cast<int64_t>(i),
+          i > 0 ? absl::StrCat(" (previous ", events[i - 1].seq(), ")") : "");
     }
   }
   int64_t want = last - first + 1;
@@ -498,8 +498,8 @@ TEST_F(WatcherTest, FiltersByKindTaskAndBoard) {
 
   WatchOptions tasks = From(0);
   tasks.task_ids = {a.id(), c.id()};
-  EXPECT_EQ(watch(tasks), (std::vector<std::string>{"a created", "c created",
-                                                    "a moved", "a moved"}));
+  EXPECT_EQ(watch(tasks),
+            (std::vector<std::string>{"a created", "c created", "a moved", "a moved"}));
 
   WatchOptions board = From(0);
   board.board = "other";
@@ -680,8 +680,8 @@ TEST(WatcherWithoutServerTest, StopBeforeRunReturnsOkAtOnce) {
   Watcher watcher(Connect("127.0.0.1:1"), WatchOptions{});
   watcher.Stop();
   int calls = 0;
-  absl::Status status = watcher.Run([&](const v1::Event&) { ++calls; },
-                                    [&](int64_t) { ++calls; });
+  absl::Status status =
+      watcher.Run([&](const v1::Event&) { ++calls; }, [&](int64_t) { ++calls; });
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_EQ(calls, 0);
   EXPECT_EQ(watcher.position(), -1);

@@ -39,9 +39,9 @@ google::protobuf::Timestamp RoundTrip(const google::protobuf::Timestamp& in) {
 // ---- Time ------------------------------------------------------------------
 
 TEST(TimeConvertTest, RoundTripsWholeMicroseconds) {
-  for (const auto& ts : {Ts(0, 0), Ts(1700000000, 123456000), Ts(-1, 500000000),
-                         Ts(-2, 999999000), Ts(-1700000000, 1000),
-                         Ts(kMinSeconds, 0), Ts(kMaxSeconds, 999999000)}) {
+  for (const auto& ts :
+       {Ts(0, 0), Ts(1700000000, 123456000), Ts(-1, 500000000), Ts(-2, 999999000),
+        Ts(-1700000000, 1000), Ts(kMinSeconds, 0), Ts(kMaxSeconds, 999999000)}) {
     google::protobuf::Timestamp out = RoundTrip(ts);
     EXPECT_EQ(out.seconds(), ts.seconds()) << ts.DebugString();
     EXPECT_EQ(out.nanos(), ts.nanos()) << ts.DebugString();
@@ -93,9 +93,9 @@ TEST(TimeConvertTest, ToProtoKeepsNanosNonNegative) {
 }
 
 TEST(TimeConvertTest, OutOfRangeIsInvalidArgumentNamingTheField) {
-  for (const auto& ts : {Ts(kMaxSeconds + 1, 0), Ts(kMinSeconds - 1, 999999999),
-                         Ts(0, -1), Ts(0, 1000000000), Ts(-5, -1),
-                         Ts(INT64_MAX, 0), Ts(INT64_MIN, 0)}) {
+  for (const auto& ts :
+       {Ts(kMaxSeconds + 1, 0), Ts(kMinSeconds - 1, 999999999), Ts(0, -1),
+        Ts(0, 1000000000), Ts(-5, -1), Ts(INT64_MAX, 0), Ts(INT64_MIN, 0)}) {
     absl::StatusOr<absl::Time> t = TimeFromProto(ts, "not_before");
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument)
         << ts.DebugString() << " -> " << t.status();
@@ -206,7 +206,8 @@ TEST(RequestConvertTest, CreateCopiesEveryField) {
   EXPECT_EQ(t->assignee, "ann");
   EXPECT_THAT(t->parent_ids, ElementsAre("p1"));
   EXPECT_EQ(t->max_attempts, 7);
-  EXPECT_EQ(t->not_before, std::optional<absl::Time>(absl::FromUnixMicros(1700000000000005)));
+  EXPECT_EQ(t->not_before,
+            std::optional<absl::Time>(absl::FromUnixMicros(1700000000000005)));
   EXPECT_EQ(t->idempotency_key, "key");
   EXPECT_EQ(t->initial_status, storage::TaskStatus::kTriage);
 }

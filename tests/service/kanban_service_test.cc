@@ -106,8 +106,7 @@ class KanbanServiceTest : public ::testing::Test {
     return task;
   }
   v1::Task Create(const std::string& title, int priority = 0,
-                  const std::string& board = "",
-                  std::vector<std::string> parents = {}) {
+                  const std::string& board = "", std::vector<std::string> parents = {}) {
     v1::CreateTaskRequest r;
     r.set_title(title);
     r.set_priority(priority);
@@ -860,9 +859,8 @@ TEST_F(KanbanServiceTest, ListOrdersByPriorityThenAge) {
   // The same order one page at a time, across the negative priority too.
   v1::ListTasksRequest q;
   q.set_page_size(1);
-  EXPECT_THAT(Ids(ListAll(q)),
-              ElementsAre(high_old.id(), high_new.id(), mid.id(), low_old.id(),
-                          low_new.id(), negative.id()));
+  EXPECT_THAT(Ids(ListAll(q)), ElementsAre(high_old.id(), high_new.id(), mid.id(),
+                                           low_old.id(), low_new.id(), negative.id()));
 }
 
 TEST_F(KanbanServiceTest, ListFiltersByStatusLabelAssigneeAndBoard) {
@@ -1007,8 +1005,7 @@ TEST_F(KanbanServiceTest, ListRejectsBadArguments) {
 TEST_F(KanbanServiceTest, CommentsAreListedOldestFirst) {
   v1::Task task = Create("t");
   std::vector<v1::Comment> added;
-  for (const auto& [author, body] :
-       std::vector<std::pair<std::string, std::string>>{
+  for (const auto& [author, body] : std::vector<std::pair<std::string, std::string>>{
            {"ann", "first"}, {"bob", "second"}, {"", "third, anonymous"}}) {
     v1::AddCommentRequest r;
     r.set_task_id(task.id());
@@ -1112,7 +1109,8 @@ TEST_F(KanbanServiceFullTest, ServerInfoReportsFullDurability) {
 // ---- Health ----------------------------------------------------------------
 
 TEST_F(KanbanServiceTest, HealthCheckKnowsTheServices) {
-  for (const std::string& service : {std::string(""), std::string("kanban.v1.KanbanService")}) {
+  for (const std::string& service :
+       {std::string(""), std::string("kanban.v1.KanbanService")}) {
     HealthCheckRequest r;
     r.set_service(service);
     HealthCheckResponse response;

@@ -215,7 +215,8 @@ class WorkerFixture : public ::testing::Test {
     return task;
   }
 
-  grpc::Status Claim(const v1::ClaimTaskRequest& request, v1::ClaimTaskResponse* response) {
+  grpc::Status Claim(const v1::ClaimTaskRequest& request,
+                     v1::ClaimTaskResponse* response) {
     return Call(stub_.get(), &Stub::ClaimTask, request, response);
   }
   // A claim expected to succeed (the response may hold no task).
@@ -266,8 +267,9 @@ class WorkerFixture : public ::testing::Test {
 
   // One heartbeat for `leases` (task id, token); the response must hold one
   // status per lease.
-  v1::HeartbeatResponse Beat(const std::string& worker,
-                             const std::vector<std::pair<std::string, std::string>>& leases) {
+  v1::HeartbeatResponse Beat(
+      const std::string& worker,
+      const std::vector<std::pair<std::string, std::string>>& leases) {
     v1::HeartbeatRequest r;
     r.set_worker_id(worker);
     for (const auto& [task_id, token] : leases) {
@@ -640,7 +642,8 @@ TEST_F(ClaimWaitTest, ClaimWhoseLabelsDoNotMatchKeepsWaiting) {
   v1::Task task = Create(request);
 
   ASSERT_TRUE(matching.AwaitEnd(kPrompt)) << "the matching claim was not woken";
-  EXPECT_EQ(matching.status().error_code(), StatusCode::OK) << Describe(matching.status());
+  EXPECT_EQ(matching.status().error_code(), StatusCode::OK)
+      << Describe(matching.status());
   ASSERT_TRUE(matching.response().has_task());
   EXPECT_EQ(matching.response().task().id(), task.id());
 
@@ -729,7 +732,8 @@ TEST_F(ClaimWaitTest, ClientCancelEndsCancelledAndHoldsNothing) {
   std::thread canceller([&claim] { claim.Cancel(); });
   canceller.join();
   ASSERT_TRUE(claim.AwaitEnd(kPrompt));
-  EXPECT_EQ(claim.status().error_code(), StatusCode::CANCELLED) << Describe(claim.status());
+  EXPECT_EQ(claim.status().error_code(), StatusCode::CANCELLED)
+      << Describe(claim.status());
   EXPECT_FALSE(claim.response().has_task());
 
   v1::Task task = Create("after the cancel");
@@ -764,7 +768,8 @@ TEST_F(WorkerProtocolTest, ShutdownEndsAWaitingClaimWithUnavailable) {
   const bool server_down = shut_down.WaitForNotificationWithTimeout(kPrompt);
   shutdown.join();
   ASSERT_TRUE(ended) << "the claim kept waiting through shutdown";
-  EXPECT_EQ(claim.status().error_code(), StatusCode::UNAVAILABLE) << Describe(claim.status());
+  EXPECT_EQ(claim.status().error_code(), StatusCode::UNAVAILABLE)
+      << Describe(claim.status());
   EXPECT_FALSE(claim.response().has_task());
   EXPECT_LT(claim.elapsed(), kPrompt);
   EXPECT_TRUE(server_down) << "Shutdown waited for the claim's grace period";
@@ -801,8 +806,8 @@ TEST_F(WorkerProtocolTest, ConcurrentWorkersCompleteEveryTaskExactlyOnce) {
         s = Complete(claimed.task().id(), claimed.lease().token(), &done);
         absl::MutexLock lock(&mu);
         if (!s.ok() || done.status() != v1::DONE) {
-          errors.push_back(absl::StrCat(worker, " complete ", claimed.task().id(), ": ",
-                                        Describe(s)));
+          errors.push_back(
+              absl::StrCat(worker, " complete ", claimed.task().id(), ": ", Describe(s)));
           return;
         }
         completed.push_back(claimed.task().id());
@@ -927,7 +932,8 @@ TEST_F(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderCompletes) {
   v1::Task reclaimed;
   ASSERT_TRUE(PollTask(
       id, [](const v1::Task& t) { return t.status() == v1::READY; }, &reclaimed))
-      << "the sweeper did not reclaim the lease; last seen: " << reclaimed.ShortDebugString();
+      << "the sweeper did not reclaim the lease; last seen: "
+      << reclaimed.ShortDebugString();
   EXPECT_EQ(reclaimed.attempt(), 1);
   EXPECT_TRUE(reclaimed.worker_id().empty());
   EXPECT_FALSE(reclaimed.has_lease_expires_at());
@@ -1014,7 +1020,8 @@ TEST_F(LeaseTest, FailWithRetryOnTheLastAttemptBlocks) {
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
   v1::Task failed;
-  grpc::Status s = Fail(r.task().id(), r.lease().token(), /*retry=*/true, &failed, "again");
+  grpc::Status s =
+      Fail(r.task().id(), r.lease().token(), /*retry=*/true, &failed, "again");
   ASSERT_TRUE(s.ok()) << Describe(s);
   EXPECT_EQ(failed.status(), v1::BLOCKED);
   EXPECT_EQ(failed.attempt(), 1);

@@ -95,7 +95,8 @@ class EventLogTest : public ::testing::Test {
     NewTask t;
     t.title = title;
     t.parent_ids = std::move(parents);
-    absl::StatusOr<Task> task = Await<Task>([&](auto done) { store_->CreateTask(t, done); });
+    absl::StatusOr<Task> task =
+        Await<Task>([&](auto done) { store_->CreateTask(t, done); });
     EXPECT_TRUE(task.ok()) << task.status();
     return *task;
   }
@@ -118,9 +119,9 @@ class EventLogTest : public ::testing::Test {
 };
 
 TEST_F(EventLogTest, ReadsCompleteAChangeCutByTheLimit) {
-  Task parent = Create("p");          // seq 1
-  Create("a", {parent.id});           // seq 2
-  Create("b", {parent.id});           // seq 3
+  Task parent = Create("p");  // seq 1
+  Create("a", {parent.id});   // seq 2
+  Create("b", {parent.id});   // seq 3
   TaskMove done{parent.id, TaskStatus::kDone, 0, ""};
   ASSERT_TRUE(Await<Task>([&](auto d) { store_->MoveTask(done, d); }).ok());
   // seq 4 moved, 5 and 6 promoted: one change.
@@ -138,7 +139,7 @@ TEST_F(EventLogTest, RetentionKeepsTheNewestAndNeverHalfAChange) {
   for (int i = 0; i < 3; ++i) Create("c", {parent.id});  // 2..4
   TaskMove done{parent.id, TaskStatus::kDone, 0, ""};
   ASSERT_TRUE(Await<Task>([&](auto d) { store_->MoveTask(done, d); }).ok());  // 5..8
-  Create("last");                                        // 9
+  Create("last");                                                             // 9
   // Keep the newest 4 = 6..9; but 6 is inside the change 5..8, which stays
   // whole: only 1..4 go.
   EXPECT_EQ(Sweep().events_deleted, 4);

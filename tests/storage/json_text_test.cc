@@ -9,9 +9,15 @@ namespace kanban::storage {
 namespace {
 
 TEST(JsonTextTest, RoundTripsAwkwardStrings) {
-  std::vector<std::string> values = {"", "plain", "quo\"te", "back\\slash",
-                                     "new\nline\ttab", std::string("nul\0byte", 8),
-                                     "ünïcödé", "🚀", "\x01\x1f"};
+  std::vector<std::string> values = {"",
+                                     "plain",
+                                     "quo\"te",
+                                     "back\\slash",
+                                     "new\nline\ttab",
+                                     std::string("nul\0byte", 8),
+                                     "ünïcödé",
+                                     "🚀",
+                                     "\x01\x1f"};
   absl::StatusOr<std::vector<std::string>> decoded =
       DecodeStringArray(EncodeStringArray(values));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
@@ -31,8 +37,8 @@ TEST(JsonTextTest, DecodesWhatSqliteProduces) {
     stmt->BindText(1, v);
     ASSERT_TRUE(stmt->Run().ok());
   }
-  absl::StatusOr<std::string> json =
-      (*db)->QueryText("SELECT json_group_array(v) FROM (SELECT v FROM s ORDER BY rowid)");
+  absl::StatusOr<std::string> json = (*db)->QueryText(
+      "SELECT json_group_array(v) FROM (SELECT v FROM s ORDER BY rowid)");
   ASSERT_TRUE(json.ok());
   absl::StatusOr<std::vector<std::string>> decoded = DecodeStringArray(*json);
   ASSERT_TRUE(decoded.ok()) << decoded.status() << " for " << *json;

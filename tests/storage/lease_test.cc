@@ -41,13 +41,15 @@ class LeaseTest : public ::testing::Test {
     t.max_attempts = max_attempts;
     t.labels = std::move(labels);
     t.assignee = std::move(assignee);
-    absl::StatusOr<Task> task = Await<Task>([&](auto done) { store_->CreateTask(t, done); });
+    absl::StatusOr<Task> task =
+        Await<Task>([&](auto done) { store_->CreateTask(t, done); });
     EXPECT_TRUE(task.ok()) << task.status();
     return task.ok() ? *task : Task();
   }
-  absl::StatusOr<ClaimResult> TryClaim(const std::string& worker, absl::Duration lease = {},
-                                    std::vector<std::string> labels = {},
-                                    std::string assignee = "") {
+  absl::StatusOr<ClaimResult> TryClaim(const std::string& worker,
+                                       absl::Duration lease = {},
+                                       std::vector<std::string> labels = {},
+                                       std::string assignee = "") {
     ClaimRequest r;
     r.worker_id = worker;
     r.lease_duration = lease;
@@ -62,24 +64,31 @@ class LeaseTest : public ::testing::Test {
     return r.ok() && r->claim ? *r->claim : Claim();
   }
   absl::StatusOr<Task> Complete(const Lease& l, const std::string& result = "ok") {
-    return Await<Task>(
-        [&](auto done) { store_->CompleteTask({l.task_id, l.token}, result, done); });
+    return Await<Task>([&](auto done) {
+      store_->CompleteTask({l.task_id, l.token}, result, done);
+    });
   }
-  absl::StatusOr<Task> Fail(const Lease& l, bool retry, const std::string& error = "boom") {
-    return Await<Task>(
-        [&](auto done) { store_->FailTask({l.task_id, l.token}, error, retry, done); });
+  absl::StatusOr<Task> Fail(const Lease& l, bool retry,
+                            const std::string& error = "boom") {
+    return Await<Task>([&](auto done) {
+      store_->FailTask({l.task_id, l.token}, error, retry, done);
+    });
   }
   absl::StatusOr<Task> Release(const Lease& l) {
-    return Await<Task>([&](auto done) { store_->ReleaseTask({l.task_id, l.token}, done); });
+    return Await<Task>([&](auto done) {
+      store_->ReleaseTask({l.task_id, l.token}, done);
+    });
   }
-  std::vector<LeaseStatus> Beat(const std::string& worker, std::vector<HeldLease> leases) {
+  std::vector<LeaseStatus> Beat(const std::string& worker,
+                                std::vector<HeldLease> leases) {
     absl::StatusOr<std::vector<LeaseStatus>> r = Await<std::vector<LeaseStatus>>(
         [&](auto done) { store_->Heartbeat(worker, leases, done); });
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : std::vector<LeaseStatus>();
   }
   SweepResult Sweep() {
-    absl::StatusOr<SweepResult> r = Await<SweepResult>([&](auto done) { store_->Sweep(done); });
+    absl::StatusOr<SweepResult> r =
+        Await<SweepResult>([&](auto done) { store_->Sweep(done); });
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : SweepResult();
   }
@@ -165,7 +174,8 @@ TEST_F(LeaseTest, BadClaimsAreRefusedByField) {
   absl::StatusOr<ClaimResult> r = TryClaim("w", absl::Milliseconds(500));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(r.status().message()), StartsWith("lease_duration:"));
-  EXPECT_EQ(TryClaim("w", absl::Hours(2)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TryClaim("w", absl::Hours(2)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   ClaimRequest unknown;
   unknown.worker_id = "w";
   unknown.board = "nope";
@@ -342,7 +352,8 @@ TEST_F(LeaseTest, OperatorMoveCancelsTheLease) {
   Task task = MustCreate("stop me");
   Claim claim = MustClaim("w");
   TaskMove move{task.id, TaskStatus::kBlocked, 0, "wrong input"};
-  absl::StatusOr<Task> moved = Await<Task>([&](auto done) { store_->MoveTask(move, done); });
+  absl::StatusOr<Task> moved =
+      Await<Task>([&](auto done) { store_->MoveTask(move, done); });
   ASSERT_TRUE(moved.ok()) << moved.status();
   EXPECT_EQ(moved->status, TaskStatus::kBlocked);
   EXPECT_TRUE(moved->worker_id.empty());
@@ -377,8 +388,8 @@ TEST_F(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
   EXPECT_EQ(Sweep().reclaimed, 0);
   EXPECT_TRUE(Complete(ca.lease).ok());
 
-  absl::StatusOr<std::vector<Worker>> workers = Await<std::vector<Worker>>(
-      [&](auto done) { store_->ListWorkers("", done); });
+  absl::StatusOr<std::vector<Worker>> workers =
+      Await<std::vector<Worker>>([&](auto done) { store_->ListWorkers("", done); });
   ASSERT_TRUE(workers.ok());
   ASSERT_EQ(workers->size(), 2u);
   EXPECT_EQ((*workers)[0].worker_id, "w1");
@@ -462,12 +473,14 @@ TEST_F(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
   p.title = "parent \"quoted\" ü";
   p.labels = {"a", "b"};
   p.not_before = clock_.Now() - absl::Seconds(1);
-  absl::StatusOr<Task> parent = Await<Task>([&](auto done) { store_->CreateTask(p, done); });
+  absl::StatusOr<Task> parent =
+      Await<Task>([&](auto done) { store_->CreateTask(p, done); });
   check(parent, "create");
   NewTask c;
   c.title = "child";
   c.parent_ids = {parent->id};
-  absl::StatusOr<Task> child = Await<Task>([&](auto done) { store_->CreateTask(c, done); });
+  absl::StatusOr<Task> child =
+      Await<Task>([&](auto done) { store_->CreateTask(c, done); });
   check(child, "create child");
   Task other = MustCreate("other");
   check(Await<Task>([&](auto done) { store_->LinkTasks(other.id, child->id, done); }),

@@ -69,19 +69,25 @@ TEST(RulesTest, UpdateAndMoveAndCommentName) {
   TaskUpdate u;
   u.task_id = "t";
   u.title = "";
-  EXPECT_THAT(std::string(ValidateTaskUpdate(u).message()), ::testing::StartsWith("title:"));
+  EXPECT_THAT(std::string(ValidateTaskUpdate(u).message()),
+              ::testing::StartsWith("title:"));
   u.title.reset();
   u.expected_version = -1;
-  EXPECT_THAT(std::string(ValidateTaskUpdate(u).message()), ::testing::StartsWith("expected_version:"));
+  EXPECT_THAT(std::string(ValidateTaskUpdate(u).message()),
+              ::testing::StartsWith("expected_version:"));
   TaskMove m;
   m.task_id = "t";
-  EXPECT_THAT(std::string(ValidateTaskMove(m).message()), ::testing::StartsWith("to_status:"));
+  EXPECT_THAT(std::string(ValidateTaskMove(m).message()),
+              ::testing::StartsWith("to_status:"));
   m.to_status = S::kDone;
   m.reason = std::string(1025, 'r');
-  EXPECT_THAT(std::string(ValidateTaskMove(m).message()), ::testing::StartsWith("reason:"));
+  EXPECT_THAT(std::string(ValidateTaskMove(m).message()),
+              ::testing::StartsWith("reason:"));
   NewComment c{"t", "me", " "};
-  EXPECT_THAT(std::string(ValidateNewComment(c).message()), ::testing::StartsWith("body:"));
-  EXPECT_THAT(std::string(ValidateTaskId("", "task_id").message()), ::testing::StartsWith("task_id:"));
+  EXPECT_THAT(std::string(ValidateNewComment(c).message()),
+              ::testing::StartsWith("body:"));
+  EXPECT_THAT(std::string(ValidateTaskId("", "task_id").message()),
+              ::testing::StartsWith("task_id:"));
 }
 
 }  // namespace

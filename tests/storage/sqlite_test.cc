@@ -63,8 +63,9 @@ TEST_F(SqliteTest, SavepointUndoesOnlyItsPart) {
     ASSERT_TRUE(sp->Release().ok());
   }
   ASSERT_TRUE(txn->Commit().ok());
-  EXPECT_EQ(*db_->QueryText("SELECT group_concat(k, ',') FROM (SELECT k FROM kv ORDER BY k)"),
-            "kept,released");
+  EXPECT_EQ(
+      *db_->QueryText("SELECT group_concat(k, ',') FROM (SELECT k FROM kv ORDER BY k)"),
+      "kept,released");
 }
 
 TEST_F(SqliteTest, CachedStatementsAreResetAndReused) {
@@ -92,7 +93,8 @@ TEST_F(SqliteTest, ErrorCodesMapToStatusCodes) {
 
   // The table, checked one code at a time.
   EXPECT_EQ(SqliteError(SQLITE_BUSY, nullptr, "").code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(SqliteError(SQLITE_LOCKED, nullptr, "").code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(SqliteError(SQLITE_LOCKED, nullptr, "").code(),
+            absl::StatusCode::kUnavailable);
   EXPECT_EQ(SqliteError(SQLITE_IOERR_FSYNC, nullptr, "").code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(SqliteError(SQLITE_FULL, nullptr, "").code(),

@@ -160,10 +160,16 @@ TEST_F(StoreTest, InvalidInputWritesNothing) {
       {[](NewTask& t) { t.body = std::string(64 * 1024 + 1, 'x'); }, "body"},
       {[](NewTask& t) { t.labels = std::vector<std::string>(33, "x"); }, "labels"},
       {[](NewTask& t) { t.labels = {std::string(65, 'l')}; }, "labels[0]"},
-      {[](NewTask& t) { t.labels = {"a", "a"}; }, "labels[1]"},
+      {[](NewTask& t) {
+         t.labels = {"a", "a"};
+       },
+       "labels[1]"},
       {[](NewTask& t) { t.board = "Not-Valid"; }, "board"},
       {[](NewTask& t) { t.max_attempts = -1; }, "max_attempts"},
-      {[](NewTask& t) { t.parent_ids = {"x", "x"}; }, "parent_ids[1]"},
+      {[](NewTask& t) {
+         t.parent_ids = {"x", "x"};
+       },
+       "parent_ids[1]"},
       {[](NewTask& t) { t.body = std::string("nul\0inside", 11); }, "body"},
       {[](NewTask& t) { t.title = std::string("nul\0", 4); }, "title"},
       {[](NewTask& t) { t.assignee = std::string("a\0", 2); }, "assignee"},
@@ -258,7 +264,8 @@ TEST_F(StoreTest, UpdateChecksVersionAndBumpsIt) {
   // The same values again: no new version, no event.
   const size_t events = Events().size();
   u.expected_version = 0;
-  absl::StatusOr<Task> same = Await<Task>([&](auto done) { store_->UpdateTask(u, done); });
+  absl::StatusOr<Task> same =
+      Await<Task>([&](auto done) { store_->UpdateTask(u, done); });
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->version, 2);
   EXPECT_EQ(Events().size(), events);
@@ -275,7 +282,8 @@ TEST_F(StoreTest, ManualMovesFollowTheTable) {
   }
   absl::StatusOr<Task> final_move = Move(task->id, TaskStatus::kReady);
   EXPECT_EQ(final_move.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(final_move.status().message()), HasSubstr("from ARCHIVED to READY"));
+  EXPECT_THAT(std::string(final_move.status().message()),
+              HasSubstr("from ARCHIVED to READY"));
 
   absl::StatusOr<Task> other = Create("r");
   ASSERT_TRUE(other.ok());
@@ -283,7 +291,8 @@ TEST_F(StoreTest, ManualMovesFollowTheTable) {
   EXPECT_EQ(running.status().code(), absl::StatusCode::kFailedPrecondition);
   absl::StatusOr<Task> stale = Move(other->id, TaskStatus::kBlocked, /*version=*/7);
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kAborted);
-  EXPECT_EQ(Get(other->id)->status, TaskStatus::kReady) << "a refused move changes nothing";
+  EXPECT_EQ(Get(other->id)->status, TaskStatus::kReady)
+      << "a refused move changes nothing";
 }
 
 TEST_F(StoreTest, FinishingParentsPromotesChildrenInTheSameCommit) {
@@ -392,13 +401,19 @@ TEST_F(StoreTest, CommentsAreKeptInOrder) {
   EXPECT_EQ(Get(task->id)->version, 1) << "comments do not change the task";
   EXPECT_EQ(Await<Comment>([&](auto done) {
               store_->AddComment(NewComment{"nope", "ann", "x"}, done);
-            }).status().code(),
+            })
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, ListOrdersByPriorityThenAgeAndPages) {
-  for (auto [title, priority] : std::vector<std::pair<std::string, int>>{
-           {"low-old", 0}, {"high-old", 9}, {"mid", 5}, {"high-new", 9}, {"low-new", 0}}) {
+  for (auto [title, priority] :
+       std::vector<std::pair<std::string, int>>{{"low-old", 0},
+                                                {"high-old", 9},
+                                                {"mid", 5},
+                                                {"high-new", 9},
+                                                {"low-new", 0}}) {
     clock_.Advance(absl::Seconds(1));
     ASSERT_TRUE(Create(title, priority).ok());
   }
@@ -468,11 +483,13 @@ TEST_F(StoreTest, BoardsDefaultAndDuplicates) {
   EXPECT_EQ((*boards)[0].name, "default");
   Board b{"ops", "operations", {}};
   ASSERT_TRUE(Await<Board>([&](auto done) { store_->CreateBoard(b, done); }).ok());
-  EXPECT_EQ(Await<Board>([&](auto done) { store_->CreateBoard(b, done); }).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(
+      Await<Board>([&](auto done) { store_->CreateBoard(b, done); }).status().code(),
+      absl::StatusCode::kAlreadyExists);
   b.name = "Ops!";
-  EXPECT_EQ(Await<Board>([&](auto done) { store_->CreateBoard(b, done); }).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Await<Board>([&](auto done) { store_->CreateBoard(b, done); }).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 // Many threads writing at once: every acknowledged task is present, events
@@ -561,7 +578,8 @@ TEST_F(StoreTest, OneStorePerDatabaseFile) {
   options.path = dir_.File("kanban.db");
   absl::StatusOr<std::unique_ptr<Store>> second = Store::Open(options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in use by another kanband"));
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr("in use by another kanband"));
   ASSERT_TRUE(Create("still mine").ok()) << "the refused open must not disturb the owner";
   store_.reset();
   second = Store::Open(options);

@@ -26,8 +26,10 @@ class WriterTest : public ::testing::Test {
   void SetUp() override {
     auto db = Connection::Open(dir_.File("w.db"), {});
     ASSERT_TRUE(db.ok());
-    ASSERT_TRUE((*db)->Exec("PRAGMA journal_mode=WAL; "
-                            "CREATE TABLE t(v INTEGER PRIMARY KEY)").ok());
+    ASSERT_TRUE((*db)
+                    ->Exec("PRAGMA journal_mode=WAL; "
+                           "CREATE TABLE t(v INTEGER PRIMARY KEY)")
+                    .ok());
     Writer::Options options;
     writer_ = std::make_unique<Writer>(*std::move(db), options);
   }

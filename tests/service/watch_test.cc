@@ -508,7 +508,7 @@ TEST_F(WatchBookmarkTest, ZeroIntervalSendsOnlyTheFirstBookmark) {
 // ---- Resume exactness -----------------------------------------------------------
 
 TEST_F(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
-  constexpr int kPairs = 1500;  // Each a create and a move: 3,000 events.
+  constexpr int kPairs = 2500;  // Each a create and a move: 5,000 events.
   constexpr int64_t kTotal = 2 * kPairs;
   std::thread writer([&] {
     for (int i = 0; i < kPairs; ++i) {

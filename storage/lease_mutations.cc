@@ -14,9 +14,13 @@
 namespace kanban::storage::mutations {
 namespace {
 
-std::string NewToken(absl::BitGen& gen) {
-  return absl::StrFormat("%016x%016x", absl::Uniform<uint64_t>(gen),
-                         absl::Uniform<uint64_t>(gen));
+// 48 bits of time, then 96 random bits: unguessable, and new tokens sort
+// after old ones, so inserts into the leases primary key append instead of
+// dirtying pages all over the index.
+std::string NewToken(absl::Time now, absl::BitGen& gen) {
+  return absl::StrFormat("%012x%08x%016x",
+                         static_cast<uint64_t>(absl::ToUnixMicros(now)) & 0xffffffffffffULL,
+                         absl::Uniform<uint32_t>(gen), absl::Uniform<uint64_t>(gen));
 }
 
 absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
@@ -53,7 +57,7 @@ absl::StatusOr<Task> EndRun(WriteContext& ctx, const sql::LeaseRow& lease,
   change(task);
   task.version += 1;
   task.updated_at = ctx.now();
-  KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), task));
+  KANBAN_RETURN_IF_ERROR(sql::SaveTaskState(ctx.db(), task));
   KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, event, event_reason));
   KANBAN_RETURN_IF_ERROR(CascadeStatusChange(ctx, task.id, from, task.status));
   return task;
@@ -108,10 +112,10 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
   task.attempt += 1;
   task.version += 1;
   task.updated_at = ctx.now();
-  KANBAN_RETURN_IF_ERROR(sql::SaveTask(db, task));
+  KANBAN_RETURN_IF_ERROR(sql::SaveTaskState(db, task));
 
   Lease lease;
-  lease.token = NewToken(ctx.gen());
+  lease.token = NewToken(ctx.now(), ctx.gen());
   lease.task_id = task.id;
   lease.worker_id = request.worker_id;
   lease.attempt = task.attempt;

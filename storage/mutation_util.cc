@@ -60,7 +60,7 @@ absl::Status ChangeStatus(WriteContext& ctx, Task& task, TaskStatus to,
   task.status = to;
   task.version += 1;
   task.updated_at = ctx.now();
-  KANBAN_RETURN_IF_ERROR(sql::SaveTask(ctx.db(), task));
+  KANBAN_RETURN_IF_ERROR(sql::SaveTaskState(ctx.db(), task));
   return AppendEvent(ctx, task, kind, reason);
 }
 

@@ -293,6 +293,31 @@ absl::Status SaveTask(Connection& db, const Task& t) {
   return absl::OkStatus();
 }
 
+absl::Status SaveTaskState(Connection& db, const Task& t) {
+  // Only the columns a status change touches: SQLite then leaves alone the
+  // indexes that do not include them (tasks_board_order), one index write
+  // fewer on every claim and completion.
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("UPDATE tasks SET status = ?, updated_at = ?, version = ?, attempt = ?,"
+                " not_before = ?, result = ?, last_error = ? WHERE id = ?"));
+  stmt.BindInt(1, static_cast<int>(t.status))
+      .BindInt(2, Micros(t.updated_at))
+      .BindInt(3, t.version)
+      .BindInt(4, t.attempt)
+      .BindOptionalInt(5, t.not_before.has_value()
+                              ? std::optional<int64_t>(Micros(*t.not_before))
+                              : std::nullopt)
+      .BindText(6, t.result)
+      .BindText(7, t.last_error)
+      .BindText(8, t.id);
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  if (db.Changes() != 1) {
+    return absl::NotFoundError(absl::StrCat("task \"", t.id, "\" not found"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
   std::string sql = absl::StrCat("SELECT t.pk, ", TaskColumns(), " FROM tasks t WHERE 1");
   // Parameters in the order their '?' appear.

@@ -37,6 +37,9 @@ absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
 
 // Inserts a new row; the task's parent links are inserted separately.
 absl::Status InsertTask(Connection& db, const Task& task, absl::string_view content_hash);
+// Writes status, updated_at, version, attempt, not_before, result and
+// last_error of `task` to its row: for changes that touch nothing else.
+absl::Status SaveTaskState(Connection& db, const Task& task);
 // Writes every mutable column of `task` to its row (matched by id).
 absl::Status SaveTask(Connection& db, const Task& task);
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter);

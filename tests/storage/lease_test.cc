@@ -129,7 +129,7 @@ TEST_F(LeaseTest, ClaimTakesHighestPriorityThenOldest) {
   EXPECT_EQ(claim.task.version, 2);
   EXPECT_EQ(claim.task.worker_id, "w1");
   EXPECT_EQ(claim.task.lease_expires_at, clock_.Now() + absl::Seconds(30));
-  EXPECT_EQ(claim.lease.token.size(), 32u);
+  EXPECT_EQ(claim.lease.token.size(), 36u);
   EXPECT_EQ(claim.lease.attempt, 1);
   EXPECT_EQ(claim.lease.expires_at, clock_.Now() + absl::Seconds(30));
   EXPECT_EQ(LastKind(), "claimed");

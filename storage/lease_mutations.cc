@@ -18,9 +18,10 @@ namespace {
 // after old ones, so inserts into the leases primary key append instead of
 // dirtying pages all over the index.
 std::string NewToken(absl::Time now, absl::BitGen& gen) {
-  return absl::StrFormat("%012x%08x%016x",
-                         static_cast<uint64_t>(absl::ToUnixMicros(now)) & 0xffffffffffffULL,
-                         absl::Uniform<uint32_t>(gen), absl::Uniform<uint64_t>(gen));
+  return absl::StrFormat(
+      "%012x%08x%016x",
+      static_cast<uint64_t>(absl::ToUnixMicros(now)) & 0xffffffffffffULL,
+      absl::Uniform<uint32_t>(gen), absl::Uniform<uint64_t>(gen));
 }
 
 absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {

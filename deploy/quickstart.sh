@@ -26,15 +26,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)"
 
 mode="${1:-run}"
 [ $# -gt 0 ] && shift
 case "$mode" in
   run)
+    # Only what serving needs: the tests and benchmarks take longer to build.
+    cmake --build build -j"$(nproc)" --target kanband kanbanctl
     exec ./build/kanband --db=./data/kanban.db "$@"
     ;;
   test)
+    cmake --build build -j"$(nproc)"
     exec ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
     ;;
   *)

@@ -112,7 +112,7 @@ WatchReactor::Action WatchReactor::Plan() {
 
 void WatchReactor::Execute(const Action& action) {
   if (action.read_after.has_value()) {
-    store_->ReadEvents(*action.read_after, options_.catch_up_batch, /*board=*/"",
+    store_->ReadEvents(*action.read_after, options_.catch_up_batch,
                        [this](absl::StatusOr<std::vector<storage::Event>> events) {
                          OnCatchUp(std::move(events));
                        });

@@ -36,7 +36,7 @@ absl::StatusOr<sql::LeaseRow> CheckLease(WriteContext& ctx, const HeldLease& hel
                           sql::FindLeaseByToken(ctx.db(), held.token));
   if (!row.has_value() || row->lease.task_id != held.task_id) {
     // Distinguish a task that does not exist from a token that is wrong.
-    KANBAN_RETURN_IF_ERROR(sql::LoadTask(ctx.db(), held.task_id).status());
+    KANBAN_RETURN_IF_ERROR(sql::CheckTaskExists(ctx.db(), held.task_id));
     return LeaseLost(held.task_id, "not the task's lease");
   }
   if (row->ended_at.has_value()) return LeaseLost(held.task_id, row->end_reason);

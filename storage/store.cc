@@ -279,17 +279,16 @@ void Store::ListComments(std::string task_id, Done<std::vector<Comment>> done) {
   Read<std::vector<Comment>>(
       [task_id =
            std::move(task_id)](Connection& db) -> absl::StatusOr<std::vector<Comment>> {
-        KANBAN_RETURN_IF_ERROR(sql::LoadTask(db, task_id).status());
+        KANBAN_RETURN_IF_ERROR(sql::CheckTaskExists(db, task_id));
         return sql::ListComments(db, task_id);
       },
       std::move(done));
 }
 
-void Store::ReadEvents(int64_t after_seq, int limit, std::string board,
-                       Done<std::vector<Event>> done) {
+void Store::ReadEvents(int64_t after_seq, int limit, Done<std::vector<Event>> done) {
   Read<std::vector<Event>>(
-      [after_seq, limit, board = std::move(board)](Connection& db) {
-        return sql::ReadEventsAfter(db, after_seq, limit, board);
+      [after_seq, limit](Connection& db) {
+        return sql::ReadEventsAfter(db, after_seq, limit);
       },
       std::move(done));
 }

@@ -94,10 +94,10 @@ class Store {
   void GetTask(std::string id, Done<Task> done);
   void ListTasks(TaskFilter filter, Done<TaskPage> done);
   void ListComments(std::string task_id, Done<std::vector<Comment>> done);
-  // Up to about `limit` events after `after_seq`, on `board` when not
-  // empty; a change is never cut in two.
-  void ReadEvents(int64_t after_seq, int limit, std::string board,
-                  Done<std::vector<Event>> done);
+  // Up to about `limit` events after `after_seq`, of every board (seqs have
+  // no gaps but for retention, which is how a reader notices it); a change
+  // is never cut in two.
+  void ReadEvents(int64_t after_seq, int limit, Done<std::vector<Event>> done);
   // The oldest event seq still kept (see sql::OldestEventSeq).
   void OldestEventSeq(Done<int64_t> done);
 

@@ -218,6 +218,17 @@ absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
   return ReadTask(stmt, 0);
 }
 
+absl::Status CheckTaskExists(Connection& db, absl::string_view id,
+                             absl::string_view field) {
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached("SELECT 1 FROM tasks WHERE id = ?"));
+  stmt.BindText(1, id);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat(field, ": task \"", id, "\" not found"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
     Connection& db, absl::string_view board, absl::string_view key) {
   KANBAN_ASSIGN_OR_RETURN(Statement stmt,
@@ -540,13 +551,12 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
 }  // namespace
 
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
-                                                   int limit, absl::string_view board) {
+                                                   int limit) {
   static const std::string* sql = new std::string(
       absl::StrCat("SELECT ", EventColumns(),
-                   " FROM events e WHERE e.seq > ?1 AND (?2 = '' OR e.board = ?2)"
-                   " ORDER BY e.seq LIMIT ?3"));
+                   " FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"));
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
-  stmt.BindInt(1, after_seq).BindText(2, board).BindInt(3, limit);
+  stmt.BindInt(1, after_seq).BindInt(2, limit);
   KANBAN_ASSIGN_OR_RETURN(std::vector<Event> events, ReadEvents(stmt));
   if (static_cast<int>(events.size()) < limit || events.empty()) return events;
   // The limit may have cut a change in two: read the rest of its events.

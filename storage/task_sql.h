@@ -32,6 +32,11 @@ struct IdempotentMatch {
   std::string task_id;
   std::string content_hash;
 };
+// OK when task `id` exists, else NOT_FOUND naming `field` (as LoadTask), without
+// reading the task.
+absl::Status CheckTaskExists(Connection& db, absl::string_view id,
+                             absl::string_view field = "task_id");
+
 absl::StatusOr<std::optional<IdempotentMatch>> FindByIdempotencyKey(
     Connection& db, absl::string_view board, absl::string_view key);
 
@@ -82,10 +87,10 @@ absl::StatusOr<int64_t> OldestEventSeq(Connection& db);
 // `keep`, whole changes only, at most about `batch` rows. Returns how many.
 absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t keep,
                                     int batch);
-// Up to about `limit` events with seq > after_seq (on `board`, when not
-// empty), in seq order; a change cut by the limit is completed.
+// Up to about `limit` events with seq > after_seq, in seq order; a change
+// cut by the limit is completed.
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
-                                                   int limit, absl::string_view board);
+                                                   int limit);
 
 }  // namespace kanban::storage::sql
 

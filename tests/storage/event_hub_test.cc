@@ -102,7 +102,7 @@ class EventLogTest : public ::testing::Test {
   }
   std::vector<Event> Read(int64_t after, int limit) {
     absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(
-        [&](auto done) { store_->ReadEvents(after, limit, "", done); });
+        [&](auto done) { store_->ReadEvents(after, limit, done); });
     EXPECT_TRUE(events.ok()) << events.status();
     return *events;
   }

@@ -101,7 +101,7 @@ class LeaseTest : public ::testing::Test {
   // only after the callers were answered).
   std::string LastKind() {
     absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(
-        [&](auto done) { store_->ReadEvents(0, 1000000, "", done); });
+        [&](auto done) { store_->ReadEvents(0, 1000000, done); });
     EXPECT_TRUE(events.ok()) << events.status();
     return events.ok() && !events->empty() ? events->back().kind : "";
   }
@@ -460,7 +460,7 @@ TEST_F(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
     ASSERT_TRUE(returned.ok()) << step << ": " << returned.status();
     ExpectSameTask(*returned, Get(returned->id), step + " vs row");
     absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(
-        [&](auto done) { store_->ReadEvents(0, 1000000, "", done); });
+        [&](auto done) { store_->ReadEvents(0, 1000000, done); });
     ASSERT_TRUE(events.ok());
     const Event* latest = nullptr;
     for (const Event& e : *events) {

@@ -67,7 +67,7 @@ class StoreTest : public ::testing::Test {
   }
   std::vector<Event> Events(int64_t after = 0) {
     absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(
-        [&](auto done) { store_->ReadEvents(after, 1000000, "", done); });
+        [&](auto done) { store_->ReadEvents(after, 1000000, done); });
     EXPECT_TRUE(events.ok()) << events.status();
     return events.ok() ? *events : std::vector<Event>();
   }

@@ -2,6 +2,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace kanban::service {
 
@@ -9,39 +11,64 @@ using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 
 // One Watch stream: writes the status now, and again when it changes; one
-// write in flight at a time; deletes itself in OnDone.
+// write in flight at a time; deletes itself in OnDone. Like the other
+// reactors it decides under its lock and calls StartWrite/Finish outside it.
 class HealthWatchReactor final : public grpc::ServerWriteReactor<HealthCheckResponse> {
  public:
+  // What to do once the lock is released. A decision to write or finish
+  // also keeps the reactor alive until it is carried out: nothing else can
+  // finish it meanwhile.
+  struct Action {
+    bool write = false;
+    std::optional<grpc::Status> finish;
+  };
+
   HealthWatchReactor(HealthServiceImpl* service, std::string name)
       : service_(service), name_(std::move(name)) {}
 
   const std::string& name() const { return name_; }
 
-  // Queues `status` for writing; `last` ends the stream after it.
-  void Push(HealthServiceImpl::ServingStatus status, bool last) ABSL_LOCKS_EXCLUDED(mu_) {
+  // Queues `status` for writing; `last` ends the stream after it. The caller
+  // passes the result to Act.
+  Action Push(HealthServiceImpl::ServingStatus status, bool last)
+      ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     pending_ = status;
     finish_after_ |= last;
-    MaybeWrite();
+    return Next();
+  }
+
+  void Act(const Action& action) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    // response_ is stable while writing_ is set.
+    if (action.write) StartWrite(&response_);
+    if (action.finish.has_value()) Finish(*action.finish);
   }
 
   void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok) {
-      Finish(grpc::Status::OK);  // The peer is gone.
-      finished_ = true;
-      return;
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok && !finished_) {
+        finished_ = true;
+        action.finish = grpc::Status::OK;  // The peer is gone.
+      } else {
+        action = Next();
+      }
     }
-    MaybeWrite();
+    Act(action);
   }
 
   void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    // With a write in flight, OnWriteDone(false) finishes the stream.
-    if (writing_ || finished_) return;
-    finished_ = true;
-    Finish(grpc::Status::CANCELLED);
+    Action action;
+    {
+      absl::MutexLock lock(&mu_);
+      // With a write in flight, OnWriteDone(false) finishes the stream.
+      if (writing_ || finished_) return;
+      finished_ = true;
+      action.finish = grpc::Status::CANCELLED;
+    }
+    Act(action);
   }
 
   void OnDone() override {
@@ -50,17 +77,19 @@ class HealthWatchReactor final : public grpc::ServerWriteReactor<HealthCheckResp
   }
 
  private:
-  void MaybeWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_) return;
+  Action Next() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Action action;
+    if (writing_ || finished_) return action;
     if (pending_.has_value()) {
       response_.set_status(*pending_);
       pending_.reset();
       writing_ = true;
-      StartWrite(&response_);
+      action.write = true;
     } else if (finish_after_) {
       finished_ = true;
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+      action.finish = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
     }
+    return action;
   }
 
   HealthServiceImpl* const service_;
@@ -103,18 +132,31 @@ grpc::ServerUnaryReactor* HealthServiceImpl::Check(grpc::CallbackServerContext* 
 grpc::ServerWriteReactor<HealthCheckResponse>* HealthServiceImpl::Watch(
     grpc::CallbackServerContext* ctx, const HealthCheckRequest* request) {
   auto* watcher = new HealthWatchReactor(this, request->service());
-  absl::MutexLock lock(&mu_);
-  watchers_.insert(watcher);
-  watcher->Push(StatusOf(request->service()), /*last=*/shutdown_);
+  HealthWatchReactor::Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    watchers_.insert(watcher);
+    action = watcher->Push(StatusOf(request->service()), /*last=*/shutdown_);
+  }
+  watcher->Act(action);
   return watcher;
 }
 
 void HealthServiceImpl::Shutdown() {
-  absl::MutexLock lock(&mu_);
-  if (shutdown_) return;
-  shutdown_ = true;
-  for (HealthWatchReactor* watcher : watchers_) {
-    watcher->Push(StatusOf(watcher->name()), /*last=*/true);
+  std::vector<std::pair<HealthWatchReactor*, HealthWatchReactor::Action>> actions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    for (HealthWatchReactor* watcher : watchers_) {
+      actions.emplace_back(watcher,
+                           watcher->Push(StatusOf(watcher->name()), /*last=*/true));
+    }
+  }
+  // Outside mu_: a Finish may lead to OnDone, which takes mu_ to unregister.
+  // Only a watcher given something to do is sure to be alive here.
+  for (auto& [watcher, action] : actions) {
+    if (action.write || action.finish.has_value()) watcher->Act(action);
   }
 }
 

@@ -210,6 +210,21 @@ absl::StatusOr<std::string> Connection::QueryText(absl::string_view sql) {
   return stmt.ColumnText(0);
 }
 
+void Connection::SetTrace(std::function<void(absl::string_view sql)> trace) {
+  trace_ = std::move(trace);
+  if (!trace_) {
+    sqlite3_trace_v2(db_, 0, nullptr, nullptr);
+    return;
+  }
+  sqlite3_trace_v2(
+      db_, SQLITE_TRACE_STMT,
+      [](unsigned, void* self, void*, void* sql) {
+        static_cast<Connection*>(self)->trace_(static_cast<const char*>(sql));
+        return 0;
+      },
+      this);
+}
+
 int64_t Connection::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 
 int Connection::Changes() const { return sqlite3_changes(db_); }

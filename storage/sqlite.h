@@ -9,6 +9,7 @@
 #define KANBAN_STORAGE_SQLITE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,6 +104,10 @@ class Connection {
   absl::StatusOr<int64_t> QueryInt(absl::string_view sql);
   absl::StatusOr<std::string> QueryText(absl::string_view sql);
 
+  // Calls `trace` with the text of every statement as it starts (for tests
+  // that check which SQL ran). Empty function: tracing off.
+  void SetTrace(std::function<void(absl::string_view sql)> trace);
+
   int64_t LastInsertRowId() const;
   int Changes() const;
   // False once SQLite has rolled back (or committed) the open transaction.
@@ -116,6 +121,7 @@ class Connection {
   sqlite3* db_;
   const std::string path_;
   absl::flat_hash_map<const char*, sqlite3_stmt*> cache_;
+  std::function<void(absl::string_view)> trace_;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.

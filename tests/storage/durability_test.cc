@@ -96,6 +96,28 @@ TEST(DurabilityTest, BadFlagIsRefusedByName) {
   EXPECT_THAT(std::string(s.status().message()), HasSubstr("--synchronous"));
 }
 
+// The health-probe mistake this project was born from: re-issuing
+// journal_mode=WAL on a live WAL file. It is asked for only when the file is
+// not WAL yet.
+TEST(DurabilityTest, WalIsSetOnlyWhenTheFileIsNotWalYet) {
+  testing::TempDir dir;
+  auto statements_of_apply = [&]() {
+    std::vector<std::string> statements;
+    absl::StatusOr<std::unique_ptr<Connection>> db =
+        Connection::Open(dir.File("k.db"), Connection::Options());
+    EXPECT_TRUE(db.ok());
+    (*db)->SetTrace([&](absl::string_view sql) { statements.emplace_back(sql); });
+    EXPECT_TRUE(ApplyDurability(**db, DurabilitySettings()).ok());
+    return statements;
+  };
+  EXPECT_THAT(statements_of_apply(), ::testing::Contains("PRAGMA journal_mode=WAL"))
+      << "a new file is switched to WAL";
+  std::vector<std::string> again = statements_of_apply();
+  EXPECT_THAT(again, ::testing::Contains("PRAGMA journal_mode")) << "it is checked";
+  EXPECT_THAT(again, ::testing::Not(::testing::Contains("PRAGMA journal_mode=WAL")))
+      << "an existing WAL file is left alone";
+}
+
 TEST(DurabilityTest, ReopeningAWalFileKeepsItWal) {
   testing::TempDir dir;
   Store::Options options;

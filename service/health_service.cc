@@ -106,7 +106,8 @@ HealthServiceImpl::ServingStatus HealthServiceImpl::StatusOf(const std::string& 
   if (!service.empty() && service != "kanban.v1.KanbanService") {
     return HealthCheckResponse::SERVICE_UNKNOWN;
   }
-  return shutdown_ ? HealthCheckResponse::NOT_SERVING : HealthCheckResponse::SERVING;
+  return shutdown_ || !writable_ ? HealthCheckResponse::NOT_SERVING
+                                 : HealthCheckResponse::SERVING;
 }
 
 grpc::ServerUnaryReactor* HealthServiceImpl::Check(grpc::CallbackServerContext* ctx,
@@ -142,15 +143,23 @@ grpc::ServerWriteReactor<HealthCheckResponse>* HealthServiceImpl::Watch(
   return watcher;
 }
 
-void HealthServiceImpl::Shutdown() {
+void HealthServiceImpl::Shutdown() { Change(/*shutdown=*/true); }
+
+void HealthServiceImpl::SetNotWritable() { Change(/*shutdown=*/false); }
+
+void HealthServiceImpl::Change(bool shutdown) {
   std::vector<std::pair<HealthWatchReactor*, HealthWatchReactor::Action>> actions;
   {
     absl::MutexLock lock(&mu_);
-    if (shutdown_) return;
-    shutdown_ = true;
+    if (shutdown_ || (!shutdown && !writable_)) return;
+    if (shutdown) {
+      shutdown_ = true;
+    } else {
+      writable_ = false;
+    }
     for (HealthWatchReactor* watcher : watchers_) {
       actions.emplace_back(watcher,
-                           watcher->Push(StatusOf(watcher->name()), /*last=*/true));
+                           watcher->Push(StatusOf(watcher->name()), /*last=*/shutdown));
     }
   }
   // Outside mu_: a Finish may lead to OnDone, which takes mu_ to unregister.

@@ -1,7 +1,9 @@
 // grpc.health.v1.Health, implemented on the generated descriptors so that it
 // is visible through server reflection (gRPC's built-in health service is
 // not, and ghz/grpcurl resolve methods by reflection). The overall service
-// ("") and kanban.v1.KanbanService report SERVING until Shutdown().
+// ("") and kanban.v1.KanbanService report SERVING until Shutdown(), or until
+// the store stops accepting writes (SetNotWritable): a server that can only
+// read needs its operator, and an orchestrator's health check is how it asks.
 #ifndef KANBAN_SERVICE_HEALTH_SERVICE_H_
 #define KANBAN_SERVICE_HEALTH_SERVICE_H_
 
@@ -30,15 +32,20 @@ class HealthServiceImpl final : public grpc::health::v1::Health::CallbackService
   // Reports NOT_SERVING from now on and ends every Watch stream, so that
   // server shutdown does not wait for them. Thread-safe; idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // Reports NOT_SERVING from now on (streams stay open). Thread-safe.
+  void SetNotWritable() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   friend class HealthWatchReactor;
   // SERVING, NOT_SERVING or SERVICE_UNKNOWN for `service`.
   ServingStatus StatusOf(const std::string& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unregister(HealthWatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  // Shutdown or SetNotWritable, telling every watcher.
+  void Change(bool shutdown) ABSL_LOCKS_EXCLUDED(mu_);
 
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool writable_ ABSL_GUARDED_BY(mu_) = true;
   std::set<HealthWatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
 };
 

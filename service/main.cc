@@ -43,6 +43,10 @@ ABSL_FLAG(int64_t, event_ring, 65536,
           "events kept in memory for watchers; slower watchers read the database");
 ABSL_FLAG(absl::Duration, watch_stall_timeout, absl::Minutes(5),
           "end a WatchEvents stream whose client takes no response for this long");
+ABSL_FLAG(bool, check_at_open, true,
+          "run PRAGMA quick_check on the database before serving (reads it once)");
+ABSL_FLAG(int, quarantine_keep, 3,
+          "copies of a database found corrupt at start to keep (<db>.corrupt-<time>)");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long calls in flight may take before they are cancelled");
 
@@ -52,9 +56,12 @@ using kanban::service::LogError;
 using kanban::service::LogInfo;
 using kanban::service::LogWarning;
 
-// Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration.
+// Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration,
+// 3 corrupt database (restarting cannot help: systemd's
+// RestartPreventExitStatus should name 2 and 3).
 constexpr int kExitConfig = 2;
 constexpr int kExitFailure = 1;
+constexpr int kExitCorrupt = 3;
 
 // Lets flags be written --like-this as well as --like_this.
 std::vector<char*> NormalizeFlagNames(int argc, char** argv,
@@ -141,6 +148,11 @@ int main(int argc, char** argv) {
   options.store.event_ring =
       static_cast<size_t>(std::max<int64_t>(1, absl::GetFlag(FLAGS_event_ring)));
   options.watch_stall_timeout = absl::GetFlag(FLAGS_watch_stall_timeout);
+  options.store.check_at_open = absl::GetFlag(FLAGS_check_at_open);
+  options.store.quarantine_keep = absl::GetFlag(FLAGS_quarantine_keep);
+  options.store.on_fenced = [](const absl::Status& status) {
+    LogError(absl::StrCat("database: ", status.message()));
+  };
   if (options.store.event_retention_count < 0 ||
       options.store.event_retention <= absl::ZeroDuration() ||
       options.watch_stall_timeout <= absl::ZeroDuration()) {
@@ -161,7 +173,8 @@ int main(int argc, char** argv) {
       kanban::service::Server::Start(options);
   if (!server.ok()) {
     LogError(absl::StrCat("cannot start: ", server.status().ToString()));
-    return kExitFailure;
+    return server.status().code() == absl::StatusCode::kDataLoss ? kExitCorrupt
+                                                                 : kExitFailure;
   }
   const kanban::storage::DurabilityInfo& info = (*server)->store().durability();
   LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,

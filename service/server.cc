@@ -21,6 +21,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     waiters->OnCommit(events);
     if (forward) forward(events);
   };
+  // The health service exists before the store, so that a store fenced
+  // while opening is already reported.
+  server->health_ = std::make_unique<HealthServiceImpl>();
+  auto fenced = std::move(options.store.on_fenced);
+  options.store.on_fenced = [health = server->health_.get(),
+                             fenced](const absl::Status& status) {
+    health->SetNotWritable();
+    if (fenced) fenced(status);
+  };
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
@@ -30,7 +39,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       server->store_.get(), server->waiters_.get(), server->watchers_.get(),
       options.watch_stall_timeout);
   server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
-  server->health_ = std::make_unique<HealthServiceImpl>();
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

@@ -2,8 +2,11 @@
 
 #include <sqlite3.h>
 
+#include <optional>
 #include <utility>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "storage/status_macros.h"
 
@@ -47,15 +50,32 @@ absl::StatusCode CodeFor(int rc) {
   }
 }
 
+constexpr char kCodePayload[] = "kanban.storage/sqlite-rc";
+
 }  // namespace
 
 absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql) {
   std::string message = absl::StrCat("sqlite: ", sqlite3_errstr(rc));
-  if (db != nullptr && sqlite3_errcode(db) == rc) {
+  if (db != nullptr && sqlite3_extended_errcode(db) == rc) {
     absl::StrAppend(&message, ": ", sqlite3_errmsg(db));
   }
+  if (rc != (rc & 0xff)) absl::StrAppend(&message, " [code ", rc, "]");
   if (!sql.empty()) absl::StrAppend(&message, " (in: ", sql, ")");
-  return absl::Status(CodeFor(rc), message);
+  absl::Status status(CodeFor(rc), message);
+  status.SetPayload(kCodePayload, absl::Cord(absl::StrCat(rc)));
+  return status;
+}
+
+int SqliteCode(const absl::Status& status) {
+  auto payload = status.GetPayload(kCodePayload);
+  int rc = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &rc)) return 0;
+  return rc;
+}
+
+bool IsSyncFailure(const absl::Status& status) {
+  int rc = SqliteCode(status);
+  return rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC;
 }
 
 // ---- Statement -------------------------------------------------------------
@@ -228,6 +248,36 @@ void Connection::SetTrace(std::function<void(absl::string_view sql)> trace) {
 int64_t Connection::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 
 int Connection::Changes() const { return sqlite3_changes(db_); }
+
+void Connection::SetCheckpointHook(int pages) {
+  checkpoint_pages_ = pages;
+  sqlite3_wal_hook(
+      db_,
+      +[](void* arg, sqlite3* db, const char* name, int frames) {
+        auto* self = static_cast<Connection*>(arg);
+        if (self->checkpoint_pages_ <= 0 || frames < self->checkpoint_pages_) {
+          return SQLITE_OK;
+        }
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                           nullptr);
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && self->checkpoint_rc_ == 0) {
+          self->checkpoint_rc_ = rc;
+        }
+        // The commit that ran this hook has happened: never report it failed.
+        return SQLITE_OK;
+      },
+      this);
+}
+
+absl::Status Connection::TakeCheckpointError() {
+  int rc = std::exchange(checkpoint_rc_, 0);
+  if (rc == 0) return absl::OkStatus();
+  return SqliteError(rc, nullptr, "checkpoint");
+}
+
+void Connection::DisableCheckpointOnClose() {
+  sqlite3_db_config(db_, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+}
 
 bool Connection::InTransaction() const { return !sqlite3_get_autocommit(db_); }
 

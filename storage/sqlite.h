@@ -26,7 +26,17 @@ namespace kanban::storage {
 
 // Maps a SQLite result code to the most specific absl::StatusCode and builds
 // a message from the library's error text and `sql` (never user data).
+// The status carries the (extended) result code as a payload, see SqliteCode.
 absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql);
+
+// The SQLite extended result code behind a status made by SqliteError, or 0
+// for any other status (OK included).
+int SqliteCode(const absl::Status& status);
+
+// True for the errors after which nothing the page cache or the file says
+// can be trusted: a failed fsync (the kernel may have dropped the dirty
+// pages it could not write, and a retried fsync would then "succeed").
+bool IsSyncFailure(const absl::Status& status);
 
 // A prepared statement. Movable, not copyable. Columns and parameters are
 // 1-based for Bind* (as in SQLite) and 0-based for Column* (as in SQLite).
@@ -108,6 +118,19 @@ class Connection {
   // that check which SQL ran). Empty function: tracing off.
   void SetTrace(std::function<void(absl::string_view sql)> trace);
 
+  // Replaces SQLite's automatic checkpoint with the same rule (a PASSIVE
+  // checkpoint once the WAL holds `pages` frames after a commit) whose
+  // result is kept instead of ignored: SQLite's own hook drops a failed
+  // checkpoint's error, and with it the only sign of a failed fsync in
+  // synchronous=NORMAL. Read it with TakeCheckpointError.
+  void SetCheckpointHook(int pages);
+  // The first error of a checkpoint run by that hook since the last call
+  // (BUSY is not an error: the checkpoint simply runs later). OK if none.
+  absl::Status TakeCheckpointError();
+  // Keep the WAL as it is when this connection closes (SQLite otherwise
+  // checkpoints into the database file): for a database no longer trusted.
+  void DisableCheckpointOnClose();
+
   int64_t LastInsertRowId() const;
   int Changes() const;
   // False once SQLite has rolled back (or committed) the open transaction.
@@ -122,6 +145,8 @@ class Connection {
   const std::string path_;
   absl::flat_hash_map<const char*, sqlite3_stmt*> cache_;
   std::function<void(absl::string_view)> trace_;
+  int checkpoint_pages_ = 0;
+  int checkpoint_rc_ = 0;  // First failed checkpoint's code, until taken.
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.

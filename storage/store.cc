@@ -4,8 +4,12 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
+#include "storage/integrity.h"
 #include "storage/lease_sql.h"
 #include "storage/mutations.h"
+#include "storage/quarantine.h"
 #include "storage/rules.h"
 #include "storage/schema.h"
 #include "storage/status_macros.h"
@@ -18,30 +22,28 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   std::unique_ptr<Store> store(new Store(std::move(options)));
   const Options& opts = store->options_;
   KANBAN_ASSIGN_OR_RETURN(store->lock_, FileLock::Acquire(opts.path + ".lock"));
-
-  Connection::Options write_options;
-  write_options.vfs = opts.vfs;
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
-                          Connection::Open(opts.path, write_options));
-  KANBAN_RETURN_IF_ERROR(ApplyDurability(*db, opts.durability));
-  KANBAN_RETURN_IF_ERROR(Migrate(*db, opts.clock->Now()).status());
-  KANBAN_ASSIGN_OR_RETURN(store->durability_, ReadDurability(*db));
-  KANBAN_ASSIGN_OR_RETURN(int64_t head, sql::LastEventSeq(*db));
-  store->hub_ = std::make_unique<EventHub>(opts.event_ring, head);
-  KANBAN_ASSIGN_OR_RETURN(int64_t oldest, sql::OldestEventSeq(*db));
-  store->hub_->ForgetBefore(oldest);
-
-  KANBAN_ASSIGN_OR_RETURN(store->readers_,
-                          ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
-  Writer::Options writer_options;
-  writer_options.clock = opts.clock;
-  writer_options.max_batch = opts.max_batch;
-  writer_options.on_commit = [hub = store->hub_.get(),
-                              then = opts.on_commit](std::vector<Event> events) {
-    if (then) then(events);
-    hub->Publish(std::move(events));
-  };
-  store->writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
+  absl::Status opened = store->OpenDatabase();
+  if (opened.code() == absl::StatusCode::kDataLoss) {
+    // Still under the lock: nobody else touches the files while they are
+    // copied.
+    store->writer_.reset();
+    store->readers_.reset();
+    absl::StatusOr<QuarantineSet> set =
+        Quarantine(opts.path, absl::Now(), opts.quarantine_keep);
+    std::string copy =
+        set.ok() ? absl::StrCat("A copy of the damaged files is in ", set->dir,
+                                set->reused ? " (identical to the last copy, not copied again)"
+                                            : "")
+                 : absl::StrCat("Copying the damaged files failed: ",
+                                set.status().message());
+    return absl::DataLossError(absl::StrCat(
+        "database ", opts.path, " is corrupt: ", opened.message(), ". ", copy,
+        ". kanband does not start on a corrupt database. To restore: "
+        "`kanband --db=", opts.path,
+        " --restore-from=BACKUP` (checks the backup first and keeps the damaged file "
+        "aside); to salvage what is readable: `sqlite3 COPY .recover`."));
+  }
+  KANBAN_RETURN_IF_ERROR(opened);
   if (opts.sweep_interval > absl::ZeroDuration()) {
     store->sweeper_ = std::thread([s = store.get()] {
       pthread_setname_np(pthread_self(), "kanban-sweeper");
@@ -49,6 +51,39 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
     });
   }
   return store;
+}
+
+absl::Status Store::OpenDatabase() {
+  const Options& opts = options_;
+  Connection::Options write_options;
+  write_options.vfs = opts.vfs;
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
+                          Connection::Open(opts.path, write_options));
+  if (opts.check_at_open) KANBAN_RETURN_IF_ERROR(QuickCheck(*db));
+  KANBAN_RETURN_IF_ERROR(ApplyDurability(*db, opts.durability));
+  KANBAN_RETURN_IF_ERROR(Migrate(*db, opts.clock->Now()).status());
+  KANBAN_ASSIGN_OR_RETURN(durability_, ReadDurability(*db));
+  // Same checkpoints as SQLite's own, but a failed one is seen (after the
+  // pragmas were read back: SQLite reports 0 for a hook of the caller's).
+  db->SetCheckpointHook(durability_.wal_autocheckpoint);
+  KANBAN_ASSIGN_OR_RETURN(int64_t head, sql::LastEventSeq(*db));
+  hub_ = std::make_unique<EventHub>(opts.event_ring, head);
+  KANBAN_ASSIGN_OR_RETURN(int64_t oldest, sql::OldestEventSeq(*db));
+  hub_->ForgetBefore(oldest);
+
+  KANBAN_ASSIGN_OR_RETURN(readers_,
+                          ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
+  Writer::Options writer_options;
+  writer_options.clock = opts.clock;
+  writer_options.max_batch = opts.max_batch;
+  writer_options.on_fenced = opts.on_fenced;
+  writer_options.on_commit = [hub = hub_.get(),
+                              then = opts.on_commit](std::vector<Event> events) {
+    if (then) then(events);
+    hub->Publish(std::move(events));
+  };
+  writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
+  return absl::OkStatus();
 }
 
 Store::~Store() { Close(); }
@@ -84,12 +119,18 @@ void Store::Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T>
 
 template <typename T>
 void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> done) {
-  readers_->Submit([query = std::move(query), done = std::move(done)](Connection* db) {
+  readers_->Submit([this, query = std::move(query), done = std::move(done)](Connection* db) {
     if (db == nullptr) {
       done(absl::UnavailableError("store is closed"));
       return;
     }
-    done(query(*db));
+    absl::StatusOr<T> result = query(*db);
+    // Corruption seen by a reader ends writing as it would on the writer:
+    // writing on into a damaged file would spread the damage.
+    if (result.status().code() == absl::StatusCode::kDataLoss) {
+      writer_->Fence(result.status());
+    }
+    done(std::move(result));
   });
 }
 

@@ -55,12 +55,24 @@ class Store {
     // the newest event_retention_count, are deleted. Default: 7 days, 10M.
     absl::Duration event_retention = absl::Hours(24 * 7);
     int64_t event_retention_count = 10000000;
+    // Called once if writing stops for good (a failed fsync, or corruption
+    // seen by any connection; see Writer), with the status writes now get.
+    // Must not block. Default: none.
+    std::function<void(const absl::Status&)> on_fenced;
+    // Run `PRAGMA quick_check` at open (reads the whole file once; reports
+    // at most 20 problems). Default: on.
+    bool check_at_open = true;
+    // Quarantine sets kept when the database is found corrupt at open (see
+    // storage/quarantine.h). Default: 3.
+    int quarantine_keep = 3;
   };
 
   // Locks "<path>.lock" (FAILED_PRECONDITION if another Store or process
-  // holds it), opens (creating if needed) the database, applies the
-  // durability settings, migrates the schema, and starts the writer and
-  // readers.
+  // holds it), opens (creating if needed) the database, checks it
+  // (quick_check), applies the durability settings, migrates the schema,
+  // and starts the writer and readers. A database found corrupt (by the
+  // check or any step) is copied into a quarantine set first and DATA_LOSS
+  // is returned, naming what was found, the copy, and how to restore.
   static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
   ~Store();  // Closes.
 
@@ -109,12 +121,17 @@ class Store {
   const std::string& path() const { return options_.path; }
   // The clock leases and timestamps follow. Not owned.
   Clock* clock() const { return options_.clock; }
+  // OK while writes are accepted; otherwise the UNAVAILABLE status every
+  // write now gets (after a failed fsync or corruption): restart to recover.
+  absl::Status write_failure() const { return writer_->failure(); }
   // Batches and mutations committed so far (group commit at work).
   int64_t writer_batches() const { return writer_->batches(); }
   int64_t writer_mutations() const { return writer_->mutations(); }
 
  private:
   explicit Store(Options options) : options_(std::move(options)) {}
+  // Open's steps on the database file, up to the writer and readers.
+  absl::Status OpenDatabase();
 
   template <typename T>
   void Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done);

@@ -25,14 +25,51 @@ Writer::Writer(std::unique_ptr<Connection> db, Options options)
 Writer::~Writer() { Close(); }
 
 void Writer::Submit(Apply apply, Finish finish) {
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (!closing_) {
+    if (closing_) {
+      refused = absl::UnavailableError("store is closed");
+    } else if (!failure_.ok()) {
+      refused = failure_;
+    } else {
       queue_.push_back(Job{std::move(apply), std::move(finish)});
       return;
     }
   }
-  finish(absl::UnavailableError("store is closed"));
+  finish(std::move(refused));
+}
+
+void Writer::Fence(const absl::Status& cause) {
+  absl::Status failure;
+  if (cause.code() == absl::StatusCode::kDataLoss) {
+    failure = absl::UnavailableError(absl::StrCat(
+        "writes stopped: the database is corrupt (", cause.message(),
+        "); reads of healthy data still work. Run `kanbanctl db check`, then restart "
+        "kanband with `--restore-from` a good backup"));
+  } else {
+    failure = absl::UnavailableError(absl::StrCat(
+        "writes stopped after a failed fsync (", cause.message(),
+        "): what was written since the last good sync may not be on disk. "
+        "Restart kanband; reads still work until then"));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    if (!failure_.ok()) return;
+    failure_ = failure;
+  }
+  if (options_.on_fenced) options_.on_fenced(failure);
+}
+
+absl::Status Writer::failure() const {
+  absl::MutexLock lock(&mu_);
+  return failure_;
+}
+
+void Writer::FenceIfFatal(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kDataLoss || IsSyncFailure(status)) {
+    Fence(status);
+  }
 }
 
 void Writer::Close() {
@@ -42,6 +79,9 @@ void Writer::Close() {
     closing_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  // A fenced database is left exactly as it is: no checkpoint of pages that
+  // may not be what was written.
+  if (db_ != nullptr && !failure().ok()) db_->DisableCheckpointOnClose();
   db_.reset();
   {
     absl::MutexLock lock(&answer_mu_);
@@ -82,6 +122,7 @@ void Writer::Run() {
   std::vector<Job> batch;
   while (true) {
     batch.clear();
+    absl::Status refused;
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
@@ -90,16 +131,35 @@ void Writer::Run() {
           },
           this));
       if (queue_.empty()) return;  // Closing and drained.
-      size_t n = std::min(queue_.size(), static_cast<size_t>(options_.max_batch));
+      // Fenced: whatever was queued is refused, not applied.
+      size_t n = !failure_.ok()
+                     ? queue_.size()
+                     : std::min(queue_.size(), static_cast<size_t>(options_.max_batch));
       for (size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
-      ++batches_;
-      mutations_ += static_cast<int64_t>(n);
+      refused = failure_;
+      if (refused.ok()) {
+        ++batches_;
+        mutations_ += static_cast<int64_t>(n);
+      }
     }
-    ApplyBatch(batch);
+    if (refused.ok()) {
+      ApplyBatch(batch);
+    } else {
+      RefuseAll(batch, refused);
+    }
   }
+}
+
+void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {
+  std::vector<Finish> finishes;
+  for (Job& job : jobs) finishes.push_back(std::move(job.finish));
+  absl::MutexLock lock(&answer_mu_);
+  answers_.push_back([finishes = std::move(finishes), status]() mutable {
+    for (Finish& finish : finishes) finish(status);
+  });
 }
 
 void Writer::ApplyBatch(std::vector<Job>& batch) {
@@ -137,6 +197,11 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   }
   if (batch_status.ok()) batch_status = txn->Commit();
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
+  FenceIfFatal(batch_status);
+  for (const absl::Status& result : results) FenceIfFatal(result);
+  // A checkpoint that failed to sync, in NORMAL mode the only sync there
+  // is: this batch is committed (in the WAL), but nothing after it may be.
+  FenceIfFatal(db_->TakeCheckpointError());
 
   // Publish first: by the time a caller hears "done", watchers have the
   // events too.

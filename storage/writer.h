@@ -4,6 +4,13 @@
 // FULL mode), publishes the batch's events, and hands the answers to a
 // second thread, which calls each caller back. Answering (for gRPC: sending
 // the response) then overlaps the next batch instead of delaying it.
+//
+// Some failures end writing for good (the writer is "fenced"): a failed
+// fsync, after which neither the page cache nor the file can be trusted
+// (PostgreSQL's fsync lesson: retrying the sync would "succeed" and
+// acknowledge writes the kernel already dropped), and corruption. Every
+// later write is refused with UNAVAILABLE; reads go on; a restart is the
+// way out. Busy/locked and other transient I/O errors only fail their batch.
 #ifndef KANBAN_STORAGE_WRITER_H_
 #define KANBAN_STORAGE_WRITER_H_
 
@@ -54,6 +61,9 @@ class Writer {
     // Called on the writer thread after each commit that wrote events, with
     // those events in seq order. Must not block. Default: none.
     std::function<void(std::vector<Event>)> on_commit;
+    // Called once, when the writer is fenced, with the reason (the status
+    // later writes get). Must not block or call back into the writer.
+    std::function<void(const absl::Status&)> on_fenced;
   };
 
   // Runs on the writer thread inside the batch's transaction and a savepoint
@@ -77,6 +87,12 @@ class Writer {
   // connection. Idempotent. Thread-safe; must not be called from `finish`.
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Stops all writing from now on because of `cause` (a failed fsync, or
+  // corruption seen by any connection). The first call wins. Thread-safe.
+  void Fence(const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
+  // OK while writes are accepted; else the status they are refused with.
+  absl::Status failure() const ABSL_LOCKS_EXCLUDED(mu_);
+
   // Totals since start, for tests and metrics. Thread-safe.
   int64_t batches() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t mutations() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -89,6 +105,12 @@ class Writer {
 
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void ApplyBatch(std::vector<Job>& batch);
+  // Answers every job with `status` (on the answering thread).
+  void RefuseAll(std::vector<Job>& jobs, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(answer_mu_);
+  // Fences the writer when `status` (of a statement, commit or checkpoint)
+  // is one that ends writing.
+  void FenceIfFatal(const absl::Status& status);
   void Answer() ABSL_LOCKS_EXCLUDED(answer_mu_);
 
   // Constant after construction; used only on the writer thread.
@@ -99,6 +121,7 @@ class Writer {
   mutable absl::Mutex mu_;
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);
   int64_t batches_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t mutations_ ABSL_GUARDED_BY(mu_) = 0;
 

@@ -29,7 +29,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kanban/v1/kanban.grpc.pb.h"
-#include "tests/bench/kanband_child.h"
+#include "client/bench/kanband_child.h"
 
 namespace kanban::bench {
 namespace {

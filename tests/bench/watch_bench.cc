@@ -44,7 +44,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
-#include "tests/bench/kanband_child.h"
+#include "client/bench/kanband_child.h"
 
 namespace kanban::bench {
 namespace {

@@ -1,7 +1,7 @@
 // A kanband started by a benchmark on a fresh database in its own directory,
 // stopped (SIGTERM) and cleaned up when the object goes away.
-#ifndef KANBAN_TESTS_BENCH_KANBAND_CHILD_H_
-#define KANBAN_TESTS_BENCH_KANBAND_CHILD_H_
+#ifndef KANBAN_CLIENT_BENCH_KANBAND_CHILD_H_
+#define KANBAN_CLIENT_BENCH_KANBAND_CHILD_H_
 
 #include <sys/types.h>
 
@@ -32,4 +32,4 @@ class KanbandChild {
 
 }  // namespace kanban::bench
 
-#endif  // KANBAN_TESTS_BENCH_KANBAND_CHILD_H_
+#endif  // KANBAN_CLIENT_BENCH_KANBAND_CHILD_H_

@@ -1,4 +1,4 @@
-#include "tests/bench/kanband_child.h"
+#include "client/bench/kanband_child.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -37,6 +37,9 @@ KanbandChild::KanbandChild(const std::string& kanband, const std::string& parent
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
+  // Not our stdout: a caller reading it through a pipe would otherwise wait
+  // for kanband too.
+  posix_spawn_file_actions_adddup2(&actions, 2, 1);
   const int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
@@ -51,6 +54,8 @@ KanbandChild::KanbandChild(const std::string& kanband, const std::string& parent
   }
   if (address_.empty()) {
     std::fprintf(stderr, "kanband did not start; see %s\n", log.c_str());
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
     std::exit(1);
   }
 }

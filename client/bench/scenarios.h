@@ -1,0 +1,83 @@
+// The unary scenarios (create, get, list, claim-complete, heartbeat, health)
+// and what they share: the target server's channels and stubs, and the
+// setup helpers (board, prefilled tasks).
+#ifndef KANBAN_CLIENT_BENCH_SCENARIOS_H_
+#define KANBAN_CLIENT_BENCH_SCENARIOS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/bench/driver.h"
+#include "client/bench/options.h"
+#include "client/bench/report.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "kanban/v1/kanban.grpc.pb.h"
+
+namespace kanban::bench {
+
+// The label every task the bench creates carries, and every claim asks for.
+inline constexpr char kBenchLabel[] = "kanban-bench";
+
+// One server, reached over `options.connections` HTTP/2 connections; loop
+// i uses connection i % connections. Thread-safe after Connect.
+class Target {
+ public:
+  Target(const std::string& address, const Options& options);
+
+  // Waits (up to 15 s) until every connection is up. UNAVAILABLE if not.
+  absl::Status Connect();
+
+  v1::KanbanService::Stub* kanban(int loop) const;
+  v1::HeartbeatService::Stub* heartbeat(int loop) const;
+  grpc::health::v1::Health::Stub* health(int loop) const;
+  const std::string& address() const { return address_; }
+  // Sets the per-call deadline (--timeout) on `ctx`.
+  void SetDeadline(grpc::ClientContext* ctx) const;
+
+ private:
+  const std::string address_;
+  const absl::Duration timeout_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<v1::KanbanService::Stub>> kanban_;
+  std::vector<std::unique_ptr<v1::HeartbeatService::Stub>> heartbeat_;
+  std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health_;
+};
+
+// Creates `board` unless it exists (or is "default").
+absl::Status EnsureBoard(const Target& target, const std::string& board);
+
+// The server's "synchronous" as read back from its database (FULL, NORMAL),
+// or an error.
+absl::StatusOr<std::string> ServerSynchronous(const Target& target);
+
+// The CreateTask request the bench sends: on `options.board`, with the
+// bench label and a body of `options.payload` bytes.
+v1::CreateTaskRequest BenchTaskRequest(const Options& options, int64_t seq);
+
+// A unary scenario: Prepare once, then Start from many loops at once.
+class UnaryScenario {
+ public:
+  virtual ~UnaryScenario() = default;
+  // Sets up what the calls need (tasks, leases); an error means the run
+  // cannot start.
+  virtual absl::Status Prepare() { return absl::OkStatus(); }
+  // Starts one call (or cycle); see StartFn. Thread-safe.
+  virtual void Start(int loop, int64_t seq, Done done) = 0;
+  // Figures beyond ghz's, and problems, once the run is over.
+  virtual void Finish(const Summary& summary, Result* result) {}
+};
+
+// The scenario named `name` (not watch or modes), or INVALID_ARGUMENT.
+// `target` and `options` must outlive it.
+absl::StatusOr<std::unique_ptr<UnaryScenario>> MakeUnaryScenario(const std::string& name,
+                                                                 const Target* target,
+                                                                 const Options& options);
+
+}  // namespace kanban::bench
+
+#endif  // KANBAN_CLIENT_BENCH_SCENARIOS_H_

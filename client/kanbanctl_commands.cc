@@ -7,6 +7,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "client/kanbanctl_db.h"
+#include "client/kanbanctl_health.h"
 #include "client/kanbanctl_print.h"
 #include "client/kanbanctl_requests.h"
 #include "client/kanbanctl_watch.h"
@@ -65,13 +67,16 @@ const FlagSpec kMaxAttempts{"max-attempts", FlagKind::kInt32};
 const FlagSpec kMaxTasks{"max-tasks", FlagKind::kInt32};
 const FlagSpec kNotBefore{"not-before", FlagKind::kString};
 const FlagSpec kOnce{"once", FlagKind::kBool};
+const FlagSpec kOverwrite{"overwrite", FlagKind::kBool};
 const FlagSpec kPageSize{"page-size", FlagKind::kInt32};
 const FlagSpec kPageToken{"page-token", FlagKind::kString};
 const FlagSpec kParent{"parent", FlagKind::kString};
 const FlagSpec kPriority{"priority", FlagKind::kInt32};
+const FlagSpec kQuick{"quick", FlagKind::kBool};
 const FlagSpec kReason{"reason", FlagKind::kString};
 const FlagSpec kResult{"result", FlagKind::kString};
 const FlagSpec kRetry{"retry", FlagKind::kBool};
+const FlagSpec kService{"service", FlagKind::kString};
 const FlagSpec kStatus{"status", FlagKind::kString};
 const FlagSpec kTask{"task", FlagKind::kString};
 const FlagSpec kTitle{"title", FlagKind::kString};
@@ -330,6 +335,16 @@ const std::vector<Command>& Commands() {
        "seq N (0: all retained history); --verbose shows bookmarks on stderr.",
        0, 0, {kBoard, kAfter, kFromNow, kTask, kKind, kBookmarkInterval, kVerbose},
        RunWatch},
+      {"health", "[--service NAME]",
+       "Ask grpc.health.v1.Health/Check; prints SERVING, NOT_SERVING, UNKNOWN or "
+       "SERVICE_UNKNOWN. Exit 0 only for SERVING, 1 otherwise, 3 when the server "
+       "did not answer (unreachable or --timeout passed).",
+       0, 0, {kService}, RunHealth},
+      {"db", "backup PATH [--overwrite] | check [--quick]",
+       "backup: copy the database to PATH on the server's machine while it "
+       "serves (made absolute here), with progress. check: run integrity_check "
+       "(--quick: quick_check); exit 1 when it finds problems.",
+       1, 2, {kOverwrite, kQuick}, RunDb},
       {"help", "[COMMAND]", "Show this help, or one command's usage.", 0, 1, {},
        RunHelp},
   };

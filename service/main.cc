@@ -20,6 +20,7 @@
 #include "service/log.h"
 #include "service/server.h"
 #include "storage/durability.h"
+#include "storage/restore.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7300",
           "host:port to serve gRPC on; port 0 picks a free port");
@@ -47,6 +48,9 @@ ABSL_FLAG(bool, check_at_open, true,
           "run PRAGMA quick_check on the database before serving (reads it once)");
 ABSL_FLAG(int, quarantine_keep, 3,
           "copies of a database found corrupt at start to keep (<db>.corrupt-<time>)");
+ABSL_FLAG(std::string, restore_from, "",
+          "restore the database (--db) from this backup, then exit: the backup is "
+          "checked first and the replaced files are kept in <db>.before-restore-<time>");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long calls in flight may take before they are cancelled");
 
@@ -132,6 +136,21 @@ int main(int argc, char** argv) {
                             error.message()));
       return kExitConfig;
     }
+  }
+
+  if (const std::string backup = absl::GetFlag(FLAGS_restore_from); !backup.empty()) {
+    absl::StatusOr<std::string> aside =
+        kanban::storage::RestoreFromBackup(backup, db_path, absl::Now());
+    if (!aside.ok()) {
+      LogError(absl::StrCat("restore: ", aside.status().ToString(), "; nothing was changed"));
+      return aside.status().code() == absl::StatusCode::kFailedPrecondition ? kExitFailure
+                                                                           : kExitConfig;
+    }
+    LogInfo(absl::StrCat("restored ", db_path, " from ", backup,
+                         aside->empty() ? std::string(" (there was no database before)")
+                                        : absl::StrCat("; the files it replaced are in ",
+                                                       *aside)));
+    return 0;
   }
 
   kanban::service::Server::Options options;

@@ -39,6 +39,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       server->store_.get(), server->waiters_.get(), server->watchers_.get(),
       options.watch_stall_timeout);
   server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
+  server->admin_ = std::make_unique<AdminServiceImpl>(server->store_.get());
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -50,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   builder.RegisterService(server->kanban_.get());
   builder.RegisterService(server->heartbeat_.get());
   builder.RegisterService(server->health_.get());
+  builder.RegisterService(server->admin_.get());
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->port_ == 0) {
     server->store_->Close();

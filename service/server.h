@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "service/claim_waiters.h"
+#include "service/admin_service.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
 #include "service/kanban_service.h"
@@ -52,6 +53,7 @@ class Server {
   std::unique_ptr<KanbanServiceImpl> kanban_;
   std::unique_ptr<HeartbeatServiceImpl> heartbeat_;
   std::unique_ptr<HealthServiceImpl> health_;
+  std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;
   absl::Mutex shutdown_mu_;

@@ -335,3 +335,86 @@ void Store::ReadEvents(int64_t after_seq, int limit, Done<std::vector<Event>> do
 }
 
 }  // namespace kanban::storage
+
+namespace kanban::storage {
+
+struct Store::BackupJob {
+  BackupRequest request;
+  std::function<bool(const BackupProgress&)> progress;
+  Done<BackupResult> done;
+  std::unique_ptr<BackupCopy> copy;  // Made, stepped and dropped on the writer thread.
+  bool complete = false;
+};
+
+void Store::Backup(BackupRequest request,
+                   std::function<bool(const BackupProgress&)> progress,
+                   Done<BackupResult> done) {
+  if (absl::Status s = ValidateBackupPath(request.path, request.overwrite, options_.path);
+      !s.ok()) {
+    return done(s);
+  }
+  if (request.pages_per_step <= 0) {
+    return done(absl::InvalidArgumentError("pages_per_step: must be positive"));
+  }
+  if (backup_running_.exchange(true)) {
+    return done(absl::AbortedError("backup: another backup is running; try again later"));
+  }
+  auto job = std::make_shared<BackupJob>();
+  job->request = std::move(request);
+  job->progress = std::move(progress);
+  job->done = std::move(done);
+  StepBackup(std::move(job));
+}
+
+void Store::StepBackup(std::shared_ptr<BackupJob> job) {
+  writer_->SubmitAlone(
+      [this, job](Connection& db) -> absl::Status {
+        if (job->copy == nullptr) {
+          KANBAN_ASSIGN_OR_RETURN(job->copy, BackupCopy::Start(db, job->request.path));
+        }
+        absl::StatusOr<bool> complete = job->copy->Step(job->request.pages_per_step);
+        if (!complete.ok()) {
+          job->copy.reset();
+          return complete.status();
+        }
+        if (!job->progress(job->copy->progress())) {
+          job->copy.reset();
+          return absl::CancelledError("backup: cancelled");
+        }
+        job->complete = *complete;
+        // Other writes run before the next step.
+        if (!job->complete) StepBackup(job);
+        return absl::OkStatus();
+      },
+      [this, job](absl::Status status) {
+        if (!status.ok()) return EndBackup(job, std::move(status));
+        if (!job->complete) return;  // The next step is queued.
+        // Checking and syncing the copy need no writer: do it on a reader
+        // thread, so that neither writes nor answers wait for it.
+        readers_->Submit([this, job](Connection*) { EndBackup(job, job->copy->Finish()); });
+      });
+}
+
+void Store::EndBackup(const std::shared_ptr<BackupJob>& job,
+                      absl::StatusOr<BackupResult> result) {
+  job->copy.reset();
+  backup_running_ = false;
+  job->done(std::move(result));
+}
+
+void Store::CheckIntegrity(bool quick, int max_problems,
+                           Done<std::vector<std::string>> done) {
+  Read<std::vector<std::string>>(
+      [this, quick, max_problems](Connection& db) -> absl::StatusOr<std::vector<std::string>> {
+        KANBAN_ASSIGN_OR_RETURN(std::vector<std::string> problems,
+                                FindProblems(db, !quick, max_problems));
+        if (!problems.empty()) {
+          writer_->Fence(absl::DataLossError(absl::StrCat(
+              quick ? "quick_check" : "integrity_check", " found: ", problems.front())));
+        }
+        return problems;
+      },
+      std::move(done));
+}
+
+}  // namespace kanban::storage

@@ -8,6 +8,7 @@
 #ifndef KANBAN_STORAGE_STORE_H_
 #define KANBAN_STORAGE_STORE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -18,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "storage/backup.h"
 #include "storage/clock.h"
 #include "storage/durability.h"
 #include "storage/event_hub.h"
@@ -113,6 +115,23 @@ class Store {
   // The oldest event seq still kept (see sql::OldestEventSeq).
   void OldestEventSeq(Done<int64_t> done);
 
+  // ---- Administration. ----
+  struct BackupRequest {
+    std::string path;          // See ValidateBackupPath.
+    bool overwrite = false;
+    int pages_per_step = 256;  // Writes wait at most one step.
+  };
+  // Copies the database to request.path while it keeps serving (see
+  // storage/backup.h). `progress` runs on the writer thread after each step,
+  // must not block, and may return false to cancel (CANCELLED). ABORTED
+  // while another backup runs.
+  void Backup(BackupRequest request, std::function<bool(const BackupProgress&)> progress,
+              Done<BackupResult> done);
+  // integrity_check (quick_check when `quick`) on a reader connection: the
+  // problems found, empty when none. Problems are corruption: they stop
+  // writes as any corruption does.
+  void CheckIntegrity(bool quick, int max_problems, Done<std::vector<std::string>> done);
+
   // The committed tail of the event log. Never null; owned by the Store.
   EventHub* events() { return hub_.get(); }
 
@@ -132,6 +151,11 @@ class Store {
   explicit Store(Options options) : options_(std::move(options)) {}
   // Open's steps on the database file, up to the writer and readers.
   absl::Status OpenDatabase();
+
+  struct BackupJob;
+  void StepBackup(std::shared_ptr<BackupJob> job);
+  void EndBackup(const std::shared_ptr<BackupJob>& job, absl::StatusOr<BackupResult> result);
+  std::atomic<bool> backup_running_{false};
 
   template <typename T>
   void Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done);

@@ -25,6 +25,14 @@ Writer::Writer(std::unique_ptr<Connection> db, Options options)
 Writer::~Writer() { Close(); }
 
 void Writer::Submit(Apply apply, Finish finish) {
+  Enqueue(Job{std::move(apply), nullptr, std::move(finish)});
+}
+
+void Writer::SubmitAlone(Alone alone, Finish finish) {
+  Enqueue(Job{nullptr, std::move(alone), std::move(finish)});
+}
+
+void Writer::Enqueue(Job job) {
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
@@ -33,11 +41,11 @@ void Writer::Submit(Apply apply, Finish finish) {
     } else if (!failure_.ok()) {
       refused = failure_;
     } else {
-      queue_.push_back(Job{std::move(apply), std::move(finish)});
+      queue_.push_back(std::move(job));
       return;
     }
   }
-  finish(std::move(refused));
+  job.finish(std::move(refused));
 }
 
 void Writer::Fence(const absl::Status& cause) {
@@ -131,26 +139,41 @@ void Writer::Run() {
           },
           this));
       if (queue_.empty()) return;  // Closing and drained.
-      // Fenced: whatever was queued is refused, not applied.
+      // Fenced: whatever was queued is refused, not applied. Otherwise a
+      // batch of mutations up to the next Alone job, or that job by itself.
       size_t n = !failure_.ok()
                      ? queue_.size()
                      : std::min(queue_.size(), static_cast<size_t>(options_.max_batch));
       for (size_t i = 0; i < n; ++i) {
+        bool alone = queue_.front().alone != nullptr;
+        if (alone && !batch.empty() && failure_.ok()) break;
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
+        if (alone && failure_.ok()) break;
       }
       refused = failure_;
-      if (refused.ok()) {
+      if (refused.ok() && batch.front().apply != nullptr) {
         ++batches_;
-        mutations_ += static_cast<int64_t>(n);
+        mutations_ += static_cast<int64_t>(batch.size());
       }
     }
-    if (refused.ok()) {
-      ApplyBatch(batch);
-    } else {
+    if (!refused.ok()) {
       RefuseAll(batch, refused);
+    } else if (batch.front().alone != nullptr) {
+      RunAlone(batch.front());
+    } else {
+      ApplyBatch(batch);
     }
   }
+}
+
+void Writer::RunAlone(Job& job) {
+  absl::Status status = job.alone(*db_);
+  FenceIfFatal(status);
+  absl::MutexLock lock(&answer_mu_);
+  answers_.push_back([finish = std::move(job.finish), status]() mutable {
+    finish(std::move(status));
+  });
 }
 
 void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {

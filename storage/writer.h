@@ -83,6 +83,12 @@ class Writer {
   // with UNAVAILABLE.
   void Submit(Apply apply, Finish finish) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Runs on the writer thread between two batches, outside any transaction
+  // (for work that must see only committed pages, such as a backup step).
+  using Alone = std::function<absl::Status(Connection&)>;
+  // Queues `alone` behind what is queued now; `finish` as for Submit.
+  void SubmitAlone(Alone alone, Finish finish) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Applies everything already queued, then stops the thread and closes the
   // connection. Idempotent. Thread-safe; must not be called from `finish`.
   void Close() ABSL_LOCKS_EXCLUDED(mu_);
@@ -99,12 +105,15 @@ class Writer {
 
  private:
   struct Job {
-    Apply apply;
+    Apply apply;  // Empty for an Alone job.
+    Alone alone;
     Finish finish;
   };
+  void Enqueue(Job job) ABSL_LOCKS_EXCLUDED(mu_);
 
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void ApplyBatch(std::vector<Job>& batch);
+  void RunAlone(Job& job) ABSL_LOCKS_EXCLUDED(answer_mu_);
   // Answers every job with `status` (on the answering thread).
   void RefuseAll(std::vector<Job>& jobs, const absl::Status& status)
       ABSL_LOCKS_EXCLUDED(answer_mu_);

@@ -123,7 +123,9 @@ TEST(CorruptionTest, OpenRefusesACorruptFileQuarantinesItOnceAndLeavesItAlone) {
     EXPECT_THAT(store.status().message(), HasSubstr("quick_check found"));
     EXPECT_THAT(store.status().message(), HasSubstr(".corrupt-"));
     EXPECT_THAT(store.status().message(), HasSubstr("--restore-from"));
-    if (attempt > 0) EXPECT_THAT(store.status().message(), HasSubstr("not copied again"));
+    if (attempt > 0) {
+      EXPECT_THAT(store.status().message(), HasSubstr("not copied again"));
+    }
   }
   std::vector<std::string> sets = ListQuarantineSets(db);
   ASSERT_THAT(sets, SizeIs(1));

@@ -1,0 +1,48 @@
+"""Python client for the kanban task board.
+
+Thin helpers over the generated gRPC stubs:
+
+    import kanban
+    from kanban.v1 import kanban_pb2 as pb
+
+    with kanban.connect("127.0.0.1:7300") as client:
+        task = client.kanban.CreateTask(pb.CreateTaskRequest(title="hello"))
+
+- connect(): a channel plus KanbanService, HeartbeatService and Health stubs.
+- Worker: claims tasks, runs a handler on each under a heartbeated lease,
+  completes or fails them by the handler's outcome.
+- Watcher: iterates over the event feed and resumes exactly after dropped
+  streams and server restarts.
+
+The stubs (kanban.v1.kanban_pb2, kanban.v1.kanban_pb2_grpc,
+grpc_health.v1.health_pb2, ...) are generated at build time into a directory
+of their own, which must be on sys.path next to this package.
+"""
+
+import pkgutil
+
+# The generated stubs live in <gen>/kanban/v1/, outside this directory, but
+# share the top-level name "kanban". Extending __path__ over sys.path makes
+# "kanban.v1" resolve there.
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+try:
+    from kanban.v1 import kanban_pb2 as _check  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the setup
+    raise ImportError(
+        "kanban: generated stubs not found; build the kanban_python target "
+        "(cmake --build BUILD --target kanban_python) and put BUILD/python on "
+        "PYTHONPATH: " + str(error)) from error
+
+from kanban.client import Client, connect, DEFAULT_ADDRESS  # noqa: E402
+from kanban.watcher import Watcher, WatchOrderError, oldest_seq  # noqa: E402
+from kanban.worker import (  # noqa: E402
+    PermanentError, Release, TaskContext, Worker, WorkerEvent,
+    default_worker_id)
+
+__all__ = [
+    "Client", "connect", "DEFAULT_ADDRESS",
+    "Watcher", "WatchOrderError", "oldest_seq",
+    "Worker", "WorkerEvent", "TaskContext", "Release", "PermanentError",
+    "default_worker_id",
+]

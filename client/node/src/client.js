@@ -1,0 +1,166 @@
+'use strict';
+// Connects to a kanband: loads the repo's .proto files at runtime and wraps
+// KanbanService, HeartbeatService and grpc.health.v1.Health in promise-
+// returning methods.
+//
+// How messages look in JavaScript (proto-loader options, fixed here):
+//   keepCase: false  fields are lowerCamelCase: taskId, afterSeq, bookmarkSeq.
+//   enums: String    statuses are names: 'READY', 'DONE', 'LOST'.
+//   longs: Number    int64 fields (seq, version, Comment.id, seconds) are JS
+//                    numbers: exact up to 2^53-1, which a seq or version
+//                    never reaches in practice.
+//   defaults: true   unset scalars read as 0 / '' / [], so `task.result` is
+//                    always a string; unset messages read as null.
+//   oneofs: true     WatchEventsRequest.start names the field that is set.
+
+const path = require('node:path');
+const grpc = require('@grpc/grpc-js');
+const protoLoader = require('@grpc/proto-loader');
+
+// The repository's proto/ folder: the one contract every client shares.
+const DEFAULT_PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'proto');
+
+const LOADER_OPTIONS = Object.freeze({
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
+
+const packageCache = new Map();
+
+// The loaded gRPC package object for `protoRoot` (cached per root).
+function loadPackage(protoRoot = DEFAULT_PROTO_ROOT) {
+  let pkg = packageCache.get(protoRoot);
+  if (!pkg) {
+    const definition = protoLoader.loadSync(
+      ['kanban/v1/kanban.proto', 'grpc/health/v1/health.proto'],
+      { ...LOADER_OPTIONS, includeDirs: [protoRoot] });
+    pkg = grpc.loadPackageDefinition(definition);
+    packageCache.set(protoRoot, pkg);
+  }
+  return pkg;
+}
+
+// {seconds, nanos} for a google.protobuf.Duration of `ms` milliseconds.
+function durationFromMs(ms) {
+  const whole = Math.floor(ms / 1000);
+  return { seconds: whole, nanos: Math.round((ms - whole * 1000) * 1e6) };
+}
+
+// Milliseconds in a google.protobuf.Duration (0 when unset).
+function durationToMs(d) {
+  if (!d) return 0;
+  return Number(d.seconds) * 1000 + Math.floor(Number(d.nanos) / 1e6);
+}
+
+// A Date for a google.protobuf.Timestamp, or null when unset.
+function timestampToDate(t) {
+  if (!t) return null;
+  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1e6));
+}
+
+// Turns each unary method of `stub` into `name(request, options) -> Promise`.
+// options: timeoutMs (deadline; default none), signal (an AbortSignal that
+// cancels the call: it then rejects with CANCELLED), metadata (grpc.Metadata).
+// Rejections are grpc-js ServiceErrors: `code` is the gRPC status code
+// (grpc.status.*), `details` the server's message, `metadata` the trailers.
+function promisify(stub, service) {
+  const api = {};
+  for (const [name, method] of Object.entries(service)) {
+    if (method.requestStream || method.responseStream) continue;
+    const camel = name[0].toLowerCase() + name.slice(1);
+    api[camel] = (request = {}, options = {}) => unary(stub, camel, request, options);
+  }
+  return api;
+}
+
+function unary(stub, method, request, { timeoutMs, signal, metadata } = {}) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(cancelledError(`${method} not started: aborted`));
+      return;
+    }
+    const callOptions = {};
+    if (timeoutMs !== undefined && timeoutMs !== null) {
+      callOptions.deadline = new Date(Date.now() + Math.max(1, timeoutMs));
+    }
+    let onAbort = null;
+    const call = stub[method](request, metadata || new grpc.Metadata(), callOptions,
+      (err, response) => {
+        if (onAbort) signal.removeEventListener('abort', onAbort);
+        if (err) reject(err); else resolve(response);
+      });
+    if (signal) {
+      onAbort = () => call.cancel();
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+  });
+}
+
+// An Error shaped like a grpc-js ServiceError with code CANCELLED.
+function cancelledError(message) {
+  const err = new Error(`${grpc.status.CANCELLED} CANCELLED: ${message}`);
+  err.code = grpc.status.CANCELLED;
+  err.details = message;
+  err.metadata = new grpc.Metadata();
+  return err;
+}
+
+// Channel options applied unless the caller overrides them. gRPC's own
+// reconnect backoff grows to two minutes by default, which would add to the
+// watcher's and worker's retry delays after a server restart.
+const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 2000,
+});
+
+// Connects to the kanband at `address` ("host:port"). Returns:
+//   kanban     promise methods of KanbanService (createTask, getTask, moveTask,
+//              claimTask, ...), named lowerCamelCase;
+//   heartbeat  promise methods of HeartbeatService (heartbeat, listWorkers);
+//   health     promise methods of grpc.health.v1.Health (check);
+//   stubs      the raw grpc-js clients { kanban, heartbeat, health }, e.g.
+//              for stubs.kanban.watchEvents(request) (a readable stream);
+//   waitForReady(timeoutMs) resolves once the channel is connected;
+//   close()    closes the shared channel.
+// options: credentials (default insecure), channelOptions, protoRoot.
+// The three stubs share one channel; nothing connects until the first call.
+function connect(address, options = {}) {
+  const pkg = loadPackage(options.protoRoot);
+  const credentials = options.credentials || grpc.credentials.createInsecure();
+  const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...(options.channelOptions || {}) };
+  const v1 = pkg.kanban.v1;
+  const kanbanStub = new v1.KanbanService(address, credentials, channelOptions);
+  const shared = { ...channelOptions, channelOverride: kanbanStub.getChannel() };
+  const heartbeatStub = new v1.HeartbeatService(address, credentials, shared);
+  const healthStub = new pkg.grpc.health.v1.Health(address, credentials, shared);
+  return {
+    address,
+    kanban: promisify(kanbanStub, v1.KanbanService.service),
+    heartbeat: promisify(heartbeatStub, v1.HeartbeatService.service),
+    health: promisify(healthStub, pkg.grpc.health.v1.Health.service),
+    stubs: { kanban: kanbanStub, heartbeat: heartbeatStub, health: healthStub },
+    waitForReady(timeoutMs = 10000) {
+      return new Promise((resolve, reject) => {
+        kanbanStub.waitForReady(new Date(Date.now() + timeoutMs),
+          (err) => (err ? reject(err) : resolve()));
+      });
+    },
+    close() {
+      kanbanStub.close();
+    },
+  };
+}
+
+module.exports = {
+  DEFAULT_PROTO_ROOT,
+  LOADER_OPTIONS,
+  loadPackage,
+  connect,
+  durationFromMs,
+  durationToMs,
+  timestampToDate,
+  cancelledError,
+};

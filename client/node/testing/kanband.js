@@ -1,0 +1,152 @@
+'use strict';
+// Test support (kept out of test/, where `node --test` would run it as a
+// test file): starts a real kanband, runs the examples as child processes,
+// and waits for conditions.
+
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const EXAMPLES = path.resolve(__dirname, '..', 'examples');
+
+// The kanband binary under test; a missing KANBAND fails loudly instead of
+// skipping, so a misconfigured run cannot pass.
+function kanbandPath() {
+  const bin = process.env.KANBAND;
+  if (!bin) throw new Error('set KANBAND to the path of a kanband binary (ctest does this)');
+  if (!fs.existsSync(bin)) throw new Error(`KANBAND=${bin} does not exist`);
+  return bin;
+}
+
+// A fresh temporary directory, removed when the test ends.
+function tempDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kanban-node-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+// Resolves once `condition()` returns a truthy value (which it returns);
+// rejects with `what` after `timeoutMs`. For conditions nothing signals.
+async function waitUntil(condition, { timeoutMs = 20000, intervalMs = 20, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+// Starts kanband on 127.0.0.1:`port` (0: any free port) with its database in
+// `dir`, and resolves once it serves (its --port_file is written). The
+// result's stop() sends SIGTERM and resolves with the exit code.
+async function startKanband(dir, { port = 0, args = [] } = {}) {
+  const portFile = path.join(dir, 'port');
+  fs.rmSync(portFile, { force: true });
+  const proc = spawn(kanbandPath(), [
+    `--listen=127.0.0.1:${port}`,
+    `--db=${path.join(dir, 'kanban.db')}`,
+    `--port_file=${portFile}`,
+    ...args,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve(code ?? signal)));
+  let exitCode;
+  exited.then((code) => { exitCode = code; });
+
+  const boundPort = await waitUntil(() => {
+    if (exitCode !== undefined) throw new Error(`kanband exited (${exitCode}) before serving:\n${log}`);
+    let text = '';
+    try { text = fs.readFileSync(portFile, 'utf8').trim(); } catch { return null; }
+    return /^\d+$/.test(text) ? Number(text) : null;
+  }, { timeoutMs: 30000, what: 'kanband to write its port file' });
+
+  let stopping = null;
+  return {
+    port: boundPort,
+    address: `127.0.0.1:${boundPort}`,
+    proc,
+    log: () => log,
+    stop() {
+      if (!stopping) {
+        if (exitCode === undefined) proc.kill('SIGTERM');
+        stopping = withTimeout(exited, 30000, 'kanband to exit after SIGTERM').catch((err) => {
+          proc.kill('SIGKILL');
+          throw err;
+        });
+      }
+      return stopping;
+    },
+  };
+}
+
+function withTimeout(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// Starts `node examples/<name> ...args`. The result collects stdout lines
+// (parsed as JSON where they are), lets a test wait for a condition on them,
+// and resolves `exited` with {code, signal}.
+function startExample(name, args) {
+  const proc = spawn(process.execPath, [path.join(EXAMPLES, name), ...args],
+    { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = { proc, lines: [], stderr: '', waiters: new Set() };
+  let partial = '';
+  proc.stdout.setEncoding('utf8');
+  proc.stdout.on('data', (chunk) => {
+    const parts = (partial + chunk).split('\n');
+    partial = parts.pop();
+    for (const line of parts) {
+      if (line === '') continue;
+      let value = line;
+      try { value = JSON.parse(line); } catch { /* kept as text */ }
+      child.lines.push(value);
+    }
+    for (const check of child.waiters) check();
+  });
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (chunk) => { child.stderr += chunk; });
+  let closed = false;
+  child.exited = new Promise((resolve) => {
+    proc.on('close', (code, signal) => {
+      closed = true;
+      for (const check of child.waiters) check();
+      resolve({ code, signal });
+    });
+  });
+
+  // Resolves once predicate(lines) is true; rejects if the process ends
+  // first or after timeoutMs.
+  child.waitFor = (predicate, { timeoutMs = 30000, what = 'output' } = {}) =>
+    new Promise((resolve, reject) => {
+      const done = (fn) => { clearTimeout(timer); child.waiters.delete(check); fn(); };
+      const check = () => {
+        if (predicate(child.lines)) done(resolve);
+        else if (closed) done(() => reject(new Error(`${name} exited before ${what}; stderr:\n${child.stderr}`)));
+      };
+      const timer = setTimeout(() => done(() => reject(
+        new Error(`timed out waiting for ${what} from ${name}; stderr:\n${child.stderr}`))), timeoutMs);
+      child.waiters.add(check);
+      check();
+    });
+  return child;
+}
+
+// Runs an example to its end: {code, signal, lines, stderr}.
+async function runExample(name, args, { timeoutMs = 60000 } = {}) {
+  const child = startExample(name, args);
+  const end = await withTimeout(child.exited, timeoutMs, `${name} to exit`).catch((err) => {
+    child.proc.kill('SIGKILL');
+    throw err;
+  });
+  return { ...end, lines: child.lines, stderr: child.stderr };
+}
+
+module.exports = { kanbandPath, tempDir, waitUntil, startKanband, startExample, runExample, withTimeout };

@@ -11,6 +11,12 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
   libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev
 )
+# The Python and Node clients' tests, and systemd-analyze for the unit file's
+# (test only: serving needs none of them).
+if [ "${1:-run}" = test ]; then
+  packages+=(python3-grpcio python3-protobuf systemd)
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

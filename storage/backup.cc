@@ -1,14 +1,13 @@
 #include "storage/backup.h"
 
-#include <fcntl.h>
 #include <sqlite3.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "storage/fsync.h"
 #include "storage/integrity.h"
 #include "storage/status_macros.h"
 
@@ -17,15 +16,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string Partial(const std::string& path) { return path + ".partial"; }
-
-absl::Status SyncPath(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("backup: cannot open ", path));
-  int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return absl::UnavailableError(absl::StrCat("backup: fsync ", path, " failed"));
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -126,7 +116,7 @@ absl::StatusOr<BackupResult> BackupCopy::Finish() {
     return absl::UnavailableError(
         absl::StrCat("backup: cannot rename to ", path_, ": ", error.message()));
   }
-  KANBAN_RETURN_IF_ERROR(SyncPath(fs::path(path_).parent_path().string()));
+  KANBAN_RETURN_IF_ERROR(SyncParent(path_));
   finished_ = true;
   BackupResult result;
   result.path = path_;

@@ -1,8 +1,5 @@
 #include "storage/quarantine.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "storage/fsync.h"
 
 namespace kanban::storage {
 namespace fs = std::filesystem;
@@ -41,15 +39,6 @@ bool SameAsSet(const std::string& db_path, const fs::path& set) {
   std::string name = fs::path(db_path).filename().string();
   return SameContent(db_path, set / name) &&
          SameContent(db_path + "-wal", set / (name + "-wal"));
-}
-
-absl::Status SyncPath(const fs::path& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("open ", path.string()));
-  int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return absl::UnavailableError(absl::StrCat("fsync ", path.string()));
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -108,15 +97,14 @@ absl::StatusOr<QuarantineSet> Quarantine(const std::string& db_path, absl::Time 
       return absl::UnavailableError(absl::StrCat("quarantine: cannot copy ", from.string(),
                                                  ": ", error.message()));
     }
-    if (absl::Status s = SyncPath(to); !s.ok()) return s;
+    if (absl::Status s = SyncPath(to.string()); !s.ok()) return s;
   }
   fs::rename(tmp, dir, error);
   if (error) {
     return absl::UnavailableError(
         absl::StrCat("quarantine: cannot rename ", tmp, ": ", error.message()));
   }
-  fs::path parent = fs::path(dir).parent_path();
-  (void)SyncPath(parent.empty() ? fs::path(".") : parent);
+  (void)SyncParent(dir);
   result.dir = dir;
 
   sets = ListQuarantineSets(db_path);

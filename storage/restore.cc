@@ -1,14 +1,12 @@
 #include "storage/restore.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "storage/file_lock.h"
+#include "storage/fsync.h"
 #include "storage/integrity.h"
 #include "storage/sqlite.h"
 #include "storage/status_macros.h"
@@ -16,15 +14,6 @@
 namespace kanban::storage {
 namespace fs = std::filesystem;
 namespace {
-
-absl::Status Sync(const fs::path& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("restore: cannot open ", path.string()));
-  int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return absl::UnavailableError(absl::StrCat("restore: fsync ", path.string()));
-  return absl::OkStatus();
-}
 
 absl::Status CheckBackup(const std::string& backup) {
   std::error_code error;
@@ -70,7 +59,7 @@ absl::StatusOr<std::string> RestoreFromBackup(const std::string& backup,
     return absl::UnavailableError(
         absl::StrCat("restore: cannot copy ", backup, ": ", error.message()));
   }
-  KANBAN_RETURN_IF_ERROR(Sync(incoming));
+  KANBAN_RETURN_IF_ERROR(SyncPath(incoming));
 
   std::string aside;
   for (const char* suffix : {"", "-wal", "-shm"}) {
@@ -96,8 +85,7 @@ absl::StatusOr<std::string> RestoreFromBackup(const std::string& backup,
     return absl::UnavailableError(
         absl::StrCat("restore: cannot rename ", incoming, ": ", error.message()));
   }
-  fs::path dir = fs::path(db_path).parent_path();
-  KANBAN_RETURN_IF_ERROR(Sync(dir.empty() ? fs::path(".") : dir));
+  KANBAN_RETURN_IF_ERROR(SyncParent(db_path));
   return aside;
 }
 

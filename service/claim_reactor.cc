@@ -72,6 +72,7 @@ ClaimReactor::Next ClaimReactor::Decide(absl::StatusOr<storage::ClaimResult>& re
       next.give_back = result->claim->lease;
       return finish(grpc::Status::CANCELLED);
     }
+    answered_ = result->claim->lease;
     ToProto(*result, response_);
     return finish(grpc::Status::OK);
   }
@@ -102,15 +103,24 @@ ClaimReactor::Next ClaimReactor::Decide(absl::StatusOr<storage::ClaimResult>& re
 }
 
 void ClaimReactor::OnCancel() {
+  std::optional<storage::Lease> give_back;
+  bool finish = false;
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
+    give_back = std::exchange(answered_, std::nullopt);
     // While claiming, Decide sees cancelled_; while waiting, only a waiter
     // still parked can be finished here (else its wake-up is running).
-    if (state_ != State::kWaiting || !waiters_->Remove(waiter_id_)) return;
-    state_ = State::kFinished;
+    if (state_ == State::kWaiting && waiters_->Remove(waiter_id_)) {
+      state_ = State::kFinished;
+      finish = true;
+    }
   }
-  Finish(grpc::Status::CANCELLED);
+  if (give_back.has_value()) {
+    store_->ReleaseTask({give_back->task_id, give_back->token},
+                        [](absl::StatusOr<storage::Task>) {});
+  }
+  if (finish) Finish(grpc::Status::CANCELLED);
 }
 
 }  // namespace kanban::service

@@ -59,6 +59,12 @@ class ClaimReactor final : public grpc::ServerUnaryReactor {
   State state_ ABSL_GUARDED_BY(mu_) = State::kClaiming;
   uint64_t waiter_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  // The lease this call answered with. A cancel that arrives after the
+  // answer means the caller most likely never read it: the task is given
+  // back rather than held by nobody until the lease runs out. (Had the
+  // caller read it after all, its next call hears "lease lost": fencing
+  // keeps that safe.)
+  std::optional<storage::Lease> answered_ ABSL_GUARDED_BY(mu_);
   // The task whose commit woke this claim, if a commit did.
   std::optional<storage::Task> trigger_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,6 +1,7 @@
 // kanbanctl: the command-line client of kanband. Parses the command line,
-// opens an insecure channel and runs one command from the table in
-// kanbanctl_commands.h. Run `kanbanctl help` for the commands.
+// opens a channel (plaintext, or TLS with the --tls-* flags) and runs one
+// command from the table in kanbanctl_commands.h. Run `kanbanctl help` for the
+// commands.
 
 #include <cstdlib>
 #include <iostream>
@@ -8,10 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/kanbanctl_args.h"
 #include "client/kanbanctl_commands.h"
+#include "client/tls.h"
+#include "grpc/support/log.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "kanban/v1/kanban.grpc.pb.h"
@@ -23,9 +28,23 @@ constexpr char kDefaultServer[] = "127.0.0.1:7300";
 constexpr char kServerEnv[] = "KANBAN_SERVER";
 constexpr double kDefaultTimeoutSeconds = 10;
 
+// The flag's value, else the variable's when set and not empty, else
+// `fallback`.
+std::string FlagOrEnv(const ParsedArgs& args, absl::string_view flag, const char* env,
+                      const std::string& fallback = "") {
+  const char* value = std::getenv(env);
+  return args.Get(flag, value != nullptr && *value != '\0' ? value : fallback);
+}
+
 std::string ServerAddress(const ParsedArgs& args) {
-  const char* env = std::getenv(kServerEnv);
-  return args.Get("server", env != nullptr && *env != '\0' ? env : kDefaultServer);
+  return FlagOrEnv(args, "server", kServerEnv, kDefaultServer);
+}
+
+TlsFiles TlsFilesFrom(const ParsedArgs& args) {
+  return TlsFiles{FlagOrEnv(args, "tls-ca", "KANBAN_TLS_CA"),
+                  FlagOrEnv(args, "tls-cert", "KANBAN_TLS_CERT"),
+                  FlagOrEnv(args, "tls-key", "KANBAN_TLS_KEY"),
+                  FlagOrEnv(args, "tls-server-name", "KANBAN_TLS_SERVER_NAME")};
 }
 
 // A usage problem with the number of positional arguments, or "" if none.
@@ -69,10 +88,20 @@ int Main(int argc, char** argv) {
     return UsageFailure(command, problem, std::cerr);
   }
 
+  // gRPC logs a failed connection (a refused TLS handshake, ...) to stderr
+  // itself, and the same reason reaches the user in "error: CODE: message":
+  // keep the output to that one line unless GRPC_VERBOSITY asks for more.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
   // The channel connects lazily, so commands that make no call cost nothing.
   const std::string server = ServerAddress(args);
+  absl::StatusOr<ChannelSecurity> security = LoadChannelSecurity(TlsFilesFrom(args));
+  if (!security.ok()) {
+    return UsageFailure(nullptr, security.status().message(), std::cerr);
+  }
   const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+      grpc::CreateCustomChannel(server, security->credentials, security->args);
   std::unique_ptr<v1::KanbanService::Stub> stub = v1::KanbanService::NewStub(channel);
   std::unique_ptr<v1::HeartbeatService::Stub> heartbeat_stub =
       v1::HeartbeatService::NewStub(channel);
@@ -83,6 +112,7 @@ int Main(int argc, char** argv) {
       *heartbeat_stub,
       channel,
       server,
+      *security,
       args.Has("json"),
       absl::Seconds(args.GetSeconds("timeout").value_or(kDefaultTimeoutSeconds)),
       std::cout,

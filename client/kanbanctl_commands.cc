@@ -205,7 +205,11 @@ const std::vector<FlagSpec>& GlobalFlags() {
                                                        {"json", FlagKind::kBool},
                                                        {"timeout", FlagKind::kSeconds},
                                                        {"help", FlagKind::kBool},
-                                                       {"version", FlagKind::kBool}};
+                                                       {"version", FlagKind::kBool},
+                                                       {"tls-ca", FlagKind::kString},
+                                                       {"tls-cert", FlagKind::kString},
+                                                       {"tls-key", FlagKind::kString},
+                                                       {"tls-server-name", FlagKind::kString}};
   return *flags;
 }
 
@@ -370,7 +374,16 @@ void PrintHelp(std::ostream& out) {
          "  --json             print each response as one line of JSON\n"
          "  --timeout SECONDS  deadline of each call (default: 10)\n"
          "  --help, -h         show this help (after a command: its usage)\n"
-         "  --version          show the version\n\n"
+         "  --version          show the version\n"
+         "  --tls-ca FILE      use TLS, trusting the CA certificate(s) in FILE (PEM)\n"
+         "  --tls-cert FILE    client certificate (PEM), for servers that require one\n"
+         "  --tls-key FILE     private key of --tls-cert\n"
+         "  --tls-server-name NAME\n"
+         "                     name the server's certificate must carry (default: the\n"
+         "                     host in --server)\n"
+         "  Any --tls-* flag turns TLS on (without --tls-ca, the system's CAs are\n"
+         "  trusted). Defaults: $KANBAN_TLS_CA, $KANBAN_TLS_CERT, $KANBAN_TLS_KEY,\n"
+         "  $KANBAN_TLS_SERVER_NAME.\n\n"
          "commands:\n";
   for (const Command& command : Commands()) {
     out << "  " << command.name << (*command.usage ? " " : "") << command.usage

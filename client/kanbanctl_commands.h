@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/kanbanctl_args.h"
+#include "client/tls.h"
 #include "grpcpp/channel.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 
@@ -36,6 +37,9 @@ struct Invocation {
   // (work), and the address it dials.
   const std::shared_ptr<grpc::Channel>& channel;
   const std::string& server;
+  // The channel's credentials and arguments (TLS), for commands that open a
+  // channel of their own (watch).
+  const ChannelSecurity& security;
   bool json;               // --json: one line of JSON per response.
   absl::Duration timeout;  // Deadline of each RPC, from its start.
   std::ostream& out;

@@ -42,12 +42,13 @@ absl::StatusOr<WatchOptions> BuildWatchOptions(const ParsedArgs& args) {
 // A channel of its own: gRPC's default reconnect backoff grows to two
 // minutes, too slow to notice a restarted server; this one retries within
 // 5 s. The one-second floor is how long a single connect attempt may take.
-std::shared_ptr<grpc::Channel> WatchChannel(const std::string& server) {
-  grpc::ChannelArguments args;
+std::shared_ptr<grpc::Channel> WatchChannel(const std::string& server,
+                                            const ChannelSecurity& security) {
+  grpc::ChannelArguments args = security.args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(server, security.credentials, args);
 }
 
 int Failure(const Invocation& in, const absl::Status& status) {
@@ -63,7 +64,7 @@ int RunWatch(const Invocation& in) {
   if (!options.ok()) return UsageFailure(&in.command, options.status().message(), in.err);
   const bool verbose = in.args.Has("verbose");
 
-  Watcher watcher(WatchChannel(in.server), *std::move(options));
+  Watcher watcher(WatchChannel(in.server, in.security), *std::move(options));
   // Set by a callback that stopped the watcher because the output failed;
   // callbacks run on this thread, so no lock is needed.
   absl::Status output_error;

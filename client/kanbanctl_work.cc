@@ -31,6 +31,9 @@ constexpr int kErrorLines = 20;                // Of those, the last lines repor
 struct WorkSettings {
   std::vector<std::string> argv;
   std::string server;
+  // KANBAN_TLS_*=value for the --tls-* flags given, so that the command can
+  // call kanbanctl back over the same kind of channel.
+  std::vector<std::string> tls_env;
   absl::Duration grace;
   bool once = false;
 };
@@ -100,7 +103,7 @@ std::string LastLines(absl::string_view text, int count) {
 std::vector<std::string> TaskEnvironment(const TaskContext& context,
                                          const WorkSettings& settings) {
   const v1::Task& task = context.task();
-  return {
+  std::vector<std::string> env = {
       absl::StrCat("KANBAN_TASK_ID=", task.id()),
       absl::StrCat("KANBAN_TASK_TITLE=", task.title()),
       absl::StrCat("KANBAN_TASK_BOARD=", task.board()),
@@ -111,6 +114,8 @@ std::vector<std::string> TaskEnvironment(const TaskContext& context,
       absl::StrCat("KANBAN_WORKER_ID=", context.lease().worker_id()),
       absl::StrCat("KANBAN_SERVER=", settings.server),
   };
+  env.insert(env.end(), settings.tls_env.begin(), settings.tls_env.end());
+  return env;
 }
 
 // The Worker's handler: the command's stdout on exit status 0, else an error
@@ -208,6 +213,14 @@ int RunWork(const Invocation& in) {
   WorkSettings settings;
   settings.argv = in.args.positional();
   settings.server = in.server;
+  for (const auto& [flag, variable] :
+       {std::pair{"tls-ca", "KANBAN_TLS_CA"}, std::pair{"tls-cert", "KANBAN_TLS_CERT"},
+        std::pair{"tls-key", "KANBAN_TLS_KEY"},
+        std::pair{"tls-server-name", "KANBAN_TLS_SERVER_NAME"}}) {
+    if (in.args.Has(flag)) {
+      settings.tls_env.push_back(absl::StrCat(variable, "=", in.args.Get(flag)));
+    }
+  }
   settings.grace = in.args.GetDuration("grace").value_or(absl::Seconds(10));
   settings.once = in.args.Has("once");
   // A missing program would fail every task it is given; refuse it up front.

@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libsqlite3-dev libgtest-dev libgmock-dev
+  libabsl-dev libsqlite3-dev prometheus-cpp-dev libgtest-dev libgmock-dev
 )
-# The Python and Node clients' tests, and systemd-analyze for the unit file's
-# (test only: serving needs none of them).
+# The Python and Node clients' tests, systemd-analyze for the unit file's and
+# openssl for the TLS tests' certificates (test only: serving needs none).
 if [ "${1:-run}" = test ]; then
-  packages+=(python3-grpcio python3-protobuf systemd)
+  packages+=(python3-grpcio python3-protobuf systemd openssl)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 missing=()

@@ -15,11 +15,13 @@ namespace kanban::service {
 
 KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters,
                                      WatchRegistry* watchers,
-                                     absl::Duration watch_stall_timeout)
+                                     absl::Duration watch_stall_timeout,
+                                     absl::Duration max_claim_wait)
     : store_(store),
       waiters_(waiters),
       watchers_(watchers),
       watch_stall_timeout_(watch_stall_timeout),
+      max_claim_wait_(max_claim_wait),
       started_(absl::Now()) {}
 
 namespace {
@@ -194,10 +196,10 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
   if (!claim.ok()) return Reject(ctx, claim.status());
   absl::StatusOr<absl::Duration> wait = DurationFromProto(request->wait(), "wait");
   if (!wait.ok()) return Reject(ctx, wait.status());
-  if (*wait > kMaxClaimWait) {
+  if (*wait > max_claim_wait_) {
     return Reject(ctx, absl::InvalidArgumentError(absl::StrCat(
-                           "wait: at most ", absl::FormatDuration(kMaxClaimWait),
-                           ", got ", absl::FormatDuration(*wait))));
+                           "wait: at most ", absl::FormatDuration(max_claim_wait_),
+                           " (--max_claim_wait), got ", absl::FormatDuration(*wait))));
   }
   // Answer (empty) a little before the caller's own deadline, so that it
   // hears "nothing yet" instead of DEADLINE_EXCEEDED.

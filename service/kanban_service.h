@@ -16,14 +16,17 @@ namespace kanban::service {
 
 class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
  public:
-  // At most this long may a ClaimTask wait for work.
-  static constexpr absl::Duration kMaxClaimWait = absl::Seconds(30);
+  // The default of --max_claim_wait: at most this long may a ClaimTask wait
+  // for work.
+  static constexpr absl::Duration kDefaultMaxClaimWait = absl::Seconds(30);
 
   // `store`, `waiters` and `watchers` are not owned and must outlive the
-  // server. `watch_stall_timeout` ends watchers that stop reading.
+  // server. `watch_stall_timeout` ends watchers that stop reading; a
+  // ClaimTask wait above `max_claim_wait` is INVALID_ARGUMENT.
   // Thread-safe.
   KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters, WatchRegistry* watchers,
-                    absl::Duration watch_stall_timeout);
+                    absl::Duration watch_stall_timeout,
+                    absl::Duration max_claim_wait = kDefaultMaxClaimWait);
 
   grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
                                         const v1::CreateBoardRequest* request,
@@ -81,6 +84,7 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   ClaimWaiters* const waiters_;
   WatchRegistry* const watchers_;
   const absl::Duration watch_stall_timeout_;
+  const absl::Duration max_claim_wait_;
   const absl::Time started_;
 };
 

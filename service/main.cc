@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>  // TLS: reading PEM files.
 #include <string>
 #include <vector>
 
@@ -53,6 +54,37 @@ ABSL_FLAG(std::string, restore_from, "",
           "checked first and the replaced files are kept in <db>.before-restore-<time>");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "on SIGTERM, how long calls in flight may take before they are cancelled");
+// ---- Metrics and logs ----
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port to serve Prometheus metrics on (/metrics); port 0 picks a free "
+          "port; empty: no metrics");
+ABSL_FLAG(
+    std::string, metrics_port_file, "",
+    "write the bound metrics port to this file once serving (for tests and scripts)");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (human-readable lines) or json (one JSON object per line)");
+ABSL_FLAG(bool, log_rpcs, false,
+          "log one line per RPC: method, status code, latency, peer (never contents)");
+// ---- end metrics and logs ----
+// ---- TLS ----
+ABSL_FLAG(
+    std::string, tls_cert, "",
+    "PEM server certificate (chain); with --tls_key, serve TLS instead of plaintext");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): require clients to present a certificate they signed "
+          "(mutual TLS); needs --tls_cert and --tls_key");
+// ---- each refusal names its flag. ----
+ABSL_FLAG(int, max_request_bytes, 4 << 20,
+          "largest request message accepted (bytes); bigger ones get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, max_page_size, 1000, "largest ListTasks page_size accepted");
+ABSL_FLAG(absl::Duration, max_claim_wait, absl::Seconds(30),
+          "longest ClaimTask wait accepted");
+ABSL_FLAG(int64_t, max_watch_streams, 10000,
+          "WatchEvents streams open at once (all clients); more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(int64_t, max_writer_queue, 10000,
+          "writes queued for the writer; more get UNAVAILABLE with a retry pushback");
+// ---- end limits ----
 
 namespace {
 
@@ -108,6 +140,17 @@ int main(int argc, char** argv) {
     LogError(absl::StrCat("unexpected argument: ", rest[1]));
     return kExitConfig;
   }
+  // ---- Logs: the format holds from the first line on. ----
+  {
+    kanban::service::LogFormat format;
+    if (!kanban::service::ParseLogFormat(absl::GetFlag(FLAGS_log_format), &format)) {
+      LogError("--log_format: must be text or json");
+      return kExitConfig;
+    }
+    kanban::service::SetLogFormat(format);
+    // gRPC's own lines would break one-object-per-line.
+    if (format == kanban::service::LogFormat::kJson) kanban::service::RouteGrpcLogs();
+  }
 
   // Block the stop signals before any thread starts, so every thread inherits
   // the mask and only sigwait below receives them.
@@ -142,14 +185,15 @@ int main(int argc, char** argv) {
     absl::StatusOr<std::string> aside =
         kanban::storage::RestoreFromBackup(backup, db_path, absl::Now());
     if (!aside.ok()) {
-      LogError(absl::StrCat("restore: ", aside.status().ToString(), "; nothing was changed"));
+      LogError(
+          absl::StrCat("restore: ", aside.status().ToString(), "; nothing was changed"));
       return aside.status().code() == absl::StatusCode::kFailedPrecondition ? kExitFailure
-                                                                           : kExitConfig;
+                                                                            : kExitConfig;
     }
     LogInfo(absl::StrCat("restored ", db_path, " from ", backup,
-                         aside->empty() ? std::string(" (there was no database before)")
-                                        : absl::StrCat("; the files it replaced are in ",
-                                                       *aside)));
+                         aside->empty()
+                             ? std::string(" (there was no database before)")
+                             : absl::StrCat("; the files it replaced are in ", *aside)));
     return 0;
   }
 
@@ -188,6 +232,83 @@ int main(int argc, char** argv) {
         "backoff_base");
     return kExitConfig;
   }
+  // ---- TLS: read the PEM files named by --tls_*; a problem with
+  // any of them is a configuration error that names the flag. ----
+  {
+    const std::string cert = absl::GetFlag(FLAGS_tls_cert);
+    const std::string key = absl::GetFlag(FLAGS_tls_key);
+    const std::string client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+    if (cert.empty() != key.empty()) {
+      LogError(cert.empty() ? "--tls_key needs --tls_cert"
+                            : "--tls_cert needs --tls_key");
+      return kExitConfig;
+    }
+    if (!client_ca.empty() && cert.empty()) {
+      LogError("--tls_client_ca needs --tls_cert and --tls_key");
+      return kExitConfig;
+    }
+    // The whole file if it exists and holds a PEM block whose label contains
+    // `label`; else logs why and returns "". gRPC would only say that the
+    // port cannot be added.
+    const auto read_pem = [](const char* flag, const std::string& path,
+                             const char* label) -> std::string {
+      std::ifstream in(path, std::ios::binary);
+      std::ostringstream read;
+      read << in.rdbuf();  // Sets failbit, rather than throwing, on a directory.
+      const std::string text = read.str();
+      const size_t begin = text.find("-----BEGIN ");
+      const std::string header = begin == std::string::npos
+                                     ? ""
+                                     : text.substr(begin, text.find('\n', begin) - begin);
+      if (header.find(label) == std::string::npos) {
+        LogError(absl::StrCat("--", flag, ": cannot read a PEM ", label, " from ", path));
+        return "";
+      }
+      return text;
+    };
+    if (!cert.empty()) {
+      options.tls.cert_pem = read_pem("tls_cert", cert, "CERTIFICATE");
+      options.tls.key_pem = read_pem("tls_key", key, "PRIVATE KEY");
+      if (options.tls.cert_pem.empty() || options.tls.key_pem.empty()) return kExitConfig;
+      if (!client_ca.empty()) {
+        options.tls.client_ca_pem = read_pem("tls_client_ca", client_ca, "CERTIFICATE");
+        if (options.tls.client_ca_pem.empty()) return kExitConfig;
+      }
+      LogInfo(client_ca.empty() ? absl::StrCat("TLS on (certificate ", cert,
+                                               "); client certificates "
+                                               "not requested")
+                                : absl::StrCat("TLS on (certificate ", cert,
+                                               "); mutual TLS: clients "
+                                               "must present a certificate signed by ",
+                                               client_ca));
+    } else {
+      LogInfo("TLS off: serving plaintext (see --tls_cert)");
+    }
+  }
+  // Limits.
+  options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  options.store.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  options.max_claim_wait = absl::GetFlag(FLAGS_max_claim_wait);
+  if (options.max_request_bytes < 1 || options.store.max_page_size < 1 ||
+      options.max_claim_wait < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_max_watch_streams) < 1 ||
+      absl::GetFlag(FLAGS_max_writer_queue) < 1) {
+    LogError(
+        "max_request_bytes, max_page_size, max_watch_streams and max_writer_queue must "
+        "be positive, max_claim_wait not negative");
+    return kExitConfig;
+  }
+  options.max_watch_streams = static_cast<size_t>(absl::GetFlag(FLAGS_max_watch_streams));
+  options.store.max_writer_queue =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_writer_queue));
+  // ---- end limits ----
+  // ---- Metrics and logs. ----
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  options.log_rpcs = absl::GetFlag(FLAGS_log_rpcs);
+  if (options.metrics_listen.empty() && !absl::GetFlag(FLAGS_metrics_port_file).empty()) {
+    LogError("--metrics_port_file needs --metrics_listen");
+    return kExitConfig;
+  }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
       kanban::service::Server::Start(options);
   if (!server.ok()) {
@@ -205,6 +326,19 @@ int main(int argc, char** argv) {
   LogInfo(absl::StrCat("kanband ", KANBAN_VERSION, " listening on ", host, ":",
                        (*server)->port()));
 
+  // ---- Metrics: a port file of its own; --port_file is gRPC's,
+  // written after this one so that it still means "all is ready". ----
+  if ((*server)->metrics_port() != 0) {
+    const std::string metrics_host =
+        options.metrics_listen.substr(0, options.metrics_listen.rfind(':'));
+    LogInfo(absl::StrCat("metrics on http://", metrics_host, ":",
+                         (*server)->metrics_port(), "/metrics"));
+    if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
+      std::string tmp = file + ".tmp";
+      { std::ofstream(tmp) << (*server)->metrics_port() << "\n"; }
+      std::filesystem::rename(tmp, file);
+    }
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Write then rename, so a reader never sees a half-written file.

@@ -3,10 +3,15 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
+#include <memory>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "service/grpc_status.h"
+#include "service/rpc_interceptor.h"
 
 namespace kanban::service {
 
@@ -30,14 +35,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     health->SetNotWritable();
     if (fenced) fenced(status);
   };
+  // Metrics: the writer and sweeper report to them.
+  if (!options.metrics_listen.empty()) {
+    Metrics::Options metrics_options;
+    metrics_options.task_count_interval = options.task_count_interval;
+    server->metrics_ = std::make_unique<Metrics>(metrics_options);
+    Metrics* metrics = server->metrics_.get();
+    options.store.on_batch = [metrics](int mutations, absl::Duration commit) {
+      metrics->OnBatch(mutations, commit);
+    };
+    options.store.on_sweep = [metrics](const storage::SweepResult& result) {
+      metrics->OnSweep(result);
+    };
+  }
+  // ---- end metrics ----
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  server->watchers_ = std::make_unique<WatchRegistry>(server->store_->events());
+  server->watchers_ = std::make_unique<WatchRegistry>(server->store_->events(),
+                                                      options.max_watch_streams);
   server->kanban_ = std::make_unique<KanbanServiceImpl>(
       server->store_.get(), server->waiters_.get(), server->watchers_.get(),
-      options.watch_stall_timeout);
+      options.watch_stall_timeout, options.max_claim_wait);
   server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
   server->admin_ = std::make_unique<AdminServiceImpl>(server->store_.get());
 
@@ -46,17 +66,53 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   // gRPC turns on SO_REUSEPORT by default, which would let a second kanband
   // bind the same port and split the traffic: refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  // TLS: certificates from Options::tls, else plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      grpc::InsecureServerCredentials();
+  if (!options.tls.cert_pem.empty()) {
+    grpc::SslServerCredentialsOptions ssl(
+        options.tls.client_ca_pem.empty()
+            ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+            : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = options.tls.client_ca_pem;
+    ssl.pem_key_cert_pairs.push_back({options.tls.key_pem, options.tls.cert_pem});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
+  // gRPC refuses bigger requests with RESOURCE_EXHAUSTED.
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   builder.RegisterService(server->kanban_.get());
   builder.RegisterService(server->heartbeat_.get());
   builder.RegisterService(server->health_.get());
   builder.RegisterService(server->admin_.get());
+  // Every interceptor goes into this one list: SetInterceptorCreators
+  // replaces, it does not add.
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  // RPC metrics and the access log.
+  if (server->metrics_ || options.log_rpcs) {
+    interceptors.push_back(
+        MakeRpcInterceptorFactory(server->metrics_.get(), options.log_rpcs));
+  }
+  // A full writer queue's retry hint becomes the grpc-retry-pushback-ms
+  // trailer (see grpc_status.h).
+  interceptors.push_back(NewRetryPushbackInterceptorFactory());
+  if (!interceptors.empty()) {
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   server->grpc_ = builder.BuildAndStart();
   if (server->grpc_ == nullptr || server->port_ == 0) {
     server->store_->Close();
     return absl::UnavailableError(
         absl::StrCat("listen: cannot serve on ", options.listen));
+  }
+  // Metrics are served once everything they read exists.
+  if (server->metrics_) {
+    server->metrics_->SetSources(server->store_.get(), server->watchers_.get());
+    if (absl::Status s = server->metrics_->Serve(options.metrics_listen); !s.ok()) {
+      server->Shutdown(absl::ZeroDuration());
+      return s;
+    }
   }
   return server;
 }
@@ -67,6 +123,7 @@ void Server::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  if (metrics_) metrics_->StopServing();  // Scrapes read the store.
   if (grpc_) {
     health_->Shutdown();
     waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.

@@ -10,11 +10,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "service/claim_waiters.h"
 #include "service/admin_service.h"
+#include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
 #include "service/kanban_service.h"
+#include "service/metrics.h"
 #include "service/watch_registry.h"
 #include "storage/store.h"
 
@@ -28,6 +29,30 @@ class Server {
     storage::Store::Options store;
     // A watcher that takes no response for this long is ended. Default: 5 min.
     absl::Duration watch_stall_timeout = absl::Minutes(5);
+    // ---- TLS: PEM text, not file names. ----
+    struct Tls {
+      std::string cert_pem;       // Server certificate chain. Empty: plaintext.
+      std::string key_pem;        // Its private key; required with cert_pem.
+      std::string client_ca_pem;  // Non-empty: mutual TLS, clients must present
+                                  // a certificate this CA signed.
+    };
+    Tls tls;
+    // ---- Metrics and access log. ----
+    // host:port for Prometheus' /metrics (port 0 picks a free one); empty
+    // turns metrics off. Default: off.
+    std::string metrics_listen;
+    absl::Duration task_count_interval = absl::Seconds(5);  // See Metrics.
+    // One INFO line per finished RPC (method, code, latency, peer).
+    bool log_rpcs = false;
+    // ---- Limits; the store's are in store.max_page_size and
+    // store.max_writer_queue. ----
+    // Largest request message accepted; gRPC refuses bigger ones with
+    // RESOURCE_EXHAUSTED before any handler runs. Default: 4 MiB.
+    int max_request_bytes = 4 << 20;
+    // Longest ClaimTask wait accepted. Default: 30 s.
+    absl::Duration max_claim_wait = KanbanServiceImpl::kDefaultMaxClaimWait;
+    // Open WatchEvents streams, all clients together. Default: 10,000.
+    size_t max_watch_streams = WatchRegistry::kDefaultMaxStreams;
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE
@@ -37,6 +62,8 @@ class Server {
 
   // The bound port.
   int port() const { return port_; }
+  // The bound metrics port; 0 when metrics are off.
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   storage::Store& store() { return *store_; }
 
   // Stops accepting calls, lets calls in flight finish for up to `grace`
@@ -48,6 +75,7 @@ class Server {
   Server() = default;
 
   std::unique_ptr<ClaimWaiters> waiters_;  // Outlives the store's callbacks.
+  std::unique_ptr<Metrics> metrics_;       // Likewise; null when off.
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<WatchRegistry> watchers_;  // After store_: stops first.
   std::unique_ptr<KanbanServiceImpl> kanban_;

@@ -30,8 +30,9 @@ WatchReactor::WatchReactor(grpc::CallbackServerContext* ctx, storage::Store* sto
 }
 
 void WatchReactor::Start() {
-  if (!registry_->Add(this)) {
-    Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+  // Shutting down, or too many streams open.
+  if (absl::Status added = registry_->Add(this); !added.ok()) {
+    Finish(ToGrpcStatus(added));
     return;
   }
   Action action;
@@ -219,6 +220,8 @@ void WatchReactor::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     last_sent_ = absl::Now();
+    // response_ still holds what was written (metrics).
+    if (ok) registry_->CountDelivered(response_.events_size());
     if (!ok && !finish_pending_.has_value()) {
       finish_pending_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
     }

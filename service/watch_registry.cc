@@ -4,11 +4,14 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "service/watch_reactor.h"
 
 namespace kanban::service {
 
-WatchRegistry::WatchRegistry(storage::EventHub* hub, absl::Duration tick) : tick_(tick) {
+WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
+                             absl::Duration tick)
+    : tick_(tick), max_streams_(max_streams) {
   hub->SetListener([this] {
     absl::MutexLock lock(&signal_mu_);
     published_ = true;
@@ -24,12 +27,20 @@ WatchRegistry::~WatchRegistry() {
   thread_.join();
 }
 
-bool WatchRegistry::Add(WatchReactor* watcher) {
+absl::Status WatchRegistry::Add(WatchReactor* watcher) {
   absl::MutexLock lock(&mu_);
-  if (shutdown_) return false;
+  if (shutdown_) return absl::UnavailableError("server shutting down");
+  // Each stream holds a reactor, a gRPC call and a place in every fan-out;
+  // the bound keeps a flood of watchers from exhausting memory. (A per-token
+  // bound belongs here too once calls carry a principal: count per
+  // principal beside watchers_ and refuse the same way.)
+  if (watchers_.size() >= max_streams_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("watch streams: ", watchers_.size(), " open (--max_watch_streams)"));
+  }
   watcher->Ref();  // Dropped in Remove.
   watchers_.insert(watcher);
-  return true;
+  return absl::OkStatus();
 }
 
 void WatchRegistry::Remove(WatchReactor* watcher) {

@@ -4,11 +4,14 @@
 #ifndef KANBAN_SERVICE_WATCH_REGISTRY_H_
 #define KANBAN_SERVICE_WATCH_REGISTRY_H_
 
+#include <atomic>
+#include <cstdint>
 #include <set>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/event_hub.h"
@@ -19,15 +22,27 @@ class WatchReactor;
 
 class WatchRegistry {
  public:
+  // The default of --max_watch_streams.
+  static constexpr size_t kDefaultMaxStreams = 10000;
+
   // Listens to `hub` (not owned; must outlive the registry) and starts the
-  // registry's thread, which ticks every `tick`.
-  WatchRegistry(storage::EventHub* hub, absl::Duration tick = absl::Milliseconds(100));
+  // registry's thread, which ticks every `tick`. At most `max_streams`
+  // streams are open at once.
+  explicit WatchRegistry(storage::EventHub* hub, size_t max_streams = kDefaultMaxStreams,
+                         absl::Duration tick = absl::Milliseconds(100));
   ~WatchRegistry();  // Shutdown, then joins the thread.
 
-  // False (and not added) once shut down. Thread-safe.
-  bool Add(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
+  // Registers `watcher` (OK), or refuses it: UNAVAILABLE once shut down,
+  // RESOURCE_EXHAUSTED naming --max_watch_streams when max_streams are open.
+  // Thread-safe.
+  absl::Status Add(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
   void Remove(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Metrics: events the streams have sent (counted when a write completes).
+  void CountDelivered(int events) {
+    delivered_.fetch_add(events, std::memory_order_relaxed);
+  }
+  int64_t delivered() const { return delivered_.load(std::memory_order_relaxed); }
 
   // Ends every stream with UNAVAILABLE; later Adds fail. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
@@ -39,6 +54,7 @@ class WatchRegistry {
   std::vector<WatchReactor*> Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
 
   const absl::Duration tick_;
+  const size_t max_streams_;
 
   mutable absl::Mutex mu_;
   std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
@@ -50,6 +66,7 @@ class WatchRegistry {
   bool stop_ ABSL_GUARDED_BY(signal_mu_) = false;
 
   std::thread thread_;
+  std::atomic<int64_t> delivered_{0};
 };
 
 }  // namespace kanban::service

@@ -226,14 +226,18 @@ absl::Status ValidateNewComment(const NewComment& comment) {
   return ValidateBody("body", comment.body);
 }
 
-absl::Status ValidateTaskFilter(const TaskFilter& filter) {
+absl::Status ValidateTaskFilter(const TaskFilter& filter, int32_t max_page_size) {
   if (!filter.board.empty()) {
     if (auto s = ValidateBoardName(filter.board, "board"); !s.ok()) return s;
   }
-  if (filter.page_size < 0 || filter.page_size > kMaxPageSize) {
-    return Invalid("page_size",
-                   absl::StrFormat("must be 0 (default %d) to %d, got %d",
-                                   kDefaultPageSize, kMaxPageSize, filter.page_size));
+  if (filter.page_size < 0) {
+    return Invalid("page_size", absl::StrFormat("must be 0 (default %d) or more, got %d",
+                                                kDefaultPageSize, filter.page_size));
+  }
+  if (filter.page_size > max_page_size) {
+    // Names the kanband flag: the operator, not the schema, sets this one.
+    return Invalid("page_size", absl::StrFormat("at most %d (--max_page_size), got %d",
+                                                max_page_size, filter.page_size));
   }
   for (size_t i = 0; i < filter.statuses.size(); ++i) {
     if (filter.statuses[i] == TaskStatus::kUnspecified) {

@@ -26,7 +26,7 @@ inline constexpr int kMaxParents = 100;
 inline constexpr int32_t kDefaultMaxAttempts = 3;
 inline constexpr int32_t kMaxMaxAttempts = 1000;
 inline constexpr int32_t kDefaultPageSize = 100;
-inline constexpr int32_t kMaxPageSize = 1000;
+inline constexpr int32_t kMaxPageSize = 1000;  // Default of --max_page_size.
 inline constexpr int kMaxWorkerIdChars = 128;
 inline constexpr int kMaxHeartbeatLeases = 1000;
 inline constexpr absl::Duration kMinLease = absl::Seconds(1);
@@ -55,7 +55,9 @@ absl::Status ValidateNewTask(const NewTask& task);
 absl::Status ValidateTaskUpdate(const TaskUpdate& update);
 absl::Status ValidateTaskMove(const TaskMove& move);
 absl::Status ValidateNewComment(const NewComment& comment);
-absl::Status ValidateTaskFilter(const TaskFilter& filter);
+// `max_page_size` is kanband's --max_page_size (default kMaxPageSize).
+absl::Status ValidateTaskFilter(const TaskFilter& filter,
+                                int32_t max_page_size = kMaxPageSize);
 absl::Status ValidateTaskId(absl::string_view id, absl::string_view field);
 absl::Status ValidateClaimRequest(const ClaimRequest& request);
 // `field` prefixes the names, e.g. "leases[3]".

@@ -2,10 +2,10 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-
 #include "storage/integrity.h"
 #include "storage/lease_sql.h"
 #include "storage/mutations.h"
@@ -31,15 +31,16 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
     absl::StatusOr<QuarantineSet> set =
         Quarantine(opts.path, absl::Now(), opts.quarantine_keep);
     std::string copy =
-        set.ok() ? absl::StrCat("A copy of the damaged files is in ", set->dir,
-                                set->reused ? " (identical to the last copy, not copied again)"
-                                            : "")
-                 : absl::StrCat("Copying the damaged files failed: ",
-                                set.status().message());
+        set.ok()
+            ? absl::StrCat(
+                  "A copy of the damaged files is in ", set->dir,
+                  set->reused ? " (identical to the last copy, not copied again)" : "")
+            : absl::StrCat("Copying the damaged files failed: ", set.status().message());
     return absl::DataLossError(absl::StrCat(
         "database ", opts.path, " is corrupt: ", opened.message(), ". ", copy,
         ". kanband does not start on a corrupt database. To restore: "
-        "`kanband --db=", opts.path,
+        "`kanband --db=",
+        opts.path,
         " --restore-from=BACKUP` (checks the backup first and keeps the damaged file "
         "aside); to salvage what is readable: `sqlite3 COPY .recover`."));
   }
@@ -77,6 +78,8 @@ absl::Status Store::OpenDatabase() {
   writer_options.clock = opts.clock;
   writer_options.max_batch = opts.max_batch;
   writer_options.on_fenced = opts.on_fenced;
+  writer_options.on_batch = opts.on_batch;
+  writer_options.max_queue = opts.max_writer_queue;
   writer_options.on_commit = [hub = hub_.get(),
                               then = opts.on_commit](std::vector<Event> events) {
     if (then) then(events);
@@ -119,19 +122,20 @@ void Store::Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T>
 
 template <typename T>
 void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> done) {
-  readers_->Submit([this, query = std::move(query), done = std::move(done)](Connection* db) {
-    if (db == nullptr) {
-      done(absl::UnavailableError("store is closed"));
-      return;
-    }
-    absl::StatusOr<T> result = query(*db);
-    // Corruption seen by a reader ends writing as it would on the writer:
-    // writing on into a damaged file would spread the damage.
-    if (result.status().code() == absl::StatusCode::kDataLoss) {
-      writer_->Fence(result.status());
-    }
-    done(std::move(result));
-  });
+  readers_->Submit(
+      [this, query = std::move(query), done = std::move(done)](Connection* db) {
+        if (db == nullptr) {
+          done(absl::UnavailableError("store is closed"));
+          return;
+        }
+        absl::StatusOr<T> result = query(*db);
+        // Corruption seen by a reader ends writing as it would on the writer:
+        // writing on into a damaged file would spread the damage.
+        if (result.status().code() == absl::StatusCode::kDataLoss) {
+          writer_->Fence(result.status());
+        }
+        done(std::move(result));
+      });
 }
 
 void Store::CreateBoard(Board board, Done<Board> done) {
@@ -270,6 +274,7 @@ void Store::Sweep(Done<SweepResult> done) {
       [this, done = std::move(done)](absl::StatusOr<SweepResult> result) {
         // Committed: the ring must not serve what the database no longer has.
         if (result.ok()) hub_->ForgetBefore(result->oldest_event_seq);
+        if (result.ok() && options_.on_sweep) options_.on_sweep(*result);  // Metrics.
         done(std::move(result));
       });
 }
@@ -287,6 +292,11 @@ void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done) {
       std::move(done));
 }
 
+void Store::CountTasks(Done<std::vector<TaskCount>> done) {
+  Read<std::vector<TaskCount>>([](Connection& db) { return sql::CountTasks(db); },
+                               std::move(done));
+}
+
 void Store::ListBoards(Done<std::vector<Board>> done) {
   Read<std::vector<Board>>([](Connection& db) { return sql::ListBoards(db); },
                            std::move(done));
@@ -299,7 +309,13 @@ void Store::GetTask(std::string id, Done<Task> done) {
 }
 
 void Store::ListTasks(TaskFilter filter, Done<TaskPage> done) {
-  if (absl::Status s = ValidateTaskFilter(filter); !s.ok()) return done(s);
+  // --max_page_size bounds explicit and default pages alike.
+  if (absl::Status s = ValidateTaskFilter(filter, options_.max_page_size); !s.ok()) {
+    return done(s);
+  }
+  if (filter.page_size == 0) {
+    filter.page_size = std::min(kDefaultPageSize, options_.max_page_size);
+  }
   Read<TaskPage>(
       [filter = std::move(filter)](Connection& db) -> absl::StatusOr<TaskPage> {
         if (!filter.board.empty()) {
@@ -391,7 +407,8 @@ void Store::StepBackup(std::shared_ptr<BackupJob> job) {
         if (!job->complete) return;  // The next step is queued.
         // Checking and syncing the copy need no writer: do it on a reader
         // thread, so that neither writes nor answers wait for it.
-        readers_->Submit([this, job](Connection*) { EndBackup(job, job->copy->Finish()); });
+        readers_->Submit(
+            [this, job](Connection*) { EndBackup(job, job->copy->Finish()); });
       });
 }
 
@@ -405,7 +422,8 @@ void Store::EndBackup(const std::shared_ptr<BackupJob>& job,
 void Store::CheckIntegrity(bool quick, int max_problems,
                            Done<std::vector<std::string>> done) {
   Read<std::vector<std::string>>(
-      [this, quick, max_problems](Connection& db) -> absl::StatusOr<std::vector<std::string>> {
+      [this, quick,
+       max_problems](Connection& db) -> absl::StatusOr<std::vector<std::string>> {
         KANBAN_ASSIGN_OR_RETURN(std::vector<std::string> problems,
                                 FindProblems(db, !quick, max_problems));
         if (!problems.empty()) {

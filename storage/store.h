@@ -67,6 +67,17 @@ class Store {
     // Quarantine sets kept when the database is found corrupt at open (see
     // storage/quarantine.h). Default: 3.
     int quarantine_keep = 3;
+    // Metrics hooks. on_batch: see Writer::Options::on_batch. on_sweep: called
+    // with each committed sweep's result (from the sweeper or a direct Sweep call)
+    // before its caller hears of it. Must not block. Default: none.
+    std::function<void(int mutations, absl::Duration commit)> on_batch;
+    std::function<void(const SweepResult&)> on_sweep;
+    // Largest ListTasks page_size accepted (INVALID_ARGUMENT above it); the
+    // default page shrinks to it when smaller. Default: kMaxPageSize (1000).
+    int32_t max_page_size = 1000;
+    // Writes waiting for the writer; more are refused with UNAVAILABLE (see
+    // Writer::Options::max_queue). Default: 10,000.
+    size_t max_writer_queue = 10000;
   };
 
   // Locks "<path>.lock" (FAILED_PRECONDITION if another Store or process
@@ -117,7 +128,7 @@ class Store {
 
   // ---- Administration. ----
   struct BackupRequest {
-    std::string path;          // See ValidateBackupPath.
+    std::string path;  // See ValidateBackupPath.
     bool overwrite = false;
     int pages_per_step = 256;  // Writes wait at most one step.
   };
@@ -146,6 +157,10 @@ class Store {
   // Batches and mutations committed so far (group commit at work).
   int64_t writer_batches() const { return writer_->batches(); }
   int64_t writer_mutations() const { return writer_->mutations(); }
+  // Writes waiting for the writer now; and the number of tasks per (board,
+  // status), counted on a reader (for metrics).
+  size_t writer_queue_depth() const { return writer_->queue_depth(); }
+  void CountTasks(Done<std::vector<TaskCount>> done);
 
  private:
   explicit Store(Options options) : options_(std::move(options)) {}
@@ -154,7 +169,8 @@ class Store {
 
   struct BackupJob;
   void StepBackup(std::shared_ptr<BackupJob> job);
-  void EndBackup(const std::shared_ptr<BackupJob>& job, absl::StatusOr<BackupResult> result);
+  void EndBackup(const std::shared_ptr<BackupJob>& job,
+                 absl::StatusOr<BackupResult> result);
   std::atomic<bool> backup_running_{false};
 
   template <typename T>

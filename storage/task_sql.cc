@@ -203,6 +203,20 @@ absl::StatusOr<std::vector<Board>> ListBoards(Connection& db) {
   }
 }
 
+absl::StatusOr<std::vector<TaskCount>> CountTasks(Connection& db) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT board, status, COUNT(*) FROM tasks GROUP BY board, status"));
+  std::vector<TaskCount> counts;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return counts;
+    counts.push_back(TaskCount{stmt.ColumnText(0),
+                               static_cast<TaskStatus>(stmt.ColumnInt(1)),
+                               stmt.ColumnInt(2)});
+  }
+}
+
 // ---- Tasks -----------------------------------------------------------------
 
 absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,

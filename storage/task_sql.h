@@ -22,6 +22,8 @@ namespace kanban::storage::sql {
 absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view name);
 absl::Status InsertBoard(Connection& db, const Board& board);
 absl::StatusOr<std::vector<Board>> ListBoards(Connection& db);
+// Tasks per (board, status), for metrics; one scan of the tasks table.
+absl::StatusOr<std::vector<TaskCount>> CountTasks(Connection& db);
 
 // ---- Tasks ----
 // NOT_FOUND naming `field` when there is no task `id`.

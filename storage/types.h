@@ -187,6 +187,13 @@ struct Worker {
 };
 
 // What one sweep did.
+// Tasks of one board in one status (metrics).
+struct TaskCount {
+  std::string board;
+  TaskStatus status = TaskStatus::kUnspecified;
+  int64_t count = 0;
+};
+
 struct SweepResult {
   int reclaimed = 0;             // Back to READY (or TODO) after a backoff.
   int gave_up = 0;               // Out of attempts: BLOCKED.

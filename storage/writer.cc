@@ -6,7 +6,9 @@
 #include <iterator>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace kanban::storage {
 
@@ -40,6 +42,14 @@ void Writer::Enqueue(Job job) {
       refused = absl::UnavailableError("store is closed");
     } else if (!failure_.ok()) {
       refused = failure_;
+    } else if (job.apply != nullptr && queue_.size() >= options_.max_queue) {
+      // refuse rather than queue. A full queue drains in
+      // about max_queue / max_batch commits (tens of ms), so a short
+      // pushback lets the caller retry into a queue that has room.
+      refused = absl::UnavailableError(
+          absl::StrCat("writer queue full (", queue_.size(),
+                       " queued, --max_writer_queue); retry after a short backoff"));
+      refused.SetPayload(kRetryPushbackPayload, absl::Cord("100"));
     } else {
       queue_.push_back(std::move(job));
       return;
@@ -56,10 +66,10 @@ void Writer::Fence(const absl::Status& cause) {
         "); reads of healthy data still work. Run `kanbanctl db check`, then restart "
         "kanband with `--restore-from` a good backup"));
   } else {
-    failure = absl::UnavailableError(absl::StrCat(
-        "writes stopped after a failed fsync (", cause.message(),
-        "): what was written since the last good sync may not be on disk. "
-        "Restart kanband; reads still work until then"));
+    failure = absl::UnavailableError(
+        absl::StrCat("writes stopped after a failed fsync (", cause.message(),
+                     "): what was written since the last good sync may not be on disk. "
+                     "Restart kanband; reads still work until then"));
   }
   {
     absl::MutexLock lock(&mu_);
@@ -106,6 +116,11 @@ int64_t Writer::batches() const {
 int64_t Writer::mutations() const {
   absl::MutexLock lock(&mu_);
   return mutations_;
+}
+
+size_t Writer::queue_depth() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
 }
 
 void Writer::Answer() {
@@ -171,9 +186,8 @@ void Writer::RunAlone(Job& job) {
   absl::Status status = job.alone(*db_);
   FenceIfFatal(status);
   absl::MutexLock lock(&answer_mu_);
-  answers_.push_back([finish = std::move(job.finish), status]() mutable {
-    finish(std::move(status));
-  });
+  answers_.push_back(
+      [finish = std::move(job.finish), status]() mutable { finish(std::move(status)); });
 }
 
 void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {
@@ -218,7 +232,12 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     }
     results[i] = std::move(status);
   }
+  // time the COMMIT (the fsync in FULL mode).
+  const absl::Time commit_start = absl::Now();
   if (batch_status.ok()) batch_status = txn->Commit();
+  if (batch_status.ok() && options_.on_batch) {
+    options_.on_batch(static_cast<int>(batch.size()), absl::Now() - commit_start);
+  }
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
   FenceIfFatal(batch_status);
   for (const absl::Status& result : results) FenceIfFatal(result);

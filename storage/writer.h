@@ -64,7 +64,20 @@ class Writer {
     // Called once, when the writer is fenced, with the reason (the status
     // later writes get). Must not block or call back into the writer.
     std::function<void(const absl::Status&)> on_fenced;
+    // Called on the writer thread after each committed batch of mutations,
+    // with its size and the time COMMIT took. Must not block. Default: none.
+    std::function<void(int mutations, absl::Duration commit)> on_batch;
+    // Most mutations waiting for the writer thread (the batch being applied
+    // does not count). Submit beyond it is refused at once with UNAVAILABLE
+    // carrying kRetryPushbackPayload, so a flood of writes is pushed back on
+    // the callers instead of growing memory without bound. SubmitAlone (a
+    // backup step) is never refused for it. Default: 10,000.
+    size_t max_queue = 10000;
   };
+  // On a "writer queue full" status: how long (decimal milliseconds) the
+  // caller should wait before retrying; the service layer sends it as the
+  // grpc-retry-pushback-ms trailer.
+  static constexpr char kRetryPushbackPayload[] = "kanban.retry_pushback_ms";
 
   // Runs on the writer thread inside the batch's transaction and a savepoint
   // of its own. A non-OK status rolls back just this mutation.
@@ -79,8 +92,9 @@ class Writer {
   // Closes (see Close).
   ~Writer();
 
-  // Queues a mutation. Thread-safe. After Close, `finish` is called at once
-  // with UNAVAILABLE.
+  // Queues a mutation. Thread-safe. After Close, or when max_queue
+  // mutations are already waiting, `finish` is called at once (on the
+  // calling thread) with UNAVAILABLE.
   void Submit(Apply apply, Finish finish) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Runs on the writer thread between two batches, outside any transaction
@@ -102,6 +116,8 @@ class Writer {
   // Totals since start, for tests and metrics. Thread-safe.
   int64_t batches() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t mutations() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Jobs waiting for the writer thread now (metrics). Thread-safe.
+  size_t queue_depth() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Job {

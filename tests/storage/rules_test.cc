@@ -3,6 +3,7 @@
 
 #include <map>
 #include <set>
+#include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -88,6 +89,24 @@ TEST(RulesTest, UpdateAndMoveAndCommentName) {
               ::testing::StartsWith("body:"));
   EXPECT_THAT(std::string(ValidateTaskId("", "task_id").message()),
               ::testing::StartsWith("task_id:"));
+}
+
+// --max_page_size replaces the fixed 1000 and is named.
+TEST(RulesTest, PageSizeLimitIsConfigurableAndNamed) {
+  TaskFilter filter;
+  filter.page_size = kMaxPageSize;
+  EXPECT_TRUE(ValidateTaskFilter(filter).ok());
+  filter.page_size = kMaxPageSize + 1;
+  absl::Status s = ValidateTaskFilter(filter);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "page_size: at most 1000 (--max_page_size), got 1001");
+  filter.page_size = 5;
+  EXPECT_TRUE(ValidateTaskFilter(filter, 5).ok());
+  filter.page_size = 6;
+  EXPECT_THAT(std::string(ValidateTaskFilter(filter, 5).message()),
+              ::testing::StartsWith("page_size: at most 5 (--max_page_size)"));
+  filter.page_size = -1;
+  EXPECT_EQ(ValidateTaskFilter(filter).code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

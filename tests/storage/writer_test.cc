@@ -3,17 +3,23 @@
 #include "storage/writer.h"
 
 #include <atomic>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/sqlite.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {
 namespace {
+
+using ::testing::HasSubstr;
 
 Connection::Options ReadOnly() {
   Connection::Options options;
@@ -178,6 +184,78 @@ TEST_F(WriterTest, BusyDatabaseFailsTheBatchAsUnavailable) {
   });
   done2.WaitForNotification();
   EXPECT_TRUE(result.ok()) << result;
+}
+
+// the queue bound. The writer thread is held inside a
+// mutation, so what is submitted meanwhile stays queued and the bound is hit
+// deterministically.
+TEST_F(WriterTest, FullQueueRefusesWithRetryPushback) {
+  writer_.reset();  // Replaced by one with a small bound, on the same file.
+  auto db = Connection::Open(dir_.File("w.db"), {});
+  ASSERT_TRUE(db.ok());
+  Writer::Options options;
+  options.max_queue = 3;
+  writer_ = std::make_unique<Writer>(*std::move(db), options);
+
+  absl::Notification release, started;
+  writer_->Submit(
+      [&](WriteContext&) {
+        started.Notify();
+        release.WaitForNotification();
+        return absl::OkStatus();
+      },
+      [](absl::Status) {});
+  started.WaitForNotification();  // Taken off the queue: it does not count.
+
+  // Up to the bound: queued (the third one is the value just under it).
+  std::vector<absl::Status> results(3, absl::UnknownError("unanswered"));
+  absl::BlockingCounter answered(3);
+  for (int i = 0; i < 3; ++i) {
+    writer_->Submit(Insert(i + 1), [&, i](absl::Status s) {
+      results[i] = s;
+      answered.DecrementCount();
+    });
+  }
+  EXPECT_EQ(writer_->queue_depth(), 3u);
+
+  // One more: refused at once, on the submitting thread, never queued.
+  absl::Status refused = absl::UnknownError("unanswered");
+  writer_->Submit(Insert(99), [&](absl::Status s) { refused = s; });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("writer queue full (3 queued, --max_writer_queue)"));
+  auto pushback = refused.GetPayload(Writer::kRetryPushbackPayload);
+  ASSERT_TRUE(pushback.has_value());
+  int pushback_ms = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(std::string(*pushback), &pushback_ms)) << *pushback;
+  EXPECT_GT(pushback_ms, 0);
+  EXPECT_EQ(writer_->queue_depth(), 3u);
+
+  // A backup step is not a client write: never refused for the bound.
+  absl::Notification alone_done;
+  absl::Status alone_status = absl::UnknownError("unanswered");
+  writer_->SubmitAlone([](Connection&) { return absl::OkStatus(); },
+                       [&](absl::Status s) {
+                         alone_status = s;
+                         alone_done.Notify();
+                       });
+
+  release.Notify();
+  answered.Wait();
+  alone_done.WaitForNotification();
+  for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(alone_status.ok()) << alone_status;
+  EXPECT_EQ(CountRows(), 3);  // The refused insert never ran.
+
+  // Drained: there is room again.
+  absl::Notification done;
+  absl::Status after = absl::UnknownError("unanswered");
+  writer_->Submit(Insert(4), [&](absl::Status s) {
+    after = s;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  EXPECT_TRUE(after.ok()) << after;
 }
 
 }  // namespace

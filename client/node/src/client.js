@@ -13,6 +13,7 @@
 //                    always a string; unset messages read as null.
 //   oneofs: true     WatchEventsRequest.start names the field that is set.
 
+const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -125,12 +126,19 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 //              for stubs.kanban.watchEvents(request) (a readable stream);
 //   waitForReady(timeoutMs) resolves once the channel is connected;
 //   close()    closes the shared channel.
-// options: credentials (default insecure), channelOptions, protoRoot.
+// options: channelOptions, protoRoot, and either credentials (grpc-js
+// ChannelCredentials) or the TLS settings below; without any, plaintext.
+//   tlsCa      PEM file of the CA(s) to trust (default: the system's CAs);
+//   tlsCert    PEM client certificate, for a kanband that requires one
+//   tlsKey     (--tls_client_ca), and its key: both or neither;
+//   serverName the name the server's certificate must carry instead of the
+//              host in `address` (e.g. 'localhost' while dialing 127.0.0.1).
+// Any of the four means TLS; the files are read now (fs errors throw).
 // The three stubs share one channel; nothing connects until the first call.
 function connect(address, options = {}) {
   const pkg = loadPackage(options.protoRoot);
-  const credentials = options.credentials || grpc.credentials.createInsecure();
   const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...(options.channelOptions || {}) };
+  const credentials = options.credentials || tlsCredentials(options, channelOptions);
   const v1 = pkg.kanban.v1;
   const kanbanStub = new v1.KanbanService(address, credentials, channelOptions);
   const shared = { ...channelOptions, channelOverride: kanbanStub.getChannel() };
@@ -152,6 +160,16 @@ function connect(address, options = {}) {
       kanbanStub.close();
     },
   };
+}
+
+// TLS credentials from connect()'s tlsCa/tlsCert/tlsKey/serverName (adding
+// the name override to `channelOptions`), or insecure ones when none is set.
+function tlsCredentials({ tlsCa, tlsCert, tlsKey, serverName }, channelOptions) {
+  if (!tlsCa && !tlsCert && !tlsKey && !serverName) return grpc.credentials.createInsecure();
+  if (!tlsCert !== !tlsKey) throw new Error('tlsCert and tlsKey go together');
+  const read = (file) => (file ? fs.readFileSync(file) : null);
+  if (serverName) channelOptions['grpc.ssl_target_name_override'] = serverName;
+  return grpc.credentials.createSsl(read(tlsCa), read(tlsKey), read(tlsCert));
 }
 
 module.exports = {

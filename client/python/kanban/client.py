@@ -21,7 +21,7 @@ class Client:
     """A channel and the stubs on it; close() (or `with`) closes the channel.
 
     Attributes:
-      channel: the grpc.Channel (insecure: kanband serves plaintext).
+      channel: the grpc.Channel (plaintext, or TLS; see connect()).
       kanban: KanbanServiceStub (tasks, boards, events, claims).
       heartbeats: HeartbeatServiceStub (Heartbeat, ListWorkers).
       health: grpc.health.v1 HealthStub (Check, Watch).
@@ -52,11 +52,35 @@ class Client:
         return False
 
 
-def connect(address=DEFAULT_ADDRESS, options=()):
-    """Opens an insecure channel to `address` ("host:port") and returns a
-    Client. Connecting is lazy: the first call (or wait_ready()) connects.
+def connect(address=DEFAULT_ADDRESS, options=(), tls_ca=None, tls_cert=None,
+            tls_key=None, server_name=None):
+    """Opens a channel to `address` ("host:port") and returns a Client.
+    Connecting is lazy: the first call (or wait_ready()) connects.
     `options` are extra grpc channel arguments, added after (and so
-    overriding) this module's reconnect-backoff settings."""
-    channel = grpc.insecure_channel(
-        address, options=list(_CHANNEL_OPTIONS) + list(options))
-    return Client(channel)
+    overriding) this module's reconnect-backoff settings.
+
+    Plaintext unless a TLS argument is given (kanband's --tls_cert):
+      tls_ca: PEM file of the CA(s) to trust; None: the system's CAs.
+      tls_cert, tls_key: PEM client certificate and its key, for a kanband
+        that requires one (--tls_client_ca); give both or neither.
+      server_name: the name the server's certificate must carry, instead of
+        the host in `address` (e.g. "localhost" while dialing 127.0.0.1).
+    A file that cannot be read raises OSError now, not at the first call."""
+    options = list(_CHANNEL_OPTIONS) + list(options)
+    if not (tls_ca or tls_cert or tls_key or server_name):
+        return Client(grpc.insecure_channel(address, options=options))
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("tls_cert and tls_key go together")
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=_read(tls_ca), private_key=_read(tls_key),
+        certificate_chain=_read(tls_cert))
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return Client(grpc.secure_channel(address, credentials, options=options))
+
+
+def _read(path):
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()

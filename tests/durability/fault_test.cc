@@ -18,6 +18,11 @@
 #include "tests/durability/powerloss_vfs.h"
 #include "tests/support/temp_dir.h"
 
+namespace kanban::storage {
+// Test names and CTest listings show the mode, not its bytes.
+void PrintTo(SyncMode mode, std::ostream* os) { *os << SyncModeName(mode); }
+}  // namespace kanban::storage
+
 namespace kanban::testing {
 namespace {
 

@@ -54,7 +54,8 @@ class Pacer {
           if (!queue_.empty() && queue_.top().when <= absl::Now()) break;
           if (stop_) return;
           const size_t size = queue_.size();
-          const absl::Time wake = queue_.empty() ? absl::InfiniteFuture() : queue_.top().when;
+          const absl::Time wake =
+              queue_.empty() ? absl::InfiniteFuture() : queue_.top().when;
           // Wake for the first item's time, a new (maybe earlier) item, or stop.
           auto changed = [this, size]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
             return stop_ || queue_.size() != size;
@@ -69,7 +70,8 @@ class Pacer {
   }
 
   absl::Mutex mu_;
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_ ABSL_GUARDED_BY(mu_);
+  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_
+      ABSL_GUARDED_BY(mu_);
   int64_t next_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
@@ -92,11 +94,12 @@ class Run {
     while (!finished_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
       const absl::Time now = absl::Now();
       const int64_t done = recorder_->completed();
-      std::string line = absl::StrFormat(
-          "[%s] %.0f s: %d calls, %.0f/s (last second %.0f/s), %d errors", label,
-          absl::ToDoubleSeconds(now - start_), done,
-          done / absl::ToDoubleSeconds(now - start_),
-          (done - last_done) / absl::ToDoubleSeconds(now - last_print), recorder_->failed());
+      std::string line =
+          absl::StrFormat("[%s] %.0f s: %d calls, %.0f/s (last second %.0f/s), %d errors",
+                          label, absl::ToDoubleSeconds(now - start_), done,
+                          done / absl::ToDoubleSeconds(now - start_),
+                          (done - last_done) / absl::ToDoubleSeconds(now - last_print),
+                          recorder_->failed());
       if (extra) line += ", " + extra();
       PrintProgress(line);
       last_print = now;
@@ -180,7 +183,8 @@ void EndProgress() {
 }
 
 absl::Duration RunLoad(const std::string& label, const Load& load, const StartFn& start,
-                       Recorder* recorder, const std::function<std::string()>& progress_extra) {
+                       Recorder* recorder,
+                       const std::function<std::string()>& progress_extra) {
   Run run(load, start, recorder);
   return run.Go(label, progress_extra);
 }

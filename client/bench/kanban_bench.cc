@@ -30,7 +30,8 @@ std::string LoadText(const Options& o) {
     absl::StrAppend(&load, absl::FormatDuration(o.duration));
   }
   if (o.rate > 0) absl::StrAppendFormat(&load, " at most %.0f/s", o.rate);
-  absl::StrAppend(&load, ", ", o.connections, o.connections == 1 ? " connection" : " connections");
+  absl::StrAppend(&load, ", ", o.connections,
+                  o.connections == 1 ? " connection" : " connections");
   return load;
 }
 
@@ -67,15 +68,18 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
     Recorder recorder;
     const absl::Duration total = RunLoad(
         options.scenario, load,
-        [&](int loop, int64_t seq, Done done) { (*scenario)->Start(loop, seq, std::move(done)); },
+        [&](int loop, int64_t seq, Done done) {
+          (*scenario)->Start(loop, seq, std::move(done));
+        },
         &recorder);
     result.scenario = options.scenario;
     result.summary = recorder.Summarize(total);
     (*scenario)->Finish(result.summary, &result);
   }
-  result.setup = absl::StrFormat("%s (%s, synchronous=%s), board %s, %s", address,
-                                 child ? "kanband started by kanban-bench" : "given server",
-                                 *sync, options.board, LoadText(options));
+  result.setup =
+      absl::StrFormat("%s (%s, synchronous=%s), board %s, %s", address,
+                      child ? "kanband started by kanban-bench" : "given server", *sync,
+                      options.board, LoadText(options));
 
   if (options.scenario == "health") {
     result.has_check = true;  // It is the Check run.
@@ -86,7 +90,9 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
     Recorder recorder;
     const absl::Duration total = RunLoad(
         "check", load,
-        [&](int loop, int64_t seq, Done done) { (*health)->Start(loop, seq, std::move(done)); },
+        [&](int loop, int64_t seq, Done done) {
+          (*health)->Start(loop, seq, std::move(done));
+        },
         &recorder);
     result.has_check = true;
     result.check = recorder.Summarize(total);
@@ -114,7 +120,8 @@ int RunModes(const Options& options) {
   const bool passed = n.passed() && f.passed();
   if (options.json) {
     std::printf(
-        "{\"name\":\"kanban-bench modes\",\"scenario\":\"modes\",\"normal\":%s,\"full\":%s,"
+        "{\"name\":\"kanban-bench "
+        "modes\",\"scenario\":\"modes\",\"normal\":%s,\"full\":%s,"
         "\"full_to_normal\":%.4f,\"passed\":%s}\n",
         FormatJson(n).c_str(), FormatJson(f).c_str(), ratio, passed ? "true" : "false");
   } else {
@@ -129,14 +136,15 @@ int RunModes(const Options& options) {
 }
 
 int Main(int argc, char** argv) {
-  absl::StatusOr<Options> options = ParseOptions(std::vector<std::string>(argv + 1, argv + argc));
+  absl::StatusOr<Options> options =
+      ParseOptions(std::vector<std::string>(argv + 1, argv + argc));
   if (!options.ok()) {
     if (absl::IsCancelled(options.status())) {
       std::printf("%s", Usage().c_str());
       return 0;
     }
-    std::fprintf(stderr, "kanban-bench: %s\n\n%s", std::string(options.status().message()).c_str(),
-                 Usage().c_str());
+    std::fprintf(stderr, "kanban-bench: %s\n\n%s",
+                 std::string(options.status().message()).c_str(), Usage().c_str());
     return 2;
   }
   if (options->scenario == "modes") return RunModes(*options);

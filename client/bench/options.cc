@@ -141,7 +141,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
         return Bad(name, value, "a positive integer");
       }
     } else if (name == "duration" || name == "z") {
-      if (!absl::ParseDuration(value, &o.duration) || o.duration <= absl::ZeroDuration()) {
+      if (!absl::ParseDuration(value, &o.duration) ||
+          o.duration <= absl::ZeroDuration()) {
         return Bad(name, value, "a duration such as 10s or 500ms");
       }
       duration_given = true;

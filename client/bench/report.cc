@@ -25,19 +25,23 @@ std::string GhzFields(const Summary& s) {
   fields.push_back(absl::StrCat("\"slowest\":", absl::ToInt64Nanoseconds(s.slowest)));
   fields.push_back(absl::StrFormat("\"rps\":%.2f", s.rps));
   std::vector<std::string> items;
-  for (const auto& [text, n] : s.errors) items.push_back(absl::StrCat(JsonQuote(text), ":", n));
-  fields.push_back(absl::StrCat("\"errorDistribution\":{", absl::StrJoin(items, ","), "}"));
+  for (const auto& [text, n] : s.errors)
+    items.push_back(absl::StrCat(JsonQuote(text), ":", n));
+  fields.push_back(
+      absl::StrCat("\"errorDistribution\":{", absl::StrJoin(items, ","), "}"));
   items.clear();
   for (const auto& [code, n] : s.status_codes) {
     items.push_back(absl::StrCat(JsonQuote(code), ":", n));
   }
-  fields.push_back(absl::StrCat("\"statusCodeDistribution\":{", absl::StrJoin(items, ","), "}"));
+  fields.push_back(
+      absl::StrCat("\"statusCodeDistribution\":{", absl::StrJoin(items, ","), "}"));
   items.clear();
   for (const auto& [p, d] : s.latency_distribution) {
     items.push_back(absl::StrCat("{\"percentage\":", p,
                                  ",\"latency\":", absl::ToInt64Nanoseconds(d), "}"));
   }
-  fields.push_back(absl::StrCat("\"latencyDistribution\":[", absl::StrJoin(items, ","), "]"));
+  fields.push_back(
+      absl::StrCat("\"latencyDistribution\":[", absl::StrJoin(items, ","), "]"));
   items.clear();
   for (const Bucket& b : s.histogram) {
     items.push_back(absl::StrCat("{\"mark\":", JsonNumber(absl::ToDoubleSeconds(b.mark)),
@@ -82,7 +86,8 @@ void AppendSummary(const Summary& s, std::string* out) {
   }
   if (!s.errors.empty()) {
     out->append("\nError distribution:\n");
-    for (const auto& [text, n] : s.errors) absl::StrAppendFormat(out, "  [%d]\t%s\n", n, text);
+    for (const auto& [text, n] : s.errors)
+      absl::StrAppendFormat(out, "  [%d]\t%s\n", n, text);
   }
 }
 
@@ -101,7 +106,8 @@ double Result::ratio_to_check() const {
 }
 
 bool Result::passed() const {
-  const bool all_ok = summary.ok() == summary.count && summary.count > 0 && summary.rps > 0;
+  const bool all_ok =
+      summary.ok() == summary.count && summary.count > 0 && summary.rps > 0;
   const bool check_ok = !has_check || (check.ok() == check.count && check.count > 0);
   return all_ok && check_ok && problems.empty();
 }
@@ -118,11 +124,21 @@ std::string JsonQuote(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           out += absl::StrFormat("\\u%04x", c);
@@ -160,15 +176,17 @@ std::string FormatText(const Result& r) {
 }
 
 std::string FormatJson(const Result& r) {
-  std::string out = absl::StrCat("{\"name\":", JsonQuote("kanban-bench " + r.scenario),
-                                 ",\"scenario\":", JsonQuote(r.scenario),
-                                 ",\"setup\":", JsonQuote(r.setup), ",", GhzFields(r.summary));
+  std::string out =
+      absl::StrCat("{\"name\":", JsonQuote("kanban-bench " + r.scenario),
+                   ",\"scenario\":", JsonQuote(r.scenario),
+                   ",\"setup\":", JsonQuote(r.setup), ",", GhzFields(r.summary));
   if (r.has_check) {
     absl::StrAppend(&out, ",\"check_rps\":", absl::StrFormat("%.2f", r.check.rps),
-                    ",\"ratio_to_check\":", JsonNumber(r.ratio_to_check()), ",\"check\":{",
-                    GhzFields(r.check), "}");
+                    ",\"ratio_to_check\":", JsonNumber(r.ratio_to_check()),
+                    ",\"check\":{", GhzFields(r.check), "}");
   }
-  for (const Extra& e : r.extras) absl::StrAppend(&out, ",", JsonQuote(e.key), ":", e.json);
+  for (const Extra& e : r.extras)
+    absl::StrAppend(&out, ",", JsonQuote(e.key), ":", e.json);
   std::vector<std::string> problems;
   for (const std::string& p : r.problems) problems.push_back(JsonQuote(p));
   absl::StrAppend(&out, ",\"problems\":[", absl::StrJoin(problems, ","), "]",

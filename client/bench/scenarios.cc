@@ -31,8 +31,8 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
 }
 
 // Creates `n` bench tasks, 64 at a time, and returns their ids.
-absl::StatusOr<std::vector<std::string>> Prefill(const Target& target, const Options& options,
-                                                 int64_t n) {
+absl::StatusOr<std::vector<std::string>> Prefill(const Target& target,
+                                                 const Options& options, int64_t n) {
   std::vector<std::string> ids;
   if (n == 0) return ids;
   absl::Mutex mu;
@@ -41,22 +41,23 @@ absl::StatusOr<std::vector<std::string>> Prefill(const Target& target, const Opt
   Load load;
   load.concurrency = 64;
   load.count = n;
-  RunLoad("prefill", load,
-          [&](int loop, int64_t seq, Done done) {
-            auto* c = new Unary<v1::CreateTaskRequest, v1::Task>();
-            target.SetDeadline(&c->ctx);
-            c->request = BenchTaskRequest(options, seq);
-            target.kanban(loop)->async()->CreateTask(
-                &c->ctx, &c->request, &c->response, [c, done, &mu, &ids](grpc::Status s) {
-                  if (s.ok()) {
-                    absl::MutexLock lock(&mu);
-                    ids.push_back(c->response.id());
-                  }
-                  delete c;
-                  done(s, false);
-                });
-          },
-          &recorder);
+  RunLoad(
+      "prefill", load,
+      [&](int loop, int64_t seq, Done done) {
+        auto* c = new Unary<v1::CreateTaskRequest, v1::Task>();
+        target.SetDeadline(&c->ctx);
+        c->request = BenchTaskRequest(options, seq);
+        target.kanban(loop)->async()->CreateTask(&c->ctx, &c->request, &c->response,
+                                                 [c, done, &mu, &ids](grpc::Status s) {
+                                                   if (s.ok()) {
+                                                     absl::MutexLock lock(&mu);
+                                                     ids.push_back(c->response.id());
+                                                   }
+                                                   delete c;
+                                                   done(s, false);
+                                                 });
+      },
+      &recorder);
   const Summary summary = recorder.Summarize(absl::ZeroDuration());
   if (summary.ok() != n) {
     return absl::UnavailableError(absl::StrFormat(
@@ -96,7 +97,8 @@ class GetScenario final : public UnaryScenario {
     absl::StatusOr<std::vector<std::string>> ids =
         Prefill(*target_, options_, options_.prefill >= 0 ? options_.prefill : 1000);
     if (!ids.ok()) return ids.status();
-    if (ids->empty()) return absl::InvalidArgumentError("get needs --prefill of at least 1");
+    if (ids->empty())
+      return absl::InvalidArgumentError("get needs --prefill of at least 1");
     ids_ = *std::move(ids);
     return absl::OkStatus();
   }
@@ -113,8 +115,9 @@ class GetScenario final : public UnaryScenario {
   }
 
   void Finish(const Summary& summary, Result* result) override {
-    result->extras.push_back(NumberExtra("tasks_read_from", ids_.size(),
-                                         absl::StrCat(ids_.size(), " tasks, round robin")));
+    result->extras.push_back(
+        NumberExtra("tasks_read_from", ids_.size(),
+                    absl::StrCat(ids_.size(), " tasks, round robin")));
   }
 
  private:
@@ -129,7 +132,8 @@ class ListScenario final : public UnaryScenario {
       : target_(target), options_(options) {}
 
   absl::Status Prepare() override {
-    return Prefill(*target_, options_, options_.prefill >= 0 ? options_.prefill : 200).status();
+    return Prefill(*target_, options_, options_.prefill >= 0 ? options_.prefill : 200)
+        .status();
   }
 
   void Start(int loop, int64_t seq, Done done) override {
@@ -137,22 +141,23 @@ class ListScenario final : public UnaryScenario {
     target_->SetDeadline(&c->ctx);
     c->request.set_board(options_.board);
     c->request.set_page_size(options_.page_size);
-    target_->kanban(loop)->async()->ListTasks(&c->ctx, &c->request, &c->response,
-                                              [this, c, done](grpc::Status s) {
-                                                tasks_.fetch_add(c->response.tasks_size(),
-                                                                 std::memory_order_relaxed);
-                                                delete c;
-                                                done(s, false);
-                                              });
+    target_->kanban(loop)->async()->ListTasks(
+        &c->ctx, &c->request, &c->response, [this, c, done](grpc::Status s) {
+          tasks_.fetch_add(c->response.tasks_size(), std::memory_order_relaxed);
+          delete c;
+          done(s, false);
+        });
   }
 
   void Finish(const Summary& summary, Result* result) override {
-    const double per_page = summary.ok() > 0 ? static_cast<double>(tasks_.load()) / summary.ok() : 0;
-    result->extras.push_back(NumberExtra("tasks_per_page", per_page,
-                                         absl::StrFormat("%.1f (page_size %d)", per_page,
-                                                         options_.page_size)));
-    result->extras.push_back(NumberExtra("tasks_per_second", per_page * summary.rps,
-                                         absl::StrFormat("%.0f", per_page * summary.rps)));
+    const double per_page =
+        summary.ok() > 0 ? static_cast<double>(tasks_.load()) / summary.ok() : 0;
+    result->extras.push_back(NumberExtra(
+        "tasks_per_page", per_page,
+        absl::StrFormat("%.1f (page_size %d)", per_page, options_.page_size)));
+    result->extras.push_back(
+        NumberExtra("tasks_per_second", per_page * summary.rps,
+                    absl::StrFormat("%.0f", per_page * summary.rps)));
   }
 
  private:
@@ -171,8 +176,9 @@ class ClaimCompleteScenario final : public UnaryScenario {
   absl::Status Prepare() override {
     int64_t n = options_.prefill;
     if (n < 0) {
-      n = options_.count > 0 ? options_.count
-                             : static_cast<int64_t>(4000 * absl::ToDoubleSeconds(options_.duration));
+      n = options_.count > 0
+              ? options_.count
+              : static_cast<int64_t>(4000 * absl::ToDoubleSeconds(options_.duration));
     }
     return Prefill(*target_, options_, n).status();
   }
@@ -199,7 +205,8 @@ class ClaimCompleteScenario final : public UnaryScenario {
           c->complete.set_result("ok");
           c->sent = now;
           target_->kanban(loop)->async()->CompleteTask(
-              &c->complete_ctx, &c->complete, &c->completed, [this, c, done](grpc::Status s2) {
+              &c->complete_ctx, &c->complete, &c->completed,
+              [this, c, done](grpc::Status s2) {
                 completes_.Record(absl::Now() - c->sent, s2);
                 delete c;
                 done(s2, false);
@@ -211,22 +218,26 @@ class ClaimCompleteScenario final : public UnaryScenario {
     const Summary claims = claims_.Summarize(summary.total);
     const Summary completes = completes_.Summarize(summary.total);
     result->extras.push_back(NumberExtra(
-        "rpcs_per_second", (claims.count + completes.count) / absl::ToDoubleSeconds(summary.total),
-        absl::StrFormat("%.0f (ClaimTask + CompleteTask)",
-                        (claims.count + completes.count) / absl::ToDoubleSeconds(summary.total))));
-    for (const auto& [name, s] : {std::pair<const char*, const Summary*>{"claim", &claims},
-                                  {"complete", &completes}}) {
-      result->extras.push_back(NumberExtra(
-          absl::StrCat(name, "_p50_ns"), absl::ToInt64Nanoseconds(s->Percentile(0.5)),
-          HumanDuration(s->Percentile(0.5))));
-      result->extras.push_back(NumberExtra(
-          absl::StrCat(name, "_p99_ns"), absl::ToInt64Nanoseconds(s->Percentile(0.99)),
-          HumanDuration(s->Percentile(0.99))));
+        "rpcs_per_second",
+        (claims.count + completes.count) / absl::ToDoubleSeconds(summary.total),
+        absl::StrFormat(
+            "%.0f (ClaimTask + CompleteTask)",
+            (claims.count + completes.count) / absl::ToDoubleSeconds(summary.total))));
+    for (const auto& [name, s] :
+         {std::pair<const char*, const Summary*>{"claim", &claims},
+          {"complete", &completes}}) {
+      result->extras.push_back(NumberExtra(absl::StrCat(name, "_p50_ns"),
+                                           absl::ToInt64Nanoseconds(s->Percentile(0.5)),
+                                           HumanDuration(s->Percentile(0.5))));
+      result->extras.push_back(NumberExtra(absl::StrCat(name, "_p99_ns"),
+                                           absl::ToInt64Nanoseconds(s->Percentile(0.99)),
+                                           HumanDuration(s->Percentile(0.99))));
     }
     if (empty_.load() > 0) {
-      result->problems.push_back(absl::StrFormat(
-          "%d loops found the board empty and stopped early (after %d cycles); raise --prefill",
-          empty_.load(), summary.count));
+      result->problems.push_back(
+          absl::StrFormat("%d loops found the board empty and stopped early (after %d "
+                          "cycles); raise --prefill",
+                          empty_.load(), summary.count));
     }
   }
 
@@ -302,9 +313,9 @@ class HeartbeatScenario final : public UnaryScenario {
   }
 
   void Finish(const Summary& summary, Result* result) override {
-    result->extras.push_back(NumberExtra("workers", options_.concurrency,
-                                         absl::StrCat(options_.concurrency,
-                                                      ", one lease each")));
+    result->extras.push_back(
+        NumberExtra("workers", options_.concurrency,
+                    absl::StrCat(options_.concurrency, ", one lease each")));
   }
 
  private:
@@ -333,8 +344,8 @@ class HealthScenario final : public UnaryScenario {
   explicit HealthScenario(const Target* target) : target_(target) {}
 
   void Start(int loop, int64_t seq, Done done) override {
-    auto* c =
-        new Unary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>();
+    auto* c = new Unary<grpc::health::v1::HealthCheckRequest,
+                        grpc::health::v1::HealthCheckResponse>();
     target_->SetDeadline(&c->ctx);
     target_->health(loop)->async()->Check(&c->ctx, &c->request, &c->response,
                                           [c, done](grpc::Status s) {
@@ -384,7 +395,8 @@ grpc::health::v1::Health::Stub* Target::health(int loop) const {
 }
 
 void Target::SetDeadline(grpc::ClientContext* ctx) const {
-  ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout_));
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    absl::ToChronoNanoseconds(timeout_));
 }
 
 absl::Status EnsureBoard(const Target& target, const std::string& board) {
@@ -396,7 +408,8 @@ absl::Status EnsureBoard(const Target& target, const std::string& board) {
   request.set_description("load generated by kanban-bench");
   v1::Board response;
   grpc::Status s = target.kanban(0)->CreateBoard(&ctx, request, &response);
-  if (s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS) return absl::OkStatus();
+  if (s.ok() || s.error_code() == grpc::StatusCode::ALREADY_EXISTS)
+    return absl::OkStatus();
   return FromGrpc(s, "CreateBoard " + board);
 }
 
@@ -404,7 +417,8 @@ absl::StatusOr<std::string> ServerSynchronous(const Target& target) {
   grpc::ClientContext ctx;
   SetSetupDeadline(&ctx);
   v1::ServerInfo info;
-  grpc::Status s = target.kanban(0)->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info);
+  grpc::Status s =
+      target.kanban(0)->GetServerInfo(&ctx, v1::GetServerInfoRequest(), &info);
   if (!s.ok()) return FromGrpc(s, "GetServerInfo");
   return info.synchronous();
 }
@@ -425,7 +439,8 @@ absl::StatusOr<std::unique_ptr<UnaryScenario>> MakeUnaryScenario(const std::stri
   if (name == "create") return std::make_unique<CreateScenario>(target, options);
   if (name == "get") return std::make_unique<GetScenario>(target, options);
   if (name == "list") return std::make_unique<ListScenario>(target, options);
-  if (name == "claim-complete") return std::make_unique<ClaimCompleteScenario>(target, options);
+  if (name == "claim-complete")
+    return std::make_unique<ClaimCompleteScenario>(target, options);
   if (name == "heartbeat") return std::make_unique<HeartbeatScenario>(target, options);
   if (name == "health") return std::make_unique<HealthScenario>(target);
   return absl::InvalidArgumentError(absl::StrCat("not a unary scenario: ", name));

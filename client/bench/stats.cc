@@ -9,12 +9,23 @@ namespace kanban::bench {
 
 std::string CodeName(grpc::StatusCode code) {
   // Go's codes.Code names, which ghz prints.
-  static const char* const kNames[] = {
-      "OK",       "Canceled",         "Unknown",           "InvalidArgument",
-      "DeadlineExceeded", "NotFound", "AlreadyExists",     "PermissionDenied",
-      "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
-      "Unimplemented", "Internal",    "Unavailable",       "DataLoss",
-      "Unauthenticated"};
+  static const char* const kNames[] = {"OK",
+                                       "Canceled",
+                                       "Unknown",
+                                       "InvalidArgument",
+                                       "DeadlineExceeded",
+                                       "NotFound",
+                                       "AlreadyExists",
+                                       "PermissionDenied",
+                                       "ResourceExhausted",
+                                       "FailedPrecondition",
+                                       "Aborted",
+                                       "OutOfRange",
+                                       "Unimplemented",
+                                       "Internal",
+                                       "Unavailable",
+                                       "DataLoss",
+                                       "Unauthenticated"};
   const int i = static_cast<int>(code);
   return i >= 0 && i < 17 ? kNames[i] : absl::StrCat("Code(", i, ")");
 }
@@ -126,7 +137,8 @@ Summary Recorder::Summarize(absl::Duration total) const {
     }
     for (int i = 0; i < kBuckets; ++i) {
       if (s.raw_buckets[i] == 0) continue;
-      const absl::Duration v = std::clamp(absl::Nanoseconds(BucketMid(i)), s.fastest, s.slowest);
+      const absl::Duration v =
+          std::clamp(absl::Nanoseconds(BucketMid(i)), s.fastest, s.slowest);
       int bar = width > absl::ZeroDuration()
                     ? static_cast<int>(absl::FDivDuration(v - s.fastest, width))
                     : 0;

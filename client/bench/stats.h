@@ -35,7 +35,7 @@ struct Bucket {
 // A run's summary. Durations are exact for fastest/slowest/average and
 // within 1.6% for the percentiles (log-linear buckets).
 struct Summary {
-  int64_t count = 0;  // Completed calls, OK or not (ghz's "count").
+  int64_t count = 0;     // Completed calls, OK or not (ghz's "count").
   absl::Duration total;  // Start of the run to the last completion.
   absl::Duration average, fastest, slowest;
   double rps = 0;  // count / total, as ghz.

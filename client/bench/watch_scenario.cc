@@ -18,7 +18,7 @@ constexpr int kWatchersPerChannel = 64;
 
 // What the watch streams share.
 struct Shared {
-  Recorder deliveries;  // One entry per event per watcher; latency = delay.
+  Recorder deliveries;             // One entry per event per watcher; latency = delay.
   std::atomic<int> subscribed{0};  // Got their first response.
   std::atomic<int64_t> last_delivery_ns{0};  // absl::ToUnixNanos of the latest.
   absl::Mutex mu;
@@ -50,8 +50,8 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
       shared_->subscribed.fetch_add(1, std::memory_order_relaxed);
     }
     for (const v1::Event& event : response_.events()) {
-      const absl::Time committed =
-          absl::FromUnixSeconds(event.time().seconds()) + absl::Nanoseconds(event.time().nanos());
+      const absl::Time committed = absl::FromUnixSeconds(event.time().seconds()) +
+                                   absl::Nanoseconds(event.time().nanos());
       shared_->deliveries.Record(now - committed, grpc::Status::OK);
     }
     if (response_.events_size() > 0) {
@@ -93,8 +93,8 @@ class Fleet {
       if (i % kWatchersPerChannel == 0) {
         grpc::ChannelArguments args;
         args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-        stubs_.push_back(v1::KanbanService::NewStub(
-            grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+        stubs_.push_back(v1::KanbanService::NewStub(grpc::CreateCustomChannel(
+            address, grpc::InsecureChannelCredentials(), args)));
       }
       watchers_.push_back(std::make_unique<Watcher>(stubs_.back().get(), board, shared));
     }
@@ -157,8 +157,11 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
   const absl::Time start = absl::Now();
   const absl::Duration write_time = RunLoad(
       "watch", load,
-      [&](int loop, int64_t seq, Done done) { (*create)->Start(loop, seq, std::move(done)); },
-      &writes, [&] { return absl::StrCat(shared.deliveries.completed(), " deliveries"); });
+      [&](int loop, int64_t seq, Done done) {
+        (*create)->Start(loop, seq, std::move(done));
+      },
+      &writes,
+      [&] { return absl::StrCat(shared.deliveries.completed(), " deliveries"); });
 
   // Wait until every watcher has every event written, or 30 s pass.
   const Summary write_summary = writes.Summarize(write_time);
@@ -188,9 +191,9 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
   int missed = 0;
   for (const auto& w : fleet.watchers()) missed += w->received() < write_summary.ok();
   if (missed > 0) {
-    result.problems.push_back(absl::StrFormat(
-        "%d of %d watchers got fewer than the %d events written", missed, options.watchers,
-        write_summary.ok()));
+    result.problems.push_back(
+        absl::StrFormat("%d of %d watchers got fewer than the %d events written", missed,
+                        options.watchers, write_summary.ok()));
   }
   if (write_summary.ok() != write_summary.count) {
     result.problems.push_back(absl::StrFormat("%d of %d CreateTask calls failed",
@@ -202,25 +205,26 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
     for (const auto& [text, n] : write_summary.errors) result.summary.errors[text] += n;
   }
   if (shared.deliveries.failed() > 0) {
-    result.problems.push_back(absl::StrFormat("%d watch streams ended before they were cancelled",
-                                              shared.deliveries.failed()));
+    result.problems.push_back(absl::StrFormat(
+        "%d watch streams ended before they were cancelled", shared.deliveries.failed()));
   }
   auto& extras = result.extras;
-  extras.push_back(NumberExtra("watchers", options.watchers, absl::StrCat(options.watchers)));
+  extras.push_back(
+      NumberExtra("watchers", options.watchers, absl::StrCat(options.watchers)));
   extras.push_back(NumberExtra("events_written", write_summary.ok(),
                                absl::StrCat(write_summary.ok(), " (CreateTask, ",
                                             options.concurrency, " in flight)")));
   extras.push_back(NumberExtra("write_rps", write_summary.rps,
                                absl::StrFormat("%.2f", write_summary.rps)));
+  extras.push_back(NumberExtra("write_p50_ns",
+                               absl::ToInt64Nanoseconds(write_summary.Percentile(0.5)),
+                               HumanDuration(write_summary.Percentile(0.5))));
+  extras.push_back(NumberExtra("write_p99_ns",
+                               absl::ToInt64Nanoseconds(write_summary.Percentile(0.99)),
+                               HumanDuration(write_summary.Percentile(0.99))));
   extras.push_back(NumberExtra(
-      "write_p50_ns", absl::ToInt64Nanoseconds(write_summary.Percentile(0.5)),
-      HumanDuration(write_summary.Percentile(0.5))));
-  extras.push_back(NumberExtra(
-      "write_p99_ns", absl::ToInt64Nanoseconds(write_summary.Percentile(0.99)),
-      HumanDuration(write_summary.Percentile(0.99))));
-  extras.push_back(NumberExtra("watchers_missing_events", missed,
-                               missed == 0 ? "0 (every watcher got every event)"
-                                           : absl::StrCat(missed)));
+      "watchers_missing_events", missed,
+      missed == 0 ? "0 (every watcher got every event)" : absl::StrCat(missed)));
   return result;
 }
 

@@ -201,15 +201,12 @@ int RunHelp(const Invocation& in) {
 }  // namespace
 
 const std::vector<FlagSpec>& GlobalFlags() {
-  static const auto* flags = new std::vector<FlagSpec>{{"server", FlagKind::kString},
-                                                       {"json", FlagKind::kBool},
-                                                       {"timeout", FlagKind::kSeconds},
-                                                       {"help", FlagKind::kBool},
-                                                       {"version", FlagKind::kBool},
-                                                       {"tls-ca", FlagKind::kString},
-                                                       {"tls-cert", FlagKind::kString},
-                                                       {"tls-key", FlagKind::kString},
-                                                       {"tls-server-name", FlagKind::kString}};
+  static const auto* flags = new std::vector<FlagSpec>{
+      {"server", FlagKind::kString},         {"json", FlagKind::kBool},
+      {"timeout", FlagKind::kSeconds},       {"help", FlagKind::kBool},
+      {"version", FlagKind::kBool},          {"tls-ca", FlagKind::kString},
+      {"tls-cert", FlagKind::kString},       {"tls-key", FlagKind::kString},
+      {"tls-server-name", FlagKind::kString}};
   return *flags;
 }
 

@@ -34,9 +34,8 @@ int PrintJson(const Invocation& in, const google::protobuf::Message& message) {
 
 std::string Bar(const v1::BackupProgress& p) {
   constexpr int kWidth = 30;
-  double fraction = p.pages_total() > 0
-                        ? static_cast<double>(p.pages_copied()) / p.pages_total()
-                        : 0.0;
+  double fraction =
+      p.pages_total() > 0 ? static_cast<double>(p.pages_copied()) / p.pages_total() : 0.0;
   int filled = static_cast<int>(fraction * kWidth);
   return absl::StrFormat("\r[%s%s] %3.0f%%  %d/%d pages", std::string(filled, '#'),
                          std::string(kWidth - filled, ' '), fraction * 100,

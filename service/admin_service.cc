@@ -29,7 +29,9 @@ class BackupReactor : public grpc::ServerWriteReactor<v1::BackupProgress> {
     store->Backup(
         std::move(backup),
         [this](const storage::BackupProgress& p) { return OnProgress(p); },
-        [this](absl::StatusOr<storage::BackupResult> result) { OnResult(std::move(result)); });
+        [this](absl::StatusOr<storage::BackupResult> result) {
+          OnResult(std::move(result));
+        });
   }
 
   void OnWriteDone(bool ok) override {

@@ -34,7 +34,11 @@ absl::string_view LevelName(LogLevel level) {
 // must be valid UTF-8, and messages can carry any bytes (file names).
 size_t Utf8Length(absl::string_view s, size_t i) {
   const unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+  size_t n = c < 0x80           ? 1
+             : (c >> 5) == 0x6  ? 2
+             : (c >> 4) == 0xE  ? 3
+             : (c >> 3) == 0x1E ? 4
+                                : 0;
   if (n == 0 || i + n > s.size()) return 0;
   for (size_t k = 1; k < n; ++k) {
     if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
@@ -97,11 +101,13 @@ void WriteLine(const std::string& line) {
 }
 
 void GrpcLogSink(gpr_log_func_args* args) {
-  LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR   ? LogLevel::kError
+  LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::kError
                    : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::kInfo
                                                              : LogLevel::kDebug;
-  Log(level, args->message, {{"source", "grpc"}, {"file", args->file},
-                             {"line", static_cast<int64_t>(args->line)}});
+  Log(level, args->message,
+      {{"source", "grpc"},
+       {"file", args->file},
+       {"line", static_cast<int64_t>(args->line)}});
 }
 
 }  // namespace

@@ -21,15 +21,15 @@ namespace {
 // Upper bounds in seconds: from sub-millisecond unary calls to watch streams
 // that stay open for minutes.
 const std::vector<double>& RpcBuckets() {
-  static const auto* b = new std::vector<double>{
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
-      60,     300};
+  static const auto* b =
+      new std::vector<double>{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                              0.5,    1,     2.5,    5,     10,   30,    60,   300};
   return *b;
 }
 const std::vector<double>& CommitBuckets() {
-  static const auto* b = new std::vector<double>{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                 0.005,  0.01,    0.025,  0.05,  0.1,
-                                                 0.25,   0.5,     1,      2.5};
+  static const auto* b =
+      new std::vector<double>{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
   return *b;
 }
 const std::vector<double>& BatchBuckets() {
@@ -39,15 +39,21 @@ const std::vector<double>& BatchBuckets() {
 }
 
 const char* StatusName(storage::TaskStatus status) {
-  static const char* const kNames[] = {"STATUS_UNSPECIFIED", "TRIAGE", "TODO",
-                                       "READY",              "RUNNING", "BLOCKED",
-                                       "REVIEW",             "DONE",   "ARCHIVED"};
+  static const char* const kNames[] = {"STATUS_UNSPECIFIED",
+                                       "TRIAGE",
+                                       "TODO",
+                                       "READY",
+                                       "RUNNING",
+                                       "BLOCKED",
+                                       "REVIEW",
+                                       "DONE",
+                                       "ARCHIVED"};
   int i = static_cast<int>(status);
   return i >= 0 && i <= storage::kMaxTaskStatus ? kNames[i] : "UNKNOWN";
 }
 
 prometheus::MetricFamily MakeFamily(std::string name, std::string help,
-                                prometheus::MetricType type) {
+                                    prometheus::MetricType type) {
   prometheus::MetricFamily family;
   family.name = std::move(name);
   family.help = std::move(help);
@@ -94,42 +100,46 @@ class Metrics::LiveCollector final : public prometheus::Collectable {
     if (store == nullptr) return out;
 
     auto depth = MakeFamily("kanban_writer_queue_depth",
-                        "Writes waiting for the writer thread.", MetricType::Gauge);
+                            "Writes waiting for the writer thread.", MetricType::Gauge);
     depth.metric.push_back(
         Value(static_cast<double>(store->writer_queue_depth()), MetricType::Gauge));
     out.push_back(std::move(depth));
 
     if (WatchRegistry* watchers = metrics_->watchers_; watchers != nullptr) {
       auto open = MakeFamily("kanban_watch_streams", "Open WatchEvents streams.",
-                         MetricType::Gauge);
+                             MetricType::Gauge);
       open.metric.push_back(
           Value(static_cast<double>(watchers->size()), MetricType::Gauge));
       out.push_back(std::move(open));
       auto sent = MakeFamily("kanban_watch_events_delivered_total",
-                         "Events sent on WatchEvents streams.", MetricType::Counter);
+                             "Events sent on WatchEvents streams.", MetricType::Counter);
       sent.metric.push_back(
           Value(static_cast<double>(watchers->delivered()), MetricType::Counter));
       out.push_back(std::move(sent));
     }
 
-    auto tasks = MakeFamily("kanban_tasks", "Tasks by board and status (refreshed every few "
-                        "seconds).", MetricType::Gauge);
+    auto tasks = MakeFamily("kanban_tasks",
+                            "Tasks by board and status (refreshed every few "
+                            "seconds).",
+                            MetricType::Gauge);
     auto held = MakeFamily("kanban_leases_held",
-                       "Leases held now (tasks RUNNING under a worker's lease).",
-                       MetricType::Gauge);
+                           "Leases held now (tasks RUNNING under a worker's lease).",
+                           MetricType::Gauge);
     double running = 0;
     for (const storage::TaskCount& c : metrics_->CurrentTaskCounts()) {
-      tasks.metric.push_back(Value(static_cast<double>(c.count), MetricType::Gauge,
-                                   {{"board", c.board}, {"status", StatusName(c.status)}}));
-      if (c.status == storage::TaskStatus::kRunning) running += static_cast<double>(c.count);
+      tasks.metric.push_back(
+          Value(static_cast<double>(c.count), MetricType::Gauge,
+                {{"board", c.board}, {"status", StatusName(c.status)}}));
+      if (c.status == storage::TaskStatus::kRunning)
+        running += static_cast<double>(c.count);
     }
     held.metric.push_back(Value(running, MetricType::Gauge));
     out.push_back(std::move(tasks));
     out.push_back(std::move(held));
 
     auto bytes = MakeFamily("kanban_database_bytes",
-                        "Size of the database file and of its write-ahead log.",
-                        MetricType::Gauge);
+                            "Size of the database file and of its write-ahead log.",
+                            MetricType::Gauge);
     bytes.metric.push_back(
         Value(FileBytes(store->path()), MetricType::Gauge, {{"file", "db"}}));
     bytes.metric.push_back(
@@ -138,8 +148,8 @@ class Metrics::LiveCollector final : public prometheus::Collectable {
 
     const storage::DurabilityInfo& d = store->durability();
     auto durability = MakeFamily("kanban_durability_info",
-                             "The durability settings in force (value is always 1).",
-                             MetricType::Gauge);
+                                 "The durability settings in force (value is always 1).",
+                                 MetricType::Gauge);
     durability.metric.push_back(
         Value(1, MetricType::Gauge,
               {{"synchronous", d.synchronous},
@@ -209,7 +219,8 @@ absl::Status Metrics::Serve(const std::string& listen) {
   }
   std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty() || ports.front() == 0) {
-    return absl::UnavailableError(absl::StrCat("metrics_listen: cannot serve on ", listen));
+    return absl::UnavailableError(
+        absl::StrCat("metrics_listen: cannot serve on ", listen));
   }
   exposer->RegisterCollectable(registry_);
   exposer->RegisterCollectable(live_);

@@ -58,7 +58,8 @@ class Metrics {
 
   // ---- Events, from any thread; never block. ----
   // `full_method` is gRPC's "/package.Service/Method"; `code` its status name.
-  void OnRpc(absl::string_view full_method, absl::string_view code, absl::Duration latency);
+  void OnRpc(absl::string_view full_method, absl::string_view code,
+             absl::Duration latency);
   void OnBatch(int mutations, absl::Duration commit);
   void OnSweep(const storage::SweepResult& result);
 

@@ -30,8 +30,8 @@ class RpcInterceptor final : public grpc::experimental::Interceptor {
   void Finished(const grpc::Status& status) {
     const absl::Duration latency = absl::Now() - start_;
     // gRPC's codes and Abseil's share numbering and names.
-    const std::string code = absl::StatusCodeToString(
-        static_cast<absl::StatusCode>(status.error_code()));
+    const std::string code =
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()));
     const char* method = info_->method() != nullptr ? info_->method() : "";
     if (metrics_ != nullptr) metrics_->OnRpc(method, code, latency);
     if (log_rpcs_) {

@@ -15,7 +15,8 @@ absl::Status SyncPath(const std::string& path) {
   const std::string target = path.empty() ? "." : path;
   int fd = open(target.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot open ", target, ": ", strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", target, ": ", strerror(errno)));
   }
   int rc = fsync(fd);
   int error = errno;

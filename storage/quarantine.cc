@@ -94,8 +94,8 @@ absl::StatusOr<QuarantineSet> Quarantine(const std::string& db_path, absl::Time 
     fs::path to = fs::path(tmp) / (name + suffix);
     fs::copy_file(from, to, error);
     if (error) {
-      return absl::UnavailableError(absl::StrCat("quarantine: cannot copy ", from.string(),
-                                                 ": ", error.message()));
+      return absl::UnavailableError(
+          absl::StrCat("quarantine: cannot copy ", from.string(), ": ", error.message()));
     }
     if (absl::Status s = SyncPath(to.string()); !s.ok()) return s;
   }

@@ -18,7 +18,7 @@
 namespace kanban::storage {
 
 struct QuarantineSet {
-  std::string dir;     // The set's folder.
+  std::string dir;      // The set's folder.
   bool reused = false;  // True when an identical newest set was reused.
 };
 

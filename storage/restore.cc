@@ -22,16 +22,18 @@ absl::Status CheckBackup(const std::string& backup) {
   }
   Connection::Options options;
   options.read_only = true;
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, Connection::Open(backup, options));
-  absl::StatusOr<std::vector<std::string>> problems = FindProblems(*db, /*full=*/true, 20);
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
+                          Connection::Open(backup, options));
+  absl::StatusOr<std::vector<std::string>> problems =
+      FindProblems(*db, /*full=*/true, 20);
   if (!problems.ok()) {
-    return absl::DataLossError(absl::StrCat("restore_from: ", backup,
-                                            " cannot be checked: ", problems.status().message()));
+    return absl::DataLossError(absl::StrCat(
+        "restore_from: ", backup, " cannot be checked: ", problems.status().message()));
   }
   if (!problems->empty()) {
-    return absl::DataLossError(absl::StrCat("restore_from: ", backup,
-                                            " failed integrity_check: ",
-                                            absl::StrJoin(*problems, "; ")));
+    return absl::DataLossError(
+        absl::StrCat("restore_from: ", backup,
+                     " failed integrity_check: ", absl::StrJoin(*problems, "; ")));
   }
   absl::StatusOr<int64_t> tables = db->QueryInt(
       "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN "
@@ -46,9 +48,11 @@ absl::Status CheckBackup(const std::string& backup) {
 }  // namespace
 
 absl::StatusOr<std::string> RestoreFromBackup(const std::string& backup,
-                                              const std::string& db_path, absl::Time now) {
+                                              const std::string& db_path,
+                                              absl::Time now) {
   KANBAN_RETURN_IF_ERROR(CheckBackup(backup));
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock, FileLock::Acquire(db_path + ".lock"));
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
+                          FileLock::Acquire(db_path + ".lock"));
 
   // Copy first, beside the database: the old files move only once a whole,
   // synced copy is ready to take their place.

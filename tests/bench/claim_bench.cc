@@ -27,9 +27,9 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/bench/kanband_child.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kanban/v1/kanban.grpc.pb.h"
-#include "client/bench/kanband_child.h"
 
 namespace kanban::bench {
 namespace {

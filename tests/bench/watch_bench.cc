@@ -43,8 +43,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "kanban/v1/kanban.grpc.pb.h"
 #include "client/bench/kanband_child.h"
+#include "kanban/v1/kanban.grpc.pb.h"
 
 namespace kanban::bench {
 namespace {

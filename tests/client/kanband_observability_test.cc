@@ -142,7 +142,8 @@ std::unique_ptr<v1::KanbanService::Stub> Connect(const Kanband& server) {
 }
 
 // One CreateTask carrying a bearer token, as authenticated clients will.
-grpc::StatusCode CreateWithToken(v1::KanbanService::Stub* stub, const std::string& board) {
+grpc::StatusCode CreateWithToken(v1::KanbanService::Stub* stub,
+                                 const std::string& board) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   ctx.AddMetadata("authorization", absl::StrCat("Bearer ", kSecret));
@@ -155,13 +156,14 @@ grpc::StatusCode CreateWithToken(v1::KanbanService::Stub* stub, const std::strin
 
 TEST(KanbandLogTest, JsonLinesWithOneAccessLinePerRpcAndNoSecrets) {
   TempDir dir;
-  Kanband server =
-      StartKanband(KANBAND_PATH, dir.File("kanban.db"), {"--log_format=json", "--log_rpcs"});
+  Kanband server = StartKanband(KANBAND_PATH, dir.File("kanban.db"),
+                                {"--log_format=json", "--log_rpcs"});
   ASSERT_TRUE(server.ok());
   auto stub = Connect(server);
   ASSERT_EQ(CreateWithToken(stub.get(), ""), grpc::StatusCode::OK);
   ASSERT_EQ(CreateWithToken(stub.get(), ""), grpc::StatusCode::OK);
-  ASSERT_EQ(CreateWithToken(stub.get(), "Not A Board!"), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_EQ(CreateWithToken(stub.get(), "Not A Board!"),
+            grpc::StatusCode::INVALID_ARGUMENT);
   ASSERT_EQ(server.process.Signal(SIGTERM), 0);
   ASSERT_EQ(server.process.Wait(absl::Seconds(20)), 0) << server.Log();
 
@@ -208,10 +210,10 @@ TEST(KanbandLogTest, TextIsTheDefaultAndRpcsAreNotLoggedUnlessAsked) {
 
 TEST(KanbandLogTest, BadLogFormatIsAConfigurationError) {
   TempDir dir;
-  kanban::testing::RunResult r = kanban::testing::Run(
-      {KANBAND_PATH, "--listen=127.0.0.1:0", "--db=" + dir.File("kanban.db"),
-       "--log_format=xml"},
-      {}, "", absl::Seconds(15));
+  kanban::testing::RunResult r =
+      kanban::testing::Run({KANBAND_PATH, "--listen=127.0.0.1:0",
+                            "--db=" + dir.File("kanban.db"), "--log_format=xml"},
+                           {}, "", absl::Seconds(15));
   EXPECT_EQ(r.exit_code, 2) << kanban::testing::Describe(r);
   EXPECT_TRUE(absl::StrContains(r.err, "--log_format")) << kanban::testing::Describe(r);
 }
@@ -243,15 +245,15 @@ std::string HttpGetMetrics(int port) {
 TEST(KanbandMetricsTest, MetricsPortFileAndEndpoint) {
   TempDir dir;
   const std::string metrics_port_file = dir.File("metrics.port");
-  Kanband server = StartKanband(
-      KANBAND_PATH, dir.File("kanban.db"),
-      {"--metrics_listen=127.0.0.1:0", "--metrics_port_file=" + metrics_port_file,
-       "--synchronous=full"});
+  Kanband server =
+      StartKanband(KANBAND_PATH, dir.File("kanban.db"),
+                   {"--metrics_listen=127.0.0.1:0",
+                    "--metrics_port_file=" + metrics_port_file, "--synchronous=full"});
   ASSERT_TRUE(server.ok());
   // Written before --port_file, which StartKanband waited for.
   int metrics_port = 0;
-  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(metrics_port_file)),
-                               &metrics_port));
+  ASSERT_TRUE(absl::SimpleAtoi(
+      absl::StripAsciiWhitespace(ReadFileOrEmpty(metrics_port_file)), &metrics_port));
   ASSERT_GT(metrics_port, 0);
   EXPECT_FALSE(absl::EndsWith(server.address, absl::StrCat(":", metrics_port)));
   auto stub = Connect(server);
@@ -260,11 +262,12 @@ TEST(KanbandMetricsTest, MetricsPortFileAndEndpoint) {
   const std::string response = HttpGetMetrics(metrics_port);
   EXPECT_TRUE(absl::StartsWith(response, "HTTP/1.")) << response;
   EXPECT_TRUE(absl::StrContains(
-      response, "kanban_durability_info{synchronous=\"FULL\",wal_autocheckpoint=\"100\"} 1"))
-      << response;
-  EXPECT_TRUE(absl::StrContains(
       response,
-      "kanban_rpcs_total{code=\"OK\",method=\"CreateTask\",service=\"kanban.v1.KanbanService\"} 1"))
+      "kanban_durability_info{synchronous=\"FULL\",wal_autocheckpoint=\"100\"} 1"))
+      << response;
+  EXPECT_TRUE(absl::StrContains(response,
+                                "kanban_rpcs_total{code=\"OK\",method=\"CreateTask\","
+                                "service=\"kanban.v1.KanbanService\"} 1"))
       << response;
   EXPECT_TRUE(absl::StrContains(server.Log(), absl::StrCat("metrics on http://127.0.0.1:",
                                                            metrics_port, "/metrics")))

@@ -39,7 +39,8 @@ RunResult Kanbandctl(std::vector<std::string> args) {
 }
 
 // Creates `n` tasks; returns their ids.
-std::vector<std::string> CreateTasks(const Kanband& server, int n, const std::string& prefix) {
+std::vector<std::string> CreateTasks(const Kanband& server, int n,
+                                     const std::string& prefix) {
   std::vector<std::string> ids;
   for (int i = 0; i < n; ++i) {
     RunResult r = Ctl(server, {"--json", "create", "--title", absl::StrCat(prefix, i),

@@ -232,7 +232,8 @@ TEST_P(NormalSyncFaultTest, FailedCheckpointSyncFencesUntilRestart) {
 
 INSTANTIATE_TEST_SUITE_P(Full, FullSyncFaultTest, ::testing::Values(SyncMode::kFull),
                          [](const auto&) { return "Full"; });
-INSTANTIATE_TEST_SUITE_P(Normal, NormalSyncFaultTest, ::testing::Values(SyncMode::kNormal),
+INSTANTIATE_TEST_SUITE_P(Normal, NormalSyncFaultTest,
+                         ::testing::Values(SyncMode::kNormal),
                          [](const auto&) { return "Normal"; });
 
 }  // namespace

@@ -119,8 +119,8 @@ TEST_F(AdminServiceTest, BackupWhileWritingHoldsEveryEarlierWriteAndChecksClean)
   EXPECT_EQ(*(*copy)->QueryText("PRAGMA journal_mode"), "delete");
   EXPECT_EQ(*(*copy)->QueryText("PRAGMA integrity_check"), "ok");
   for (const std::string& id : before) {
-    absl::StatusOr<int64_t> n =
-        (*copy)->QueryInt(absl::StrCat("SELECT count(*) FROM tasks WHERE id = '", id, "'"));
+    absl::StatusOr<int64_t> n = (*copy)->QueryInt(
+        absl::StrCat("SELECT count(*) FROM tasks WHERE id = '", id, "'"));
     ASSERT_TRUE(n.ok()) << n.status();
     EXPECT_EQ(*n, 1) << id;
   }

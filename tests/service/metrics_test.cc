@@ -116,7 +116,8 @@ Samples Parse(const std::string& text) {
 }
 
 // A sample's value; 0 when absent (a counter not yet incremented).
-double Get(const Samples& s, absl::string_view name, std::vector<std::string> labels = {}) {
+double Get(const Samples& s, absl::string_view name,
+           std::vector<std::string> labels = {}) {
   auto it = s.find(Key(name, std::move(labels)));
   return it == s.end() ? 0.0 : it->second;
 }
@@ -140,9 +141,8 @@ class MetricsTest : public ::testing::Test {
     server_ = *std::move(server);
     ASSERT_GT(server_->metrics_port(), 0);
     ASSERT_NE(server_->metrics_port(), server_->port());
-    stub_ = v1::KanbanService::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                            grpc::InsecureChannelCredentials()));
+    stub_ = v1::KanbanService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -223,12 +223,14 @@ TEST_F(MetricsTest, CountsKnownTraffic) {
     return Get(after, name, labels) - Get(before, name, labels);
   };
   EXPECT_EQ(delta("kanban_rpcs_total", {kService, Method("CreateTask"), Code("OK")}), 3);
-  EXPECT_EQ(
-      delta("kanban_rpcs_total", {kService, Method("CreateTask"), Code("INVALID_ARGUMENT")}),
-      1);
+  EXPECT_EQ(delta("kanban_rpcs_total",
+                  {kService, Method("CreateTask"), Code("INVALID_ARGUMENT")}),
+            1);
   EXPECT_EQ(delta("kanban_rpcs_total", {kService, Method("ClaimTask"), Code("OK")}), 1);
-  EXPECT_EQ(delta("kanban_rpc_duration_seconds_count", {kService, Method("CreateTask")}), 4);
-  EXPECT_EQ(delta("kanban_rpc_duration_seconds_count", {kService, Method("ClaimTask")}), 1);
+  EXPECT_EQ(delta("kanban_rpc_duration_seconds_count", {kService, Method("CreateTask")}),
+            4);
+  EXPECT_EQ(delta("kanban_rpc_duration_seconds_count", {kService, Method("ClaimTask")}),
+            1);
   EXPECT_EQ(delta("kanban_rpc_duration_seconds_bucket",
                   {kService, Method("CreateTask"), "le=\"+Inf\""}),
             4);
@@ -258,8 +260,8 @@ TEST_F(MetricsTest, CountsKnownTraffic) {
                 Get(before, "kanban_leases_reclaimed_total"),
             1);
   EXPECT_EQ(Get(swept_samples, "kanban_leases_held"), 0);
-  EXPECT_EQ(Get(swept_samples, "kanban_tasks", {"board=\"default\"", "status=\"RUNNING\""}),
-            0);
+  EXPECT_EQ(
+      Get(swept_samples, "kanban_tasks", {"board=\"default\"", "status=\"RUNNING\""}), 0);
 }
 
 TEST_F(MetricsTest, CountsWatchStreamsAndDeliveredEvents) {
@@ -288,9 +290,10 @@ TEST_F(MetricsTest, CountsWatchStreamsAndDeliveredEvents) {
     }
     (void)reader->Finish();
   }
-  Samples after = ScrapeUntil(
-      [](const Samples& s) { return Get(s, "kanban_watch_streams") == 0; });
-  EXPECT_EQ(Get(after, "kanban_watch_events_delivered_total") - delivered_before, received);
+  Samples after =
+      ScrapeUntil([](const Samples& s) { return Get(s, "kanban_watch_streams") == 0; });
+  EXPECT_EQ(Get(after, "kanban_watch_events_delivered_total") - delivered_before,
+            received);
   EXPECT_EQ(Get(after, "kanban_rpcs_total",
                 {kService, Method("WatchEvents"), Code("CANCELLED")}),
             1);

@@ -742,8 +742,8 @@ TEST_F(ClaimWaitTest, ClientCancelEndsCancelledAndHoldsNothing) {
   // caller will never learn the token). Either way the task is READY again
   // soon, not held until a lease runs out.
   v1::Task got = Get(task.id());
-  for (absl::Time end = absl::Now() + kPrompt; got.status() != v1::READY && absl::Now() < end;
-       got = Get(task.id())) {
+  for (absl::Time end = absl::Now() + kPrompt;
+       got.status() != v1::READY && absl::Now() < end; got = Get(task.id())) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   EXPECT_EQ(got.status(), v1::READY);

@@ -34,7 +34,8 @@ std::vector<std::string> Fill(const std::string& path, int tasks) {
     NewTask t;
     t.title = "task " + std::to_string(i);
     t.body = std::string(2000, 'a' + i % 26);
-    absl::StatusOr<Task> task = Await<Task>([&](auto done) { (*store)->CreateTask(t, done); });
+    absl::StatusOr<Task> task =
+        Await<Task>([&](auto done) { (*store)->CreateTask(t, done); });
     EXPECT_TRUE(task.ok()) << task.status();
     if (task.ok()) ids.push_back(task->id);
   }
@@ -52,7 +53,8 @@ void DamageTable(const std::string& path, const std::string& table) {
     absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(path, options);
     ASSERT_TRUE(db.ok()) << db.status();
     absl::StatusOr<int64_t> r = (*db)->QueryInt(
-        "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = '" + table + "'");
+        "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = '" + table +
+        "'");
     ASSERT_TRUE(r.ok()) << r.status();
     absl::StatusOr<int64_t> p = (*db)->QueryInt("PRAGMA page_size");
     ASSERT_TRUE(p.ok()) << p.status();
@@ -156,7 +158,8 @@ TEST(CorruptionTest, CorruptionWhileRunningFailsTheCallStopsWritesAndKeepsHealth
   Store& store = **opened;
   EXPECT_TRUE(store.write_failure().ok());
 
-  absl::StatusOr<Task> read = Await<Task>([&](auto done) { store.GetTask(ids[0], done); });
+  absl::StatusOr<Task> read =
+      Await<Task>([&](auto done) { store.GetTask(ids[0], done); });
   ASSERT_FALSE(read.ok());
   EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss) << read.status();
 

@@ -157,7 +157,8 @@ class Worker:
       assignee: also claim tasks assigned to this name.
       lease: seconds of lease asked for on each claim (server: 1 s to 1 h;
         0 asks for its default, 60 s). Heartbeats renew it every third.
-      claim_wait: seconds one ClaimTask waits on the server (at most 30).
+      claim_wait: seconds one ClaimTask waits on the server (at most the
+        server's --max_claim_wait, 30 by default).
       rpc_timeout: deadline of every other call, added to claim_wait for
         ClaimTask.
       retry_delay: pause after a transient failure (UNAVAILABLE,

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libsqlite3-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
 )
 # The Python and Node clients' tests, systemd-analyze for the unit file's and
 # openssl for the TLS tests' certificates (test only: serving needs none).

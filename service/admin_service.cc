@@ -143,16 +143,28 @@ class BackupReactor : public grpc::ServerWriteReactor<v1::BackupProgress> {
   v1::BackupProgress sending_;  // Stable while gRPC writes it.
 };
 
+// A backup refused before it starts.
+class RejectedBackup final : public grpc::ServerWriteReactor<v1::BackupProgress> {
+ public:
+  explicit RejectedBackup(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
 
 grpc::ServerWriteReactor<v1::BackupProgress>* AdminServiceImpl::Backup(
     grpc::CallbackServerContext* ctx, const v1::BackupRequest* request) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kAdmin, "Backup");
+  if (!actor.ok()) return new RejectedBackup(actor.status());
   return new BackupReactor(store_, *request);
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CheckIntegrity(
     grpc::CallbackServerContext* ctx, const v1::CheckIntegrityRequest* request,
     v1::CheckIntegrityResponse* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kAdmin, "CheckIntegrity");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   int max_problems = request->max_problems();
   if (max_problems < 0 || max_problems > kMaxProblems) {
     return Reject(ctx, absl::InvalidArgumentError(
@@ -171,6 +183,64 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CheckIntegrity(
         }
         reactor->Finish(ToGrpcStatus(problems.status()));
       });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateToken(
+    grpc::CallbackServerContext* ctx, const v1::CreateTokenRequest* request,
+    v1::CreateTokenResponse* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kAdmin, "CreateToken");
+  if (!actor.ok()) return Reject(ctx, actor.status());
+  storage::TokenRecord token = FromProto(*request);
+  std::string secret = Auth::NewSecret();
+  token.secret_hash = Auth::HashSecret(secret);
+  auto* reactor = ctx->DefaultReactor();
+  store_->CreateToken(
+      std::move(token),
+      [this, reactor, response,
+       secret = std::move(secret)](absl::StatusOr<storage::TokenRecord> created) {
+        if (created.ok()) {
+          auth_->Put(*created);  // Usable from now on.
+          ToProto(*created, response->mutable_token());
+          response->set_secret(secret);
+        }
+        reactor->Finish(ToGrpcStatus(created.status()));
+      },
+      *actor);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListTokens(
+    grpc::CallbackServerContext* ctx, const v1::ListTokensRequest* request,
+    v1::ListTokensResponse* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kAdmin, "ListTokens");
+  if (!actor.ok()) return Reject(ctx, actor.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->ListTokens(request->include_revoked(),
+                     Reply<std::vector<storage::TokenRecord>>(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RevokeToken(
+    grpc::CallbackServerContext* ctx, const v1::RevokeTokenRequest* request,
+    v1::Token* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kAdmin, "RevokeToken");
+  if (!actor.ok()) return Reject(ctx, actor.status());
+  auto* reactor = ctx->DefaultReactor();
+  store_->RevokeToken(
+      request->name(),
+      [this, reactor, response](absl::StatusOr<storage::TokenRecord> revoked) {
+        if (revoked.ok()) {
+          // Refused from its next call on, and its watch streams end now.
+          auth_->Put(*revoked);
+          watchers_->EndStreamsOf(revoked->name);
+          ToProto(*revoked, response);
+        }
+        reactor->Finish(ToGrpcStatus(revoked.status()));
+      },
+      *actor);
   return reactor;
 }
 

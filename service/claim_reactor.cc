@@ -9,11 +9,12 @@
 namespace kanban::service {
 
 ClaimReactor::ClaimReactor(storage::Store* store, ClaimWaiters* waiters,
-                           storage::ClaimRequest request, absl::Time deadline,
-                           v1::ClaimTaskResponse* response)
+                           storage::ClaimRequest request, storage::Actor actor,
+                           absl::Time deadline, v1::ClaimTaskResponse* response)
     : store_(store),
       waiters_(waiters),
       request_(std::move(request)),
+      actor_(std::move(actor)),
       deadline_(deadline),
       response_(response) {}
 
@@ -32,9 +33,12 @@ void ClaimReactor::Attempt(const storage::Task* trigger) {
 }
 
 void ClaimReactor::Claim() {
-  store_->ClaimTask(request_, [this](absl::StatusOr<storage::ClaimResult> result) {
-    OnResult(std::move(result));
-  });
+  store_->ClaimTask(
+      request_,
+      [this](absl::StatusOr<storage::ClaimResult> result) {
+        OnResult(std::move(result));
+      },
+      actor_);
 }
 
 void ClaimReactor::OnResult(absl::StatusOr<storage::ClaimResult> result) {
@@ -42,8 +46,9 @@ void ClaimReactor::OnResult(absl::StatusOr<storage::ClaimResult> result) {
   // Outside mu_: the Store may answer inline (when closed), another waiter's
   // wake-up runs inline, and OnDone (which deletes this) may follow Finish.
   if (next.give_back.has_value()) {
-    store_->ReleaseTask({next.give_back->task_id, next.give_back->token},
-                        [](absl::StatusOr<storage::Task>) {});
+    store_->ReleaseTask(
+        {next.give_back->task_id, next.give_back->token},
+        [](absl::StatusOr<storage::Task>) {}, actor_);
   }
   if (next.offer.has_value()) waiters_->Offer(*next.offer);
   if (next.claim_again) Claim();
@@ -117,8 +122,9 @@ void ClaimReactor::OnCancel() {
     }
   }
   if (give_back.has_value()) {
-    store_->ReleaseTask({give_back->task_id, give_back->token},
-                        [](absl::StatusOr<storage::Task>) {});
+    store_->ReleaseTask(
+        {give_back->task_id, give_back->token}, [](absl::StatusOr<storage::Task>) {},
+        actor_);
   }
   if (finish) Finish(grpc::Status::CANCELLED);
 }

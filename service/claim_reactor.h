@@ -22,10 +22,10 @@ namespace kanban::service {
 
 class ClaimReactor final : public grpc::ServerUnaryReactor {
  public:
-  // `store`, `waiters` and `response` must outlive the call. `deadline` is
-  // when an empty answer is due.
+  // `store`, `waiters` and `response` must outlive the call. `actor` is the
+  // caller (see storage::Actor). `deadline` is when an empty answer is due.
   ClaimReactor(storage::Store* store, ClaimWaiters* waiters,
-               storage::ClaimRequest request, absl::Time deadline,
+               storage::ClaimRequest request, storage::Actor actor, absl::Time deadline,
                v1::ClaimTaskResponse* response);
 
   // Starts (or, after a wake-up for `trigger`, repeats) the claim.
@@ -52,6 +52,7 @@ class ClaimReactor final : public grpc::ServerUnaryReactor {
   storage::Store* const store_;
   ClaimWaiters* const waiters_;
   const storage::ClaimRequest request_;
+  const storage::Actor actor_;
   const absl::Time deadline_;
   v1::ClaimTaskResponse* const response_;
 

@@ -235,6 +235,31 @@ void ToProto(const storage::Event& e, v1::Event* out) {
   TimeToProto(e.time, out->mutable_time());
   if (e.task.has_value()) ToProto(*e.task, out->mutable_task());
   out->set_reason(e.reason);
+  out->set_principal(e.principal);
+}
+
+storage::TokenRecord FromProto(const v1::CreateTokenRequest& r) {
+  storage::TokenRecord token;
+  token.name = r.name();
+  token.role = static_cast<storage::Role>(r.role());  // Checked by the Store.
+  token.boards.assign(r.boards().begin(), r.boards().end());
+  token.worker_id = r.worker_id();
+  return token;
+}
+
+void ToProto(const storage::TokenRecord& t, v1::Token* out) {
+  out->set_name(t.name);
+  out->set_role(static_cast<v1::Role>(t.role));
+  for (const std::string& board : t.boards) out->add_boards(board);
+  out->set_worker_id(t.worker_id);
+  TimeToProto(t.created_at, out->mutable_created_at());
+  out->set_created_by(t.created_by);
+  if (t.revoked_at.has_value()) TimeToProto(*t.revoked_at, out->mutable_revoked_at());
+}
+
+void ToProto(const std::vector<storage::TokenRecord>& tokens,
+             v1::ListTokensResponse* out) {
+  for (const storage::TokenRecord& t : tokens) ToProto(t, out->add_tokens());
 }
 
 void ToProto(const std::vector<storage::Board>& boards, v1::ListBoardsResponse* out) {

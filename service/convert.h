@@ -42,6 +42,13 @@ void ToProto(const storage::Task& task, v1::Task* out);
 void ToProto(const storage::Board& board, v1::Board* out);
 void ToProto(const storage::Comment& comment, v1::Comment* out);
 void ToProto(const storage::Event& event, v1::Event* out);
+
+// Tokens: the request's role is passed through as a number and checked by
+// the Store (storage::ValidateNewToken), which names the field.
+storage::TokenRecord FromProto(const v1::CreateTokenRequest& request);
+void ToProto(const storage::TokenRecord& token, v1::Token* out);
+void ToProto(const std::vector<storage::TokenRecord>& tokens,
+             v1::ListTokensResponse* out);
 void ToProto(const std::vector<storage::Board>& boards, v1::ListBoardsResponse* out);
 void ToProto(const storage::TaskPage& page, v1::ListTasksResponse* out);
 void ToProto(const std::vector<storage::Comment>& comments,

@@ -5,6 +5,7 @@
 #define KANBAN_SERVICE_HEARTBEAT_SERVICE_H_
 
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "service/auth.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -12,7 +13,9 @@ namespace kanban::service {
 class HeartbeatServiceImpl final : public v1::HeartbeatService::CallbackService {
  public:
   // `store` is not owned and must outlive the server. Thread-safe.
-  explicit HeartbeatServiceImpl(storage::Store* store) : store_(store) {}
+  // `store` and `auth` are not owned and must outlive the server.
+  HeartbeatServiceImpl(storage::Store* store, const Auth* auth)
+      : store_(store), auth_(auth) {}
 
   grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
                                       const v1::HeartbeatRequest* request,
@@ -23,6 +26,7 @@ class HeartbeatServiceImpl final : public v1::HeartbeatService::CallbackService 
 
  private:
   storage::Store* const store_;
+  const Auth* const auth_;
 };
 
 }  // namespace kanban::service

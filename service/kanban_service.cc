@@ -13,11 +13,12 @@
 
 namespace kanban::service {
 
-KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters,
-                                     WatchRegistry* watchers,
+KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, const Auth* auth,
+                                     ClaimWaiters* waiters, WatchRegistry* watchers,
                                      absl::Duration watch_stall_timeout,
                                      absl::Duration max_claim_wait)
     : store_(store),
+      auth_(auth),
       waiters_(waiters),
       watchers_(watchers),
       watch_stall_timeout_(watch_stall_timeout),
@@ -64,10 +65,21 @@ absl::StatusOr<WatchFilter> WatchFilterFromProto(const v1::WatchEventsRequest& r
 
 grpc::ServerWriteReactor<v1::WatchEventsResponse>* KanbanServiceImpl::WatchEvents(
     grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kRead, "WatchEvents");
+  if (!actor.ok()) return new RejectedStream(actor.status());
   absl::StatusOr<WatchFilter> filter = WatchFilterFromProto(*request);
   if (!filter.ok()) return new RejectedStream(filter.status());
+  // A token limited to some boards sees only their events.
+  if (!filter->board.empty()) {
+    if (absl::Status s = storage::CheckBoardAccess(*actor, filter->board, "board");
+        !s.ok()) {
+      return new RejectedStream(s);
+    }
+  }
+  filter->boards = actor->boards;
   WatchReactor::Options options;
   options.stall_timeout = watch_stall_timeout_;
+  options.principal = actor->principal;
   if (request->has_bookmark_interval()) {
     absl::StatusOr<absl::Duration> interval =
         DurationFromProto(request->bookmark_interval(), "bookmark_interval");
@@ -93,105 +105,139 @@ grpc::ServerWriteReactor<v1::WatchEventsResponse>* KanbanServiceImpl::WatchEvent
 grpc::ServerUnaryReactor* KanbanServiceImpl::CreateBoard(
     grpc::CallbackServerContext* ctx, const v1::CreateBoardRequest* request,
     v1::Board* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "CreateBoard");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->CreateBoard(FromProto(*request), Reply<storage::Board>(reactor, response));
+  store_->CreateBoard(FromProto(*request), Reply<storage::Board>(reactor, response),
+                      *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::ListBoards(
     grpc::CallbackServerContext* ctx, const v1::ListBoardsRequest* request,
     v1::ListBoardsResponse* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kRead, "ListBoards");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->ListBoards(Reply<std::vector<storage::Board>>(reactor, response));
+  store_->ListBoards(Reply<std::vector<storage::Board>>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::CreateTask(
     grpc::CallbackServerContext* ctx, const v1::CreateTaskRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "CreateTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   absl::StatusOr<storage::NewTask> task = FromProto(*request);
   if (!task.ok()) return Reject(ctx, task.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->CreateTask(*std::move(task), Reply<storage::Task>(reactor, response));
+  store_->CreateTask(*std::move(task), Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
                                                      const v1::GetTaskRequest* request,
                                                      v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kRead, "GetTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->GetTask(request->task_id(), Reply<storage::Task>(reactor, response));
+  store_->GetTask(request->task_id(), Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::ListTasks(
     grpc::CallbackServerContext* ctx, const v1::ListTasksRequest* request,
     v1::ListTasksResponse* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kRead, "ListTasks");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   absl::StatusOr<storage::TaskFilter> filter = FromProto(*request);
   if (!filter.ok()) return Reject(ctx, filter.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->ListTasks(*std::move(filter), Reply<storage::TaskPage>(reactor, response));
+  store_->ListTasks(*std::move(filter), Reply<storage::TaskPage>(reactor, response),
+                    *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::UpdateTask(
     grpc::CallbackServerContext* ctx, const v1::UpdateTaskRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "UpdateTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   absl::StatusOr<storage::TaskUpdate> update = FromProto(*request);
   if (!update.ok()) return Reject(ctx, update.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->UpdateTask(*std::move(update), Reply<storage::Task>(reactor, response));
+  store_->UpdateTask(*std::move(update), Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::MoveTask(grpc::CallbackServerContext* ctx,
                                                       const v1::MoveTaskRequest* request,
                                                       v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kProduce, "MoveTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   absl::StatusOr<storage::TaskMove> move = FromProto(*request);
   if (!move.ok()) return Reject(ctx, move.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->MoveTask(*std::move(move), Reply<storage::Task>(reactor, response));
+  store_->MoveTask(*std::move(move), Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::LinkTasks(
     grpc::CallbackServerContext* ctx, const v1::LinkTasksRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "LinkTasks");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->LinkTasks(request->parent_id(), request->child_id(),
-                    Reply<storage::Task>(reactor, response));
+                    Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::UnlinkTasks(
     grpc::CallbackServerContext* ctx, const v1::UnlinkTasksRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "UnlinkTasks");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->UnlinkTasks(request->parent_id(), request->child_id(),
-                      Reply<storage::Task>(reactor, response));
+                      Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::AddComment(
     grpc::CallbackServerContext* ctx, const v1::AddCommentRequest* request,
     v1::Comment* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kProduce, "AddComment");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
-  store_->AddComment(FromProto(*request), Reply<storage::Comment>(reactor, response));
+  store_->AddComment(FromProto(*request), Reply<storage::Comment>(reactor, response),
+                     *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::ListComments(
     grpc::CallbackServerContext* ctx, const v1::ListCommentsRequest* request,
     v1::ListCommentsResponse* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kRead, "ListComments");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->ListComments(request->task_id(),
-                       Reply<std::vector<storage::Comment>>(reactor, response));
+                       Reply<std::vector<storage::Comment>>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
     grpc::CallbackServerContext* ctx, const v1::ClaimTaskRequest* request,
     v1::ClaimTaskResponse* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kWork, "ClaimTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   absl::StatusOr<storage::ClaimRequest> claim = FromProto(*request);
   if (!claim.ok()) return Reject(ctx, claim.status());
   absl::StatusOr<absl::Duration> wait = DurationFromProto(request->wait(), "wait");
@@ -208,8 +254,8 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
   if (client_deadline < deadline + absl::Milliseconds(100)) {
     deadline = std::max(absl::Now(), client_deadline - absl::Milliseconds(100));
   }
-  auto* reactor =
-      new ClaimReactor(store_, waiters_, *std::move(claim), deadline, response);
+  auto* reactor = new ClaimReactor(store_, waiters_, *std::move(claim), *std::move(actor),
+                                   deadline, response);
   reactor->Attempt(/*trigger=*/nullptr);
   return reactor;
 }
@@ -217,33 +263,43 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::ClaimTask(
 grpc::ServerUnaryReactor* KanbanServiceImpl::CompleteTask(
     grpc::CallbackServerContext* ctx, const v1::CompleteTaskRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kWork, "CompleteTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->CompleteTask({request->task_id(), request->lease_token()}, request->result(),
-                       Reply<storage::Task>(reactor, response));
+                       Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::FailTask(grpc::CallbackServerContext* ctx,
                                                       const v1::FailTaskRequest* request,
                                                       v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kWork, "FailTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->FailTask({request->task_id(), request->lease_token()}, request->error(),
-                   request->retry(), Reply<storage::Task>(reactor, response));
+                   request->retry(), Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::ReleaseTask(
     grpc::CallbackServerContext* ctx, const v1::ReleaseTaskRequest* request,
     v1::Task* response) {
+  absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kWork, "ReleaseTask");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   auto* reactor = ctx->DefaultReactor();
   store_->ReleaseTask({request->task_id(), request->lease_token()},
-                      Reply<storage::Task>(reactor, response));
+                      Reply<storage::Task>(reactor, response), *actor);
   return reactor;
 }
 
 grpc::ServerUnaryReactor* KanbanServiceImpl::GetServerInfo(
     grpc::CallbackServerContext* ctx, const v1::GetServerInfoRequest* request,
     v1::ServerInfo* response) {
+  absl::StatusOr<storage::Actor> actor =
+      auth_->Check(*ctx, Access::kRead, "GetServerInfo");
+  if (!actor.ok()) return Reject(ctx, actor.status());
   // Everything here was read back from the writer connection at open, so the
   // call needs no database access.
   const storage::DurabilityInfo& info = store_->durability();

@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "service/auth.h"
 #include "service/claim_waiters.h"
 #include "service/watch_registry.h"
 #include "storage/store.h"
@@ -20,12 +21,12 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   // for work.
   static constexpr absl::Duration kDefaultMaxClaimWait = absl::Seconds(30);
 
-  // `store`, `waiters` and `watchers` are not owned and must outlive the
+  // `store`, `auth`, `waiters` and `watchers` are not owned and must outlive the
   // server. `watch_stall_timeout` ends watchers that stop reading; a
   // ClaimTask wait above `max_claim_wait` is INVALID_ARGUMENT.
   // Thread-safe.
-  KanbanServiceImpl(storage::Store* store, ClaimWaiters* waiters, WatchRegistry* watchers,
-                    absl::Duration watch_stall_timeout,
+  KanbanServiceImpl(storage::Store* store, const Auth* auth, ClaimWaiters* waiters,
+                    WatchRegistry* watchers, absl::Duration watch_stall_timeout,
                     absl::Duration max_claim_wait = kDefaultMaxClaimWait);
 
   grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
@@ -81,6 +82,7 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
 
  private:
   storage::Store* const store_;
+  const Auth* const auth_;
   ClaimWaiters* const waiters_;
   WatchRegistry* const watchers_;
   const absl::Duration watch_stall_timeout_;

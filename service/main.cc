@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "service/log.h"
 #include "service/server.h"
+#include "service/token_command.h"
 #include "storage/durability.h"
 #include "storage/restore.h"
 
@@ -84,7 +85,16 @@ ABSL_FLAG(int64_t, max_watch_streams, 10000,
           "WatchEvents streams open at once (all clients); more get RESOURCE_EXHAUSTED");
 ABSL_FLAG(int64_t, max_writer_queue, 10000,
           "writes queued for the writer; more get UNAVAILABLE with a retry pushback");
+ABSL_FLAG(int64_t, max_watch_streams_per_token, 100,
+          "WatchEvents streams one token may hold open; more get RESOURCE_EXHAUSTED");
 // ---- end limits ----
+// ---- Authentication ----
+ABSL_FLAG(std::string, auth, "none",
+          "token: every call but health and reflection needs a bearer token (make the "
+          "first with `kanband token create`); none: no authentication");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "allow --auth=none on an address other than loopback (anyone who reaches it "
+          "can do anything)");
 
 namespace {
 
@@ -129,9 +139,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "kanband: the kanban task-board server.\n"
       "Usage: kanband [--listen=127.0.0.1:7300] [--db=./data/kanban.db] "
-      "[--synchronous=normal|full]\n"
+      "[--synchronous=normal|full] [--auth=none|token]\n"
+      "       kanband token create --db=PATH --role=admin [--name=NAME]\n"
       "Environment: KANBAN_SYNCHRONOUS_MODE=full turns on synchronous=FULL and "
       "wal_autocheckpoint=100.");
+  // `kanband token create ...`: its own arguments, not the server's flags.
+  if (argc > 1 && std::string(argv[1]) == "token") {
+    return kanban::service::RunTokenCommand(argc - 1, argv + 1);
+  }
   std::vector<std::string> arg_storage;
   std::vector<char*> args = NormalizeFlagNames(argc, argv, arg_storage);
   std::vector<char*> rest =
@@ -299,6 +314,12 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   options.max_watch_streams = static_cast<size_t>(absl::GetFlag(FLAGS_max_watch_streams));
+  if (absl::GetFlag(FLAGS_max_watch_streams_per_token) < 1) {
+    LogError("max_watch_streams_per_token must be positive");
+    return kExitConfig;
+  }
+  options.max_watch_streams_per_token =
+      static_cast<size_t>(absl::GetFlag(FLAGS_max_watch_streams_per_token));
   options.store.max_writer_queue =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_writer_queue));
   // ---- end limits ----
@@ -309,12 +330,47 @@ int main(int argc, char** argv) {
     LogError("--metrics_port_file needs --metrics_listen");
     return kExitConfig;
   }
+  // ---- Authentication: off only on loopback, unless told otherwise. ----
+  {
+    const std::string auth = absl::GetFlag(FLAGS_auth);
+    if (auth != "none" && auth != "token") {
+      LogError("--auth: must be none or token");
+      return kExitConfig;
+    }
+    options.auth = auth == "token";
+    if (!options.auth && !kanban::service::IsLoopbackAddress(options.listen)) {
+      if (!absl::GetFlag(FLAGS_insecure_no_auth)) {
+        LogError(absl::StrCat(
+            "--listen=", options.listen,
+            " is not a loopback address and --auth=none: anyone who can reach it could "
+            "do anything. Use --auth=token (see `kanband token create`), or "
+            "--insecure_no_auth if the network itself is trusted"));
+        return kExitConfig;
+      }
+      LogWarning(absl::StrCat("INSECURE: no authentication on ", options.listen,
+                              " (--insecure_no_auth): anyone who can reach it can "
+                              "create, change and delete work and back up the database"));
+    }
+  }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
       kanban::service::Server::Start(options);
   if (!server.ok()) {
     LogError(absl::StrCat("cannot start: ", server.status().ToString()));
     return server.status().code() == absl::StatusCode::kDataLoss ? kExitCorrupt
                                                                  : kExitFailure;
+  }
+  if (options.auth) {
+    const size_t tokens = (*server)->active_tokens();
+    if (tokens == 0) {
+      LogWarning(absl::StrCat(
+          "--auth=token but the database has no tokens: every call will be refused. "
+          "Stop kanband and run: kanband token create --db=",
+          db_path, " --role=admin"));
+    } else {
+      LogInfo(absl::StrCat("auth: bearer tokens required (", tokens, " active)"));
+    }
+  } else {
+    LogInfo("auth: none (loopback only unless --insecure_no_auth; see --auth)");
   }
   const kanban::storage::DurabilityInfo& info = (*server)->store().durability();
   LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,

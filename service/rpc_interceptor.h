@@ -1,6 +1,7 @@
 // RpcInterceptor: sees every RPC's method, final status and latency, for the
-// RPC metrics and the access log (--log_rpcs). It never looks at messages or
-// metadata values: bearer tokens will travel in `authorization` metadata.
+// RPC metrics and the access log (--log_rpcs). It never looks at messages,
+// and of the metadata only asks Auth for the name of the call's token: the
+// secret itself is never logged.
 #ifndef KANBAN_SERVICE_RPC_INTERCEPTOR_H_
 #define KANBAN_SERVICE_RPC_INTERCEPTOR_H_
 
@@ -8,14 +9,15 @@
 
 #include <memory>
 
+#include "service/auth.h"
 #include "service/metrics.h"
 
 namespace kanban::service {
 
-// `metrics` (not owned; may be null) must outlive the server; `log_rpcs`
-// writes one INFO line per finished RPC.
+// `metrics` and `auth` (not owned; may be null) must outlive the server;
+// `log_rpcs` writes one INFO line per finished RPC.
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-MakeRpcInterceptorFactory(Metrics* metrics, bool log_rpcs);
+MakeRpcInterceptorFactory(Metrics* metrics, const Auth* auth, bool log_rpcs);
 
 }  // namespace kanban::service
 

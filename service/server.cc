@@ -53,13 +53,26 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  server->watchers_ = std::make_unique<WatchRegistry>(server->store_->events(),
-                                                      options.max_watch_streams);
+  server->watchers_ =
+      std::make_unique<WatchRegistry>(server->store_->events(), options.max_watch_streams,
+                                      options.max_watch_streams_per_token);
+  // Tokens: every one, revoked ones too (their refusals say so).
+  server->auth_ = std::make_unique<Auth>(options.auth);
+  absl::StatusOr<std::vector<storage::TokenRecord>> tokens =
+      storage::Await<std::vector<storage::TokenRecord>>(
+          [&](auto done) { server->store_->ListTokens(/*include_revoked=*/true, done); });
+  if (!tokens.ok()) {
+    server->store_->Close();
+    return tokens.status();
+  }
+  server->auth_->Load(*tokens);
   server->kanban_ = std::make_unique<KanbanServiceImpl>(
-      server->store_.get(), server->waiters_.get(), server->watchers_.get(),
-      options.watch_stall_timeout, options.max_claim_wait);
-  server->heartbeat_ = std::make_unique<HeartbeatServiceImpl>(server->store_.get());
-  server->admin_ = std::make_unique<AdminServiceImpl>(server->store_.get());
+      server->store_.get(), server->auth_.get(), server->waiters_.get(),
+      server->watchers_.get(), options.watch_stall_timeout, options.max_claim_wait);
+  server->heartbeat_ =
+      std::make_unique<HeartbeatServiceImpl>(server->store_.get(), server->auth_.get());
+  server->admin_ = std::make_unique<AdminServiceImpl>(
+      server->store_.get(), server->auth_.get(), server->watchers_.get());
 
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -91,8 +104,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       interceptors;
   // RPC metrics and the access log.
   if (server->metrics_ || options.log_rpcs) {
-    interceptors.push_back(
-        MakeRpcInterceptorFactory(server->metrics_.get(), options.log_rpcs));
+    interceptors.push_back(MakeRpcInterceptorFactory(
+        server->metrics_.get(), server->auth_.get(), options.log_rpcs));
   }
   // A full writer queue's retry hint becomes the grpc-retry-pushback-ms
   // trailer (see grpc_status.h).

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "service/admin_service.h"
+#include "service/auth.h"
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
@@ -53,6 +54,13 @@ class Server {
     absl::Duration max_claim_wait = KanbanServiceImpl::kDefaultMaxClaimWait;
     // Open WatchEvents streams, all clients together. Default: 10,000.
     size_t max_watch_streams = WatchRegistry::kDefaultMaxStreams;
+    // Open WatchEvents streams of one token. Default: 100.
+    size_t max_watch_streams_per_token = WatchRegistry::kDefaultMaxStreamsPerToken;
+    // ---- Authentication (service/auth.h). ----
+    // Bearer tokens required on every call but health and reflection.
+    // Default: off. (kanband refuses a non-loopback listen address without
+    // it unless told --insecure_no_auth; the Server itself does not check.)
+    bool auth = false;
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE
@@ -65,6 +73,8 @@ class Server {
   // The bound metrics port; 0 when metrics are off.
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   storage::Store& store() { return *store_; }
+  // Tokens that are not revoked (for the start-up log).
+  size_t active_tokens() const { return auth_->active(); }
 
   // Stops accepting calls, lets calls in flight finish for up to `grace`
   // (then cancels them), finishes queued writes and closes the database.
@@ -75,6 +85,7 @@ class Server {
   Server() = default;
 
   std::unique_ptr<ClaimWaiters> waiters_;  // Outlives the store's callbacks.
+  std::unique_ptr<Auth> auth_;             // Likewise (token callbacks).
   std::unique_ptr<Metrics> metrics_;       // Likewise; null when off.
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<WatchRegistry> watchers_;  // After store_: stops first.

@@ -1,5 +1,6 @@
 #include "service/watch_reactor.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -12,6 +13,10 @@ namespace kanban::service {
 
 bool WatchFilter::Matches(const storage::Event& event) const {
   if (!board.empty() && event.board != board) return false;
+  if (!boards.empty() &&
+      std::find(boards.begin(), boards.end(), event.board) == boards.end()) {
+    return false;
+  }
   if (!task_ids.empty() && task_ids.count(event.task_id) == 0) return false;
   return kinds.empty() || kinds.count(event.kind) > 0;
 }
@@ -204,11 +209,11 @@ void WatchReactor::OnTick(absl::Time now) {
   Execute(action);
 }
 
-void WatchReactor::OnShutdown() {
+void WatchReactor::End(grpc::Status status) {
   Action action;
   {
     absl::MutexLock lock(&mu_);
-    finish_pending_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+    if (!finish_pending_.has_value()) finish_pending_ = std::move(status);
     action = Plan();
   }
   Execute(action);

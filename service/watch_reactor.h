@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -28,6 +29,8 @@ class WatchRegistry;
 
 struct WatchFilter {
   std::string board;  // Empty: all boards.
+  // The caller's token's boards (see storage::Actor); empty: all.
+  std::vector<std::string> boards;
   std::set<std::string> task_ids;
   std::set<std::string> kinds;
   bool Matches(const storage::Event& event) const;
@@ -44,6 +47,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
     // larger than that still goes whole).
     size_t max_response_bytes = 1 << 20;
     int catch_up_batch = 512;  // Events per database read.
+    // The caller's token name ("" with auth off): the registry counts
+    // streams per token and ends them when the token is revoked.
+    std::string principal;
   };
 
   // `after_seq` empty means "from now". Everything passed must outlive the
@@ -59,8 +65,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
   void OnNotify() ABSL_LOCKS_EXCLUDED(mu_);
   // From the registry's thread, every tick: bookmarks and stall checks.
   void OnTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
-  // From the registry: the server is shutting down; end with UNAVAILABLE.
-  void OnShutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // From the registry: the server is shutting down, or the stream's token
+  // was revoked; end the stream with `status` (after what is being sent).
+  void End(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_);
+  const std::string& principal() const { return options_.principal; }
 
   // Lifetime: gRPC holds one reference until OnDone, the registry one while
   // the watcher is registered, and the registry's thread one per call it

@@ -10,8 +10,8 @@
 namespace kanban::service {
 
 WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
-                             absl::Duration tick)
-    : tick_(tick), max_streams_(max_streams) {
+                             size_t max_per_token, absl::Duration tick)
+    : tick_(tick), max_streams_(max_streams), max_per_token_(max_per_token) {
   hub->SetListener([this] {
     absl::MutexLock lock(&signal_mu_);
     published_ = true;
@@ -31,15 +31,21 @@ absl::Status WatchRegistry::Add(WatchReactor* watcher) {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return absl::UnavailableError("server shutting down");
   // Each stream holds a reactor, a gRPC call and a place in every fan-out;
-  // the bound keeps a flood of watchers from exhausting memory. (A per-token
-  // bound belongs here too once calls carry a principal: count per
-  // principal beside watchers_ and refuse the same way.)
+  // the bounds keep a flood of watchers from exhausting memory, and one
+  // token from taking every stream.
   if (watchers_.size() >= max_streams_) {
     return absl::ResourceExhaustedError(
         absl::StrCat("watch streams: ", watchers_.size(), " open (--max_watch_streams)"));
   }
+  const std::string& principal = watcher->principal();
+  if (!principal.empty() && per_token_[principal] >= max_per_token_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("watch streams: token \"", principal, "\" has ",
+                     per_token_[principal], " open (--max_watch_streams_per_token)"));
+  }
   watcher->Ref();  // Dropped in Remove.
   watchers_.insert(watcher);
+  if (!principal.empty()) ++per_token_[principal];
   return absl::OkStatus();
 }
 
@@ -48,6 +54,10 @@ void WatchRegistry::Remove(WatchReactor* watcher) {
   {
     absl::MutexLock lock(&mu_);
     removed = watchers_.erase(watcher) > 0;
+    const std::string& principal = watcher->principal();
+    if (removed && !principal.empty() && --per_token_[principal] == 0) {
+      per_token_.erase(principal);
+    }
   }
   if (removed) watcher->Unref();
 }
@@ -75,7 +85,18 @@ void WatchRegistry::Shutdown() {
     stop_ = true;
   }
   for (WatchReactor* watcher : Snapshot()) {
-    watcher->OnShutdown();
+    watcher->End(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"));
+    watcher->Unref();
+  }
+}
+
+void WatchRegistry::EndStreamsOf(const std::string& principal) {
+  for (WatchReactor* watcher : Snapshot()) {
+    if (watcher->principal() == principal) {
+      watcher->End(grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          absl::StrCat("authorization: token \"", principal, "\" was revoked")));
+    }
     watcher->Unref();
   }
 }

@@ -6,7 +6,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -22,19 +24,22 @@ class WatchReactor;
 
 class WatchRegistry {
  public:
-  // The default of --max_watch_streams.
+  // The defaults of --max_watch_streams and --max_watch_streams_per_token.
   static constexpr size_t kDefaultMaxStreams = 10000;
+  static constexpr size_t kDefaultMaxStreamsPerToken = 100;
 
   // Listens to `hub` (not owned; must outlive the registry) and starts the
   // registry's thread, which ticks every `tick`. At most `max_streams`
-  // streams are open at once.
+  // streams are open at once, and at most `max_per_token` of one token
+  // (streams without a principal, with auth off, count only in the total).
   explicit WatchRegistry(storage::EventHub* hub, size_t max_streams = kDefaultMaxStreams,
+                         size_t max_per_token = kDefaultMaxStreamsPerToken,
                          absl::Duration tick = absl::Milliseconds(100));
   ~WatchRegistry();  // Shutdown, then joins the thread.
 
   // Registers `watcher` (OK), or refuses it: UNAVAILABLE once shut down,
-  // RESOURCE_EXHAUSTED naming --max_watch_streams when max_streams are open.
-  // Thread-safe.
+  // RESOURCE_EXHAUSTED naming --max_watch_streams or
+  // --max_watch_streams_per_token when that many are open. Thread-safe.
   absl::Status Add(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
   void Remove(WatchReactor* watcher) ABSL_LOCKS_EXCLUDED(mu_);
   size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -46,6 +51,8 @@ class WatchRegistry {
 
   // Ends every stream with UNAVAILABLE; later Adds fail. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends the streams of token `principal` with UNAUTHENTICATED (revoked).
+  void EndStreamsOf(const std::string& principal) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   void Loop() ABSL_LOCKS_EXCLUDED(mu_, signal_mu_);
@@ -55,9 +62,11 @@ class WatchRegistry {
 
   const absl::Duration tick_;
   const size_t max_streams_;
+  const size_t max_per_token_;
 
   mutable absl::Mutex mu_;
   std::set<WatchReactor*> watchers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, size_t> per_token_ ABSL_GUARDED_BY(mu_);  // Open, by principal.
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   // Apart from mu_, so that the publishing writer never waits for watchers.

@@ -24,6 +24,18 @@ std::string NewToken(absl::Time now, absl::BitGen& gen) {
       absl::Uniform<uint32_t>(gen), absl::Uniform<uint64_t>(gen));
 }
 
+// PERMISSION_DENIED when `actor` is bound to a worker (a worker token) and
+// `worker_id` is another; an empty `worker_id` (no such lease) passes, to be
+// reported as a lost lease.
+absl::Status CheckActsAs(const Actor& actor, const std::string& worker_id) {
+  if (actor.worker_id.empty() || worker_id.empty() || worker_id == actor.worker_id) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat("worker_id: token \"", actor.principal,
+                                                  "\" acts as worker \"", actor.worker_id,
+                                                  "\", not \"", worker_id, "\""));
+}
+
 absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
   return absl::FailedPreconditionError(
       absl::StrCat("lease lost: ", reason, " (task ", task_id, ")"));
@@ -32,8 +44,13 @@ absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
 // The active, unexpired lease `held` names, or FAILED_PRECONDITION saying
 // why it is not.
 absl::StatusOr<sql::LeaseRow> CheckLease(WriteContext& ctx, const HeldLease& held) {
+  if (!ctx.actor().boards.empty()) {
+    KANBAN_RETURN_IF_ERROR(LoadTaskFor(ctx, held.task_id).status());
+  }
   KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> row,
                           sql::FindLeaseByToken(ctx.db(), held.token));
+  KANBAN_RETURN_IF_ERROR(
+      CheckActsAs(ctx.actor(), row.has_value() ? row->lease.worker_id : std::string()));
   if (!row.has_value() || row->lease.task_id != held.task_id) {
     // Distinguish a task that does not exist from a token that is wrong.
     KANBAN_RETURN_IF_ERROR(sql::CheckTaskExists(ctx.db(), held.task_id));
@@ -95,6 +112,8 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
   Connection& db = ctx.db();
   const std::string board =
       request.board.empty() ? std::string(kDefaultBoard) : request.board;
+  KANBAN_RETURN_IF_ERROR(CheckActsAs(ctx.actor(), request.worker_id));
+  KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), board, "board"));
   KANBAN_ASSIGN_OR_RETURN(std::optional<Board> found, sql::FindBoard(db, board));
   if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
@@ -169,6 +188,7 @@ absl::StatusOr<Task> ReleaseTask(WriteContext& ctx, const HeldLease& held) {
 absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
                                                    const std::string& worker_id,
                                                    const std::vector<HeldLease>& leases) {
+  KANBAN_RETURN_IF_ERROR(CheckActsAs(ctx.actor(), worker_id));
   KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), worker_id, ctx.now(), ""));
   std::vector<LeaseStatus> statuses;
   statuses.reserve(leases.size());

@@ -38,6 +38,13 @@ absl::Status CheckVersion(const Task& task, int64_t expected) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,
+                                 absl::string_view field) {
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), id, field));
+  KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), task.board, field));
+  return task;
+}
+
 absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view kind,
                          absl::string_view reason) {
   Event event;
@@ -47,6 +54,7 @@ absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view 
   event.time = ctx.now();
   event.task = task;
   event.reason = std::string(reason);
+  event.principal = ctx.actor().principal;
   // Every event of one change shares the seq of its first event.
   event.txn = ctx.events().empty() ? 0 : ctx.events().front().txn;
   KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));

@@ -17,6 +17,11 @@ namespace kanban::storage::mutations {
 // ABORTED carrying the current version when `expected` is set and differs.
 absl::Status CheckVersion(const Task& task, int64_t expected);
 
+// Task `id` (NOT_FOUND naming `field`), or PERMISSION_DENIED when the
+// mutation's actor may not use its board.
+absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,
+                                 absl::string_view field = "task_id");
+
 // Appends an event whose snapshot is `task`, which must be the task's row as
 // just written, and records it for publication after commit.
 absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view kind,

@@ -45,6 +45,7 @@ std::string ContentHash(const NewTask& r) {
 }
 
 absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
+  KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), request.name, "name"));
   KANBAN_ASSIGN_OR_RETURN(std::optional<Board> existing,
                           sql::FindBoard(ctx.db(), request.name));
   if (existing.has_value()) {
@@ -58,6 +59,7 @@ absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
   event.board = board.name;
   event.kind = "board_created";
   event.time = ctx.now();
+  event.principal = ctx.actor().principal;
   KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
   event.txn = event.seq;
   ctx.AddEvent(std::move(event));
@@ -68,6 +70,7 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   Connection& db = ctx.db();
   const std::string board =
       request.board.empty() ? std::string(kDefaultBoard) : request.board;
+  KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), board, "board"));
   KANBAN_ASSIGN_OR_RETURN(std::optional<Board> found, sql::FindBoard(db, board));
   if (!found.has_value()) {
     return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
@@ -89,7 +92,7 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   bool unfinished_parent = false;
   for (size_t i = 0; i < request.parent_ids.size(); ++i) {
     const std::string field = absl::StrCat("parent_ids[", i, "]");
-    KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, request.parent_ids[i], field));
+    KANBAN_ASSIGN_OR_RETURN(Task parent, LoadTaskFor(ctx, request.parent_ids[i], field));
     if (parent.board != board) {
       return absl::FailedPreconditionError(absl::StrCat(field, ": task ", parent.id,
                                                         " is on board \"", parent.board,
@@ -126,7 +129,7 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
 }
 
 absl::StatusOr<Task> UpdateTask(WriteContext& ctx, const TaskUpdate& update) {
-  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), update.task_id));
+  KANBAN_ASSIGN_OR_RETURN(Task task, LoadTaskFor(ctx, update.task_id));
   KANBAN_RETURN_IF_ERROR(CheckVersion(task, update.expected_version));
   if (task.status == TaskStatus::kArchived) {
     return absl::FailedPreconditionError(
@@ -152,7 +155,7 @@ absl::StatusOr<Task> UpdateTask(WriteContext& ctx, const TaskUpdate& update) {
 
 absl::StatusOr<Task> MoveTask(WriteContext& ctx, const TaskMove& move) {
   Connection& db = ctx.db();
-  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(db, move.task_id));
+  KANBAN_ASSIGN_OR_RETURN(Task task, LoadTaskFor(ctx, move.task_id));
   KANBAN_RETURN_IF_ERROR(CheckVersion(task, move.expected_version));
   KANBAN_RETURN_IF_ERROR(CheckManualMove(task.status, move.to_status));
   const TaskStatus from = task.status;
@@ -190,8 +193,8 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
   if (parent_id == child_id) {
     return absl::InvalidArgumentError("child_id: a task cannot depend on itself");
   }
-  KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, parent_id, "parent_id"));
-  KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(db, child_id, "child_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task parent, LoadTaskFor(ctx, parent_id, "parent_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task child, LoadTaskFor(ctx, child_id, "child_id"));
   if (parent.board != child.board) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot link across boards: parent ", parent.id, " is on \"",
@@ -224,8 +227,8 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
 absl::StatusOr<Task> UnlinkTasks(WriteContext& ctx, const std::string& parent_id,
                                  const std::string& child_id) {
   Connection& db = ctx.db();
-  KANBAN_ASSIGN_OR_RETURN(Task parent, sql::LoadTask(db, parent_id, "parent_id"));
-  KANBAN_ASSIGN_OR_RETURN(Task child, sql::LoadTask(db, child_id, "child_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task parent, LoadTaskFor(ctx, parent_id, "parent_id"));
+  KANBAN_ASSIGN_OR_RETURN(Task child, LoadTaskFor(ctx, child_id, "child_id"));
   KANBAN_ASSIGN_OR_RETURN(bool deleted, sql::DeleteLink(db, parent_id, child_id));
   if (!deleted) {
     return absl::NotFoundError(
@@ -248,7 +251,7 @@ absl::StatusOr<Task> UnlinkTasks(WriteContext& ctx, const std::string& parent_id
 }
 
 absl::StatusOr<Comment> AddComment(WriteContext& ctx, const NewComment& comment) {
-  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), comment.task_id));
+  KANBAN_ASSIGN_OR_RETURN(Task task, LoadTaskFor(ctx, comment.task_id));
   KANBAN_ASSIGN_OR_RETURN(Comment stored,
                           sql::InsertComment(ctx.db(), comment, ctx.now()));
   KANBAN_RETURN_IF_ERROR(AppendEvent(ctx, task, "commented"));

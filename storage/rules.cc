@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace kanban::storage {
 namespace {
@@ -125,6 +126,78 @@ absl::Status ValidateBoardName(absl::string_view name, absl::string_view field) 
       })) {
     return Invalid(field, absl::StrCat("\"", name.substr(0, 80),
                                        "\" does not match [a-z0-9_-]{1,64}"));
+  }
+  return absl::OkStatus();
+}
+
+bool Actor::MayUse(const std::string& board) const {
+  return boards.empty() || std::find(boards.begin(), boards.end(), board) != boards.end();
+}
+
+absl::Status CheckBoardAccess(const Actor& actor, const std::string& board,
+                              absl::string_view field) {
+  if (actor.MayUse(board)) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      absl::StrCat(field, ": token \"", actor.principal, "\" may not use board \"", board,
+                   "\" (it is limited to ", absl::StrJoin(actor.boards, ", "), ")"));
+}
+
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kAdmin:
+      return "admin";
+    case Role::kProducer:
+      return "producer";
+    case Role::kWorker:
+      return "worker";
+    case Role::kViewer:
+      return "viewer";
+    case Role::kUnspecified:
+      break;
+  }
+  return "unspecified";
+}
+
+absl::Status ValidateTokenName(absl::string_view name, absl::string_view field) {
+  if (name.empty() || name.size() > 64 ||
+      !std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' ||
+               c == '_' || c == '-';
+      })) {
+    return Invalid(field, absl::StrCat("\"", name.substr(0, 80),
+                                       "\" does not match [A-Za-z0-9._-]{1,64}"));
+  }
+  if (name == kServerPrincipal) {
+    return Invalid(field, "\"kanband\" is reserved for the server's own changes");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateNewToken(const TokenRecord& token) {
+  if (auto s = ValidateTokenName(token.name, "name"); !s.ok()) return s;
+  if (token.role != Role::kAdmin && token.role != Role::kProducer &&
+      token.role != Role::kWorker && token.role != Role::kViewer) {
+    return Invalid("role", "must be admin, producer, worker or viewer");
+  }
+  if (token.role == Role::kWorker) {
+    if (auto s = ValidateWorkerId(token.worker_id, "worker_id"); !s.ok()) return s;
+  } else if (!token.worker_id.empty()) {
+    return Invalid("worker_id", "only worker tokens act as a worker");
+  }
+  if (static_cast<int>(token.boards.size()) > kMaxTokenBoards) {
+    return Invalid("boards", absl::StrCat("at most ", kMaxTokenBoards));
+  }
+  for (size_t i = 0; i < token.boards.size(); ++i) {
+    if (auto s = ValidateBoardName(token.boards[i], absl::StrCat("boards[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (token.secret_hash.size() != 64 ||
+      !std::all_of(token.secret_hash.begin(), token.secret_hash.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      })) {
+    return Invalid("secret_hash", "is not a lowercase hex SHA-256");
   }
   return absl::OkStatus();
 }

@@ -66,6 +66,20 @@ absl::Status ValidateWorkerId(absl::string_view id, absl::string_view field);
 // A task's result or error text: at most 64 KiB, no NUL.
 absl::Status ValidateOutcomeText(absl::string_view text, absl::string_view field);
 
+// Tokens: names match [A-Za-z0-9._-]{1,64} and kanband is reserved (the
+// server's own principal); a role is required; worker_id is required for
+// kWorker and refused for the others; boards are board names; secret_hash
+// is 64 lowercase hex digits.
+inline constexpr int kMaxTokenBoards = 100;
+absl::Status ValidateTokenName(absl::string_view name, absl::string_view field);
+absl::Status ValidateNewToken(const TokenRecord& token);
+absl::string_view RoleName(Role role);  // "admin", "producer", ...
+
+// PERMISSION_DENIED naming `field` and the boards `actor` is limited to,
+// unless it may use `board`.
+absl::Status CheckBoardAccess(const Actor& actor, const std::string& board,
+                              absl::string_view field);
+
 // FAILED_PRECONDITION naming both statuses unless `from` -> `to` is an
 // allowed manual move.
 absl::Status CheckManualMove(TaskStatus from, TaskStatus to);

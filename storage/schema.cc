@@ -116,6 +116,21 @@ ALTER TABLE events ADD COLUMN txn INTEGER;
       R"sql(
 DROP INDEX events_board;
 )sql",
+      // 5: bearer tokens (only a hash of each secret), and the principal
+      // (token name) that caused each event.
+      R"sql(
+ALTER TABLE events ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+CREATE TABLE tokens (
+  name        TEXT PRIMARY KEY,
+  role        INTEGER NOT NULL,
+  boards      TEXT NOT NULL DEFAULT '[]',
+  worker_id   TEXT NOT NULL DEFAULT '',
+  secret_hash TEXT NOT NULL UNIQUE,
+  created_at  INTEGER NOT NULL,
+  created_by  TEXT NOT NULL DEFAULT '',
+  revoked_at  INTEGER
+) WITHOUT ROWID;
+)sql",
   };
   return *migrations;
 }

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "storage/integrity.h"
 #include "storage/lease_sql.h"
 #include "storage/mutations.h"
@@ -14,8 +15,24 @@
 #include "storage/schema.h"
 #include "storage/status_macros.h"
 #include "storage/task_sql.h"
+#include "storage/tokens.h"
 
 namespace kanban::storage {
+namespace {
+
+// A read over one board or all of them: an actor limited to some boards must
+// name one of its own.
+absl::Status CheckNamedBoard(const Actor& actor, const std::string& board) {
+  if (actor.boards.empty()) return absl::OkStatus();
+  if (board.empty()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("board: token \"", actor.principal, "\" is limited to boards ",
+                     absl::StrJoin(actor.boards, ", "), "; name one of them"));
+  }
+  return CheckBoardAccess(actor, board, "board");
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   if (options.path.empty()) return absl::InvalidArgumentError("path: must be set");
@@ -98,16 +115,20 @@ void Store::Close() {
   }
   if (sweeper_.joinable()) sweeper_.join();
   // Writes first: a queued write may be followed by reads its caller issues
-  // from the callback, which then get UNAVAILABLE from the closed pool.
-  if (writer_) writer_->Close();
+  // from the callback, which then get UNAVAILABLE from the closed pool. The
+  // writer's connection closes last, so that it checkpoints the WAL away.
+  if (writer_) writer_->Close(/*close_database=*/false);
   if (readers_) readers_->Close();
+  if (writer_) writer_->CloseDatabase();
 }
 
 template <typename T>
-void Store::Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done) {
+void Store::Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done,
+                  Actor actor) {
   auto result = std::make_shared<absl::StatusOr<T>>(absl::UnknownError("not applied"));
   writer_->Submit(
-      [apply = std::move(apply), result](WriteContext& ctx) {
+      [apply = std::move(apply), actor = std::move(actor), result](WriteContext& ctx) {
+        ctx.set_actor(&actor);
         *result = apply(ctx);
         return result->status();
       },
@@ -138,57 +159,59 @@ void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> do
       });
 }
 
-void Store::CreateBoard(Board board, Done<Board> done) {
+void Store::CreateBoard(Board board, Done<Board> done, const Actor& actor) {
   if (absl::Status s = ValidateNewBoard(board); !s.ok()) return done(s);
   Write<Board>([board = std::move(board)](
                    WriteContext& ctx) { return mutations::CreateBoard(ctx, board); },
-               std::move(done));
+               std::move(done), actor);
 }
 
-void Store::CreateTask(NewTask task, Done<Task> done) {
+void Store::CreateTask(NewTask task, Done<Task> done, const Actor& actor) {
   if (absl::Status s = ValidateNewTask(task); !s.ok()) return done(s);
   Write<Task>([task = std::move(task)](
                   WriteContext& ctx) { return mutations::CreateTask(ctx, task); },
-              std::move(done));
+              std::move(done), actor);
 }
 
-void Store::UpdateTask(TaskUpdate update, Done<Task> done) {
+void Store::UpdateTask(TaskUpdate update, Done<Task> done, const Actor& actor) {
   if (absl::Status s = ValidateTaskUpdate(update); !s.ok()) return done(s);
   Write<Task>([update = std::move(update)](
                   WriteContext& ctx) { return mutations::UpdateTask(ctx, update); },
-              std::move(done));
+              std::move(done), actor);
 }
 
-void Store::MoveTask(TaskMove move, Done<Task> done) {
+void Store::MoveTask(TaskMove move, Done<Task> done, const Actor& actor) {
   if (absl::Status s = ValidateTaskMove(move); !s.ok()) return done(s);
   Write<Task>([move = std::move(move)](
                   WriteContext& ctx) { return mutations::MoveTask(ctx, move); },
-              std::move(done));
+              std::move(done), actor);
 }
 
-void Store::LinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
+void Store::LinkTasks(std::string parent_id, std::string child_id, Done<Task> done,
+                      const Actor& actor) {
   if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
   if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
   Write<Task>(
       [parent_id = std::move(parent_id), child_id = std::move(child_id)](
           WriteContext& ctx) { return mutations::LinkTasks(ctx, parent_id, child_id); },
-      std::move(done));
+      std::move(done), actor);
 }
 
-void Store::UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done) {
+void Store::UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done,
+                        const Actor& actor) {
   if (absl::Status s = ValidateTaskId(parent_id, "parent_id"); !s.ok()) return done(s);
   if (absl::Status s = ValidateTaskId(child_id, "child_id"); !s.ok()) return done(s);
   Write<Task>(
       [parent_id = std::move(parent_id), child_id = std::move(child_id)](
           WriteContext& ctx) { return mutations::UnlinkTasks(ctx, parent_id, child_id); },
-      std::move(done));
+      std::move(done), actor);
 }
 
-void Store::AddComment(NewComment comment, Done<Comment> done) {
+void Store::AddComment(NewComment comment, Done<Comment> done, const Actor& actor) {
   if (absl::Status s = ValidateNewComment(comment); !s.ok()) return done(s);
   Write<Comment>([comment = std::move(comment)](
                      WriteContext& ctx) { return mutations::AddComment(ctx, comment); },
-                 std::move(done));
+                 std::move(done), actor);
 }
 
 void Store::SweepLoop() {
@@ -202,26 +225,28 @@ void Store::SweepLoop() {
   }
 }
 
-void Store::ClaimTask(ClaimRequest request, Done<ClaimResult> done) {
+void Store::ClaimTask(ClaimRequest request, Done<ClaimResult> done, const Actor& actor) {
   if (absl::Status s = ValidateClaimRequest(request); !s.ok()) return done(s);
   Write<ClaimResult>(
       [request = std::move(request), this](WriteContext& ctx) {
         return mutations::ClaimTask(ctx, request, options_.retry);
       },
-      std::move(done));
+      std::move(done), actor);
 }
 
-void Store::CompleteTask(HeldLease lease, std::string result, Done<Task> done) {
+void Store::CompleteTask(HeldLease lease, std::string result, Done<Task> done,
+                         const Actor& actor) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
   if (absl::Status s = ValidateOutcomeText(result, "result"); !s.ok()) return done(s);
   Write<Task>(
       [lease = std::move(lease), result = std::move(result)](WriteContext& ctx) {
         return mutations::CompleteTask(ctx, lease, result);
       },
-      std::move(done));
+      std::move(done), actor);
 }
 
-void Store::FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done) {
+void Store::FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done,
+                     const Actor& actor) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
   if (absl::Status s = ValidateOutcomeText(error, "error"); !s.ok()) return done(s);
   Write<Task>(
@@ -229,18 +254,18 @@ void Store::FailTask(HeldLease lease, std::string error, bool retry, Done<Task> 
        this](WriteContext& ctx) {
         return mutations::FailTask(ctx, lease, error, retry, options_.retry);
       },
-      std::move(done));
+      std::move(done), actor);
 }
 
-void Store::ReleaseTask(HeldLease lease, Done<Task> done) {
+void Store::ReleaseTask(HeldLease lease, Done<Task> done, const Actor& actor) {
   if (absl::Status s = ValidateHeldLease(lease, ""); !s.ok()) return done(s);
   Write<Task>([lease = std::move(lease)](
                   WriteContext& ctx) { return mutations::ReleaseTask(ctx, lease); },
-              std::move(done));
+              std::move(done), actor);
 }
 
 void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
-                      Done<std::vector<LeaseStatus>> done) {
+                      Done<std::vector<LeaseStatus>> done, const Actor& actor) {
   if (absl::Status s = ValidateWorkerId(worker_id, "worker_id"); !s.ok()) return done(s);
   if (static_cast<int>(leases.size()) > kMaxHeartbeatLeases) {
     return done(absl::InvalidArgumentError(
@@ -256,7 +281,7 @@ void Store::Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
       [worker_id = std::move(worker_id), leases = std::move(leases)](WriteContext& ctx) {
         return mutations::Heartbeat(ctx, worker_id, leases);
       },
-      std::move(done));
+      std::move(done), actor);
 }
 
 void Store::Sweep(Done<SweepResult> done) {
@@ -276,17 +301,20 @@ void Store::Sweep(Done<SweepResult> done) {
         if (result.ok()) hub_->ForgetBefore(result->oldest_event_seq);
         if (result.ok() && options_.on_sweep) options_.on_sweep(*result);  // Metrics.
         done(std::move(result));
-      });
+      },
+      Actor{kServerPrincipal, {}, {}});  // Reclaims are the server's own doing.
 }
 
 void Store::OldestEventSeq(Done<int64_t> done) {
   Read<int64_t>([](Connection& db) { return sql::OldestEventSeq(db); }, std::move(done));
 }
 
-void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done) {
+void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done,
+                        const Actor& actor) {
   if (!board.empty()) {
     if (absl::Status s = ValidateBoardName(board, "board"); !s.ok()) return done(s);
   }
+  if (absl::Status s = CheckNamedBoard(actor, board); !s.ok()) return done(s);
   Read<std::vector<Worker>>(
       [board = std::move(board)](Connection& db) { return sql::ListWorkers(db, board); },
       std::move(done));
@@ -297,22 +325,36 @@ void Store::CountTasks(Done<std::vector<TaskCount>> done) {
                                std::move(done));
 }
 
-void Store::ListBoards(Done<std::vector<Board>> done) {
-  Read<std::vector<Board>>([](Connection& db) { return sql::ListBoards(db); },
-                           std::move(done));
+void Store::ListBoards(Done<std::vector<Board>> done, const Actor& actor) {
+  Read<std::vector<Board>>(
+      [actor](Connection& db) -> absl::StatusOr<std::vector<Board>> {
+        KANBAN_ASSIGN_OR_RETURN(std::vector<Board> boards, sql::ListBoards(db));
+        boards.erase(
+            std::remove_if(boards.begin(), boards.end(),
+                           [&](const Board& b) { return !actor.MayUse(b.name); }),
+            boards.end());
+        return boards;
+      },
+      std::move(done));
 }
 
-void Store::GetTask(std::string id, Done<Task> done) {
+void Store::GetTask(std::string id, Done<Task> done, const Actor& actor) {
   if (absl::Status s = ValidateTaskId(id, "task_id"); !s.ok()) return done(s);
-  Read<Task>([id = std::move(id)](Connection& db) { return sql::LoadTask(db, id); },
-             std::move(done));
+  Read<Task>(
+      [id = std::move(id), actor](Connection& db) -> absl::StatusOr<Task> {
+        KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(db, id));
+        KANBAN_RETURN_IF_ERROR(CheckBoardAccess(actor, task.board, "task_id"));
+        return task;
+      },
+      std::move(done));
 }
 
-void Store::ListTasks(TaskFilter filter, Done<TaskPage> done) {
+void Store::ListTasks(TaskFilter filter, Done<TaskPage> done, const Actor& actor) {
   // --max_page_size bounds explicit and default pages alike.
   if (absl::Status s = ValidateTaskFilter(filter, options_.max_page_size); !s.ok()) {
     return done(s);
   }
+  if (absl::Status s = CheckNamedBoard(actor, filter.board); !s.ok()) return done(s);
   if (filter.page_size == 0) {
     filter.page_size = std::min(kDefaultPageSize, options_.max_page_size);
   }
@@ -331,14 +373,42 @@ void Store::ListTasks(TaskFilter filter, Done<TaskPage> done) {
       std::move(done));
 }
 
-void Store::ListComments(std::string task_id, Done<std::vector<Comment>> done) {
+void Store::ListComments(std::string task_id, Done<std::vector<Comment>> done,
+                         const Actor& actor) {
   if (absl::Status s = ValidateTaskId(task_id, "task_id"); !s.ok()) return done(s);
   Read<std::vector<Comment>>(
-      [task_id =
-           std::move(task_id)](Connection& db) -> absl::StatusOr<std::vector<Comment>> {
-        KANBAN_RETURN_IF_ERROR(sql::CheckTaskExists(db, task_id));
+      [task_id = std::move(task_id),
+       actor](Connection& db) -> absl::StatusOr<std::vector<Comment>> {
+        if (actor.boards.empty()) {
+          KANBAN_RETURN_IF_ERROR(sql::CheckTaskExists(db, task_id));
+        } else {
+          KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(db, task_id));
+          KANBAN_RETURN_IF_ERROR(CheckBoardAccess(actor, task.board, "task_id"));
+        }
         return sql::ListComments(db, task_id);
       },
+      std::move(done));
+}
+
+void Store::CreateToken(TokenRecord token, Done<TokenRecord> done, const Actor& actor) {
+  if (absl::Status s = ValidateNewToken(token); !s.ok()) return done(s);
+  Write<TokenRecord>(
+      [token = std::move(token)](WriteContext& ctx) {
+        return mutations::CreateToken(ctx, token);
+      },
+      std::move(done), actor);
+}
+
+void Store::RevokeToken(std::string name, Done<TokenRecord> done, const Actor& actor) {
+  if (absl::Status s = ValidateTokenName(name, "name"); !s.ok()) return done(s);
+  Write<TokenRecord>([name = std::move(name)](
+                         WriteContext& ctx) { return mutations::RevokeToken(ctx, name); },
+                     std::move(done), actor);
+}
+
+void Store::ListTokens(bool include_revoked, Done<std::vector<TokenRecord>> done) {
+  Read<std::vector<TokenRecord>>(
+      [include_revoked](Connection& db) { return sql::ListTokens(db, include_revoked); },
       std::move(done));
 }
 

@@ -93,38 +93,55 @@ class Store {
   // database. Later calls answer UNAVAILABLE. Idempotent.
   void Close();
 
-  // ---- Writes: answered after the batch holding them committed. ----
-  void CreateBoard(Board board, Done<Board> done);
-  void CreateTask(NewTask task, Done<Task> done);
-  void UpdateTask(TaskUpdate update, Done<Task> done);
-  void MoveTask(TaskMove move, Done<Task> done);
-  void LinkTasks(std::string parent_id, std::string child_id, Done<Task> done);
-  void UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done);
-  void AddComment(NewComment comment, Done<Comment> done);
+  // ---- Writes: answered after the batch holding them committed. `actor`
+  // is recorded in the events and limits what the write may touch
+  // (PERMISSION_DENIED): boards, and for a worker token its own leases. ----
+  void CreateBoard(Board board, Done<Board> done, const Actor& actor = {});
+  void CreateTask(NewTask task, Done<Task> done, const Actor& actor = {});
+  void UpdateTask(TaskUpdate update, Done<Task> done, const Actor& actor = {});
+  void MoveTask(TaskMove move, Done<Task> done, const Actor& actor = {});
+  void LinkTasks(std::string parent_id, std::string child_id, Done<Task> done,
+                 const Actor& actor = {});
+  void UnlinkTasks(std::string parent_id, std::string child_id, Done<Task> done,
+                   const Actor& actor = {});
+  void AddComment(NewComment comment, Done<Comment> done, const Actor& actor = {});
 
   // ---- The worker protocol (writes). ----
-  void ClaimTask(ClaimRequest request, Done<ClaimResult> done);
-  void CompleteTask(HeldLease lease, std::string result, Done<Task> done);
-  void FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done);
-  void ReleaseTask(HeldLease lease, Done<Task> done);
+  void ClaimTask(ClaimRequest request, Done<ClaimResult> done, const Actor& actor = {});
+  void CompleteTask(HeldLease lease, std::string result, Done<Task> done,
+                    const Actor& actor = {});
+  void FailTask(HeldLease lease, std::string error, bool retry, Done<Task> done,
+                const Actor& actor = {});
+  void ReleaseTask(HeldLease lease, Done<Task> done, const Actor& actor = {});
   // Heartbeats write no events.
   void Heartbeat(std::string worker_id, std::vector<HeldLease> leases,
-                 Done<std::vector<LeaseStatus>> done);
+                 Done<std::vector<LeaseStatus>> done, const Actor& actor = {});
   // Reclaims expired leases now (the sweeper calls this every interval).
   void Sweep(Done<SweepResult> done);
 
-  // ---- Reads: see every write whose callback has run. ----
-  void ListWorkers(std::string board, Done<std::vector<Worker>> done);
-  void ListBoards(Done<std::vector<Board>> done);
-  void GetTask(std::string id, Done<Task> done);
-  void ListTasks(TaskFilter filter, Done<TaskPage> done);
-  void ListComments(std::string task_id, Done<std::vector<Comment>> done);
+  // ---- Reads: see every write whose callback has run. An actor limited to
+  // some boards gets PERMISSION_DENIED for a task elsewhere, must name one
+  // of its boards in ListWorkers and ListTasks, and sees only its boards in
+  // ListBoards. ----
+  void ListWorkers(std::string board, Done<std::vector<Worker>> done,
+                   const Actor& actor = {});
+  void ListBoards(Done<std::vector<Board>> done, const Actor& actor = {});
+  void GetTask(std::string id, Done<Task> done, const Actor& actor = {});
+  void ListTasks(TaskFilter filter, Done<TaskPage> done, const Actor& actor = {});
+  void ListComments(std::string task_id, Done<std::vector<Comment>> done,
+                    const Actor& actor = {});
   // Up to about `limit` events after `after_seq`, of every board (seqs have
   // no gaps but for retention, which is how a reader notices it); a change
   // is never cut in two.
   void ReadEvents(int64_t after_seq, int limit, Done<std::vector<Event>> done);
   // The oldest event seq still kept (see sql::OldestEventSeq).
   void OldestEventSeq(Done<int64_t> done);
+
+  // ---- Bearer tokens (see storage/tokens.h); the caller makes the secret
+  // and passes its hash. ----
+  void CreateToken(TokenRecord token, Done<TokenRecord> done, const Actor& actor = {});
+  void RevokeToken(std::string name, Done<TokenRecord> done, const Actor& actor = {});
+  void ListTokens(bool include_revoked, Done<std::vector<TokenRecord>> done);
 
   // ---- Administration. ----
   struct BackupRequest {
@@ -174,7 +191,8 @@ class Store {
   std::atomic<bool> backup_running_{false};
 
   template <typename T>
-  void Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done);
+  void Write(std::function<absl::StatusOr<T>(WriteContext&)> apply, Done<T> done,
+             Actor actor = {});
   template <typename T>
   void Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> done);
 

@@ -512,13 +512,14 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason, txn)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"));
+      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason, txn,"
+                " principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
   stmt.BindText(1, event.board)
       .BindText(2, event.task_id)
       .BindText(3, event.kind)
       .BindInt(4, Micros(event.time))
-      .BindText(6, event.reason);
+      .BindText(6, event.reason)
+      .BindText(8, event.principal);
   // NULL: the event starts its own change (txn = its seq).
   stmt.BindOptionalInt(7,
                        event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
@@ -534,10 +535,10 @@ absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
 namespace {
 
 const std::string& EventColumns() {
-  static const auto* s =
-      new std::string(absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
-                                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, ",
-                                   SnapshotColumns()));
+  static const auto* s = new std::string(
+      absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
+                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, e.principal, ",
+                   SnapshotColumns()));
   return *s;
 }
 
@@ -554,8 +555,9 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
     e.time = FromMicros(stmt.ColumnInt(4));
     e.reason = stmt.ColumnText(5);
     e.txn = stmt.ColumnInt(6);
+    e.principal = stmt.ColumnText(8);
     if (stmt.ColumnInt(7) != 0) {
-      KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 8));
+      KANBAN_ASSIGN_OR_RETURN(Task task, ReadTask(stmt, 9));
       e.task = std::move(task);
     }
     events.push_back(std::move(e));

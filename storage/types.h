@@ -84,6 +84,47 @@ struct Event {
   absl::Time time = absl::UnixEpoch();
   std::optional<Task> task;  // Snapshot after the change.
   std::string reason;
+  std::string principal;  // Who caused it: see Actor::principal.
+};
+
+// ---- Who asks --------------------------------------------------------------
+
+// The principal the server's own changes (reclaiming expired leases) record.
+inline constexpr char kServerPrincipal[] = "kanband";
+
+// Who asks for a write or a read, and what they may touch; the service layer
+// makes one from the call's token. The default may do anything and records
+// no principal (auth off, tools, tests).
+struct Actor {
+  std::string principal;            // Recorded in the events it causes.
+  std::vector<std::string> boards;  // The only boards it may use; empty: all.
+  // Non-empty: it may only act on leases this worker holds.
+  std::string worker_id;
+
+  bool MayUse(const std::string& board) const;
+};
+
+// ---- Tokens ----------------------------------------------------------------
+
+// Numeric values match kanban.v1.Role and are stored in the database.
+enum class Role : int {
+  kUnspecified = 0,
+  kAdmin = 1,
+  kProducer = 2,
+  kWorker = 3,
+  kViewer = 4,
+};
+
+// A bearer token as stored: only the SHA-256 of its secret is kept.
+struct TokenRecord {
+  std::string name;
+  Role role = Role::kUnspecified;
+  std::vector<std::string> boards;  // Empty: every board.
+  std::string worker_id;            // kWorker only.
+  std::string secret_hash;          // Lowercase hex SHA-256 of the secret.
+  absl::Time created_at = absl::UnixEpoch();
+  std::string created_by;
+  std::optional<absl::Time> revoked_at;
 };
 
 // ---- Requests --------------------------------------------------------------

@@ -90,22 +90,29 @@ void Writer::FenceIfFatal(const absl::Status& status) {
   }
 }
 
-void Writer::Close() {
-  absl::MutexLock close_lock(&close_mu_);
+void Writer::Close(bool close_database) {
   {
-    absl::MutexLock lock(&mu_);
-    closing_ = true;
+    absl::MutexLock close_lock(&close_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
+    {
+      absl::MutexLock lock(&answer_mu_);
+      answers_closing_ = true;
+    }
+    if (answer_thread_.joinable()) answer_thread_.join();
   }
-  if (thread_.joinable()) thread_.join();
+  if (close_database) CloseDatabase();
+}
+
+void Writer::CloseDatabase() {
+  absl::MutexLock close_lock(&close_mu_);
   // A fenced database is left exactly as it is: no checkpoint of pages that
   // may not be what was written.
   if (db_ != nullptr && !failure().ok()) db_->DisableCheckpointOnClose();
   db_.reset();
-  {
-    absl::MutexLock lock(&answer_mu_);
-    answers_closing_ = true;
-  }
-  if (answer_thread_.joinable()) answer_thread_.join();
 }
 
 int64_t Writer::batches() const {

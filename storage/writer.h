@@ -41,6 +41,10 @@ class WriteContext {
   // One timestamp per mutation, from the store's clock.
   absl::Time now() const { return now_; }
   absl::BitGen& gen() { return gen_; }
+  // Who asked for this mutation (Store::Write sets it): recorded in its
+  // events, and limits the boards and leases it may touch.
+  const Actor& actor() const { return *actor_; }
+  void set_actor(const Actor* actor) { actor_ = actor; }
   // Records an event row this mutation wrote, for publication after commit.
   void AddEvent(Event event) { events_.push_back(std::move(event)); }
   const std::vector<Event>& events() const { return events_; }
@@ -50,7 +54,9 @@ class WriteContext {
   Connection& db_;
   absl::Time now_;
   absl::BitGen& gen_;
+  const Actor* actor_ = &kAnyone;
   std::vector<Event> events_;
+  static inline const Actor kAnyone{};
 };
 
 class Writer {
@@ -103,9 +109,15 @@ class Writer {
   // Queues `alone` behind what is queued now; `finish` as for Submit.
   void SubmitAlone(Alone alone, Finish finish) ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Applies everything already queued, then stops the thread and closes the
-  // connection. Idempotent. Thread-safe; must not be called from `finish`.
-  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+  // Applies everything already queued, then stops the thread and, unless
+  // told otherwise, closes the connection. Idempotent. Thread-safe; must not
+  // be called from `finish`.
+  void Close(bool close_database = true) ABSL_LOCKS_EXCLUDED(mu_);
+  // Closes the connection after Close(false). SQLite checkpoints the WAL
+  // into the database and deletes it when the last connection closes, and
+  // only a writable connection can: the Store closes its read-only readers
+  // first and this one last. Idempotent.
+  void CloseDatabase() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops all writing from now on because of `cause` (a failed fsync, or
   // corruption seen by any connection). The first call wins. Thread-safe.

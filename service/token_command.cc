@@ -1,0 +1,122 @@
+#include "service/token_command.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "service/auth.h"
+#include "storage/durability.h"
+#include "storage/rules.h"
+#include "storage/store.h"
+
+namespace kanban::service {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: kanband token create --db=PATH --role=admin|producer|worker|viewer\n"
+    "           [--name=NAME] [--board=B[,B...]]... [--worker-id=W]\n"
+    "Makes a token in the database (kanband must be stopped) and prints its secret\n"
+    "once. NAME defaults to the role. Running servers: kanbanctl token create.\n";
+
+int Usage(const std::string& problem) {
+  std::cerr << "kanband token: " << problem << "\n" << kUsage;
+  return 2;
+}
+
+std::optional<storage::Role> ParseRole(absl::string_view name) {
+  for (storage::Role role : {storage::Role::kAdmin, storage::Role::kProducer,
+                             storage::Role::kWorker, storage::Role::kViewer}) {
+    if (name == storage::RoleName(role)) return role;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+int RunTokenCommand(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) != "create") {
+    return Usage(argc < 2 ? "missing command"
+                          : absl::StrCat("unknown command ", argv[1]));
+  }
+  std::string db, role_name, name;
+  storage::TokenRecord token;
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    const size_t eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0) return Usage(absl::StrCat("unexpected argument ", arg));
+    std::string flag =
+        arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    if (eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      return Usage(absl::StrCat("--", flag, " needs a value"));
+    }
+    if (flag == "db") {
+      db = value;
+    } else if (flag == "role") {
+      role_name = value;
+    } else if (flag == "name") {
+      name = value;
+    } else if (flag == "board") {
+      for (absl::string_view b : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        token.boards.emplace_back(b);
+      }
+    } else if (flag == "worker-id") {
+      token.worker_id = value;
+    } else {
+      return Usage(absl::StrCat("unknown flag --", flag));
+    }
+  }
+  if (db.empty()) return Usage("--db is required");
+  std::optional<storage::Role> role = ParseRole(role_name);
+  if (!role.has_value()) return Usage("--role must be admin, producer, worker or viewer");
+  token.role = *role;
+  token.name = name.empty() ? role_name : name;
+  const std::string secret = Auth::NewSecret();
+  token.secret_hash = Auth::HashSecret(secret);
+  if (absl::Status s = storage::ValidateNewToken(token); !s.ok()) {
+    return Usage(std::string(s.message()));
+  }
+
+  storage::Store::Options options;
+  options.path = db;
+  options.sweep_interval = absl::ZeroDuration();  // Change nothing else.
+  absl::StatusOr<storage::DurabilitySettings> durability =
+      storage::DurabilityFromEnvironment("");
+  if (durability.ok()) options.durability = *durability;
+  absl::StatusOr<std::unique_ptr<storage::Store>> store =
+      storage::Store::Open(std::move(options));
+  if (!store.ok()) {
+    std::cerr << "kanband token: cannot open " << db << ": " << store.status().message()
+              << (store.status().code() == absl::StatusCode::kFailedPrecondition
+                      ? "\n(is kanband running on it? then use kanbanctl token create)"
+                      : "")
+              << "\n";
+    return 1;
+  }
+  absl::StatusOr<storage::TokenRecord> created = storage::Await<storage::TokenRecord>(
+      [&](auto done) { (*store)->CreateToken(token, done); });
+  (*store)->Close();
+  if (!created.ok()) {
+    std::cerr << "kanband token: " << created.status().message() << "\n";
+    return created.status().code() == absl::StatusCode::kAlreadyExists ? 2 : 1;
+  }
+  std::cout << secret << std::endl;
+  std::cerr
+      << "kanband token: created " << storage::RoleName(created->role) << " token \""
+      << created->name << "\"; the secret above is shown only now. Send it as "
+      << "\"authorization: Bearer <secret>\" (kanbanctl --token or KANBAN_TOKEN).\n";
+  return 0;
+}
+
+}  // namespace kanban::service

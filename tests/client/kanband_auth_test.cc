@@ -54,7 +54,8 @@ TEST(KanbandAuthTest, FirstAdminTokenIsMadeOfflineAndWorks) {
   EXPECT_EQ(made.out.find('\n'), made.out.size() - 1) << "one line only: " << made.out;
   EXPECT_TRUE(absl::StrContains(made.err, "shown only now")) << made.err;
 
-  Kanband server = StartKanband(KANBAND_PATH, db, {"--auth=token"});
+  Kanband server = StartKanband(KANBAND_PATH, db,
+                                {"--auth=token", "--log_rpcs", "--log_format=json"});
   ASSERT_TRUE(server.ok());
   EXPECT_TRUE(absl::StrContains(server.Log(), "bearer tokens required (1 active)"))
       << server.Log();
@@ -69,7 +70,8 @@ TEST(KanbandAuthTest, FirstAdminTokenIsMadeOfflineAndWorks) {
   EXPECT_EQ(busy.exit_code, 1) << Describe(busy);
   EXPECT_TRUE(absl::StrContains(busy.err, "kanbanctl token create")) << busy.err;
   EXPECT_EQ(busy.out, "");
-  // The secret is never in the log.
+  // The access log names the token, never its secret.
+  EXPECT_TRUE(absl::StrContains(server.Log(), "\"principal\":\"ops\"")) << server.Log();
   EXPECT_FALSE(absl::StrContains(server.Log(), secret));
 }
 

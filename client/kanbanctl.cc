@@ -1,6 +1,7 @@
 // kanbanctl: the command-line client of kanband. Parses the command line,
-// opens a channel (plaintext, or TLS with the --tls-* flags) and runs one
-// command from the table in kanbanctl_commands.h. Run `kanbanctl help` for the
+// opens a channel (plaintext, or TLS with the --tls-* flags; with --token or
+// $KANBAN_TOKEN, every call carries the bearer token) and runs one command
+// from the table in kanbanctl_commands.h. Run `kanbanctl help` for the
 // commands.
 
 #include <cstdlib>
@@ -12,12 +13,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "client/kanbanctl_args.h"
 #include "client/kanbanctl_commands.h"
 #include "client/tls.h"
 #include "grpc/support/log.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 
@@ -26,6 +28,7 @@ namespace {
 
 constexpr char kDefaultServer[] = "127.0.0.1:7300";
 constexpr char kServerEnv[] = "KANBAN_SERVER";
+constexpr char kTokenEnv[] = "KANBAN_TOKEN";
 constexpr double kDefaultTimeoutSeconds = 10;
 
 // The flag's value, else the variable's when set and not empty, else
@@ -100,8 +103,19 @@ int Main(int argc, char** argv) {
   if (!security.ok()) {
     return UsageFailure(nullptr, security.status().message(), std::cerr);
   }
-  const std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(server, security->credentials, security->args);
+  // A token read from a file or pasted usually brings a line break along.
+  const std::string token(
+      absl::StripAsciiWhitespace(FlagOrEnv(args, "token", kTokenEnv)));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made_channel =
+      CreateChannel(server, *security, token);
+  if (!made_channel.ok()) {
+    // The message names the problem, never the token itself.
+    return UsageFailure(
+        nullptr,
+        absl::StrCat("--token (or $", kTokenEnv, "): ", made_channel.status().message()),
+        std::cerr);
+  }
+  const std::shared_ptr<grpc::Channel> channel = *std::move(made_channel);
   std::unique_ptr<v1::KanbanService::Stub> stub = v1::KanbanService::NewStub(channel);
   std::unique_ptr<v1::HeartbeatService::Stub> heartbeat_stub =
       v1::HeartbeatService::NewStub(channel);
@@ -113,6 +127,7 @@ int Main(int argc, char** argv) {
       channel,
       server,
       *security,
+      token,
       args.Has("json"),
       absl::Seconds(args.GetSeconds("timeout").value_or(kDefaultTimeoutSeconds)),
       std::cout,

@@ -11,6 +11,7 @@
 #include "client/kanbanctl_health.h"
 #include "client/kanbanctl_print.h"
 #include "client/kanbanctl_requests.h"
+#include "client/kanbanctl_token.h"
 #include "client/kanbanctl_watch.h"
 #include "client/kanbanctl_work.h"
 #include "grpcpp/client_context.h"
@@ -65,6 +66,7 @@ const FlagSpec kLabel{"label", FlagKind::kString};
 const FlagSpec kLease{"lease", FlagKind::kDuration};
 const FlagSpec kMaxAttempts{"max-attempts", FlagKind::kInt32};
 const FlagSpec kMaxTasks{"max-tasks", FlagKind::kInt32};
+const FlagSpec kName{"name", FlagKind::kString};
 const FlagSpec kNotBefore{"not-before", FlagKind::kString};
 const FlagSpec kOnce{"once", FlagKind::kBool};
 const FlagSpec kOverwrite{"overwrite", FlagKind::kBool};
@@ -76,6 +78,7 @@ const FlagSpec kQuick{"quick", FlagKind::kBool};
 const FlagSpec kReason{"reason", FlagKind::kString};
 const FlagSpec kResult{"result", FlagKind::kString};
 const FlagSpec kRetry{"retry", FlagKind::kBool};
+const FlagSpec kRole{"role", FlagKind::kString};
 const FlagSpec kService{"service", FlagKind::kString};
 const FlagSpec kStatus{"status", FlagKind::kString};
 const FlagSpec kTask{"task", FlagKind::kString};
@@ -84,24 +87,13 @@ const FlagSpec kTriage{"triage", FlagKind::kBool};
 const FlagSpec kVerbose{"verbose", FlagKind::kBool};
 const FlagSpec kWait{"wait", FlagKind::kDuration};
 const FlagSpec kWorker{"worker", FlagKind::kString};
+const FlagSpec kWorkerId{"worker-id", FlagKind::kString};
 
 // ---- Calling and reporting. ------------------------------------------------
 
 template <typename Request>
 absl::StatusOr<Request> NoArguments() {
   return Request();
-}
-
-// grpc::StatusCode and absl::StatusCode share their numbering (both are
-// google.rpc.Code), so absl supplies the canonical names.
-std::string CodeName(grpc::StatusCode code) {
-  return absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
-}
-
-int RpcFailure(const Invocation& in, const grpc::Status& status) {
-  in.err << "error: " << CodeName(status.error_code()) << ": " << status.error_message()
-         << "\n";
-  return kExitRpcFailed;
 }
 
 // `extra` lengthens the deadline of calls that wait on the server by design.
@@ -200,13 +192,35 @@ int RunHelp(const Invocation& in) {
 
 }  // namespace
 
+std::string AuthHint(const Invocation& in, absl::StatusCode code) {
+  if (code != absl::StatusCode::kUnauthenticated || !in.token.empty()) return "";
+  return "hint: this server requires a token: give --token or set KANBAN_TOKEN";
+}
+
+int RpcFailure(const Invocation& in, absl::StatusCode code, absl::string_view message) {
+  in.err << "error: " << absl::StatusCodeToString(code) << ": " << message << "\n";
+  if (std::string hint = AuthHint(in, code); !hint.empty()) in.err << hint << "\n";
+  return kExitRpcFailed;
+}
+
+// grpc::StatusCode and absl::StatusCode share their numbering (both are
+// google.rpc.Code), so absl supplies the canonical names.
+int RpcFailure(const Invocation& in, const grpc::Status& status) {
+  return RpcFailure(in, static_cast<absl::StatusCode>(status.error_code()),
+                    status.error_message());
+}
+
+int RpcFailure(const Invocation& in, const absl::Status& status) {
+  return RpcFailure(in, status.code(), status.message());
+}
+
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* flags = new std::vector<FlagSpec>{
-      {"server", FlagKind::kString},         {"json", FlagKind::kBool},
-      {"timeout", FlagKind::kSeconds},       {"help", FlagKind::kBool},
-      {"version", FlagKind::kBool},          {"tls-ca", FlagKind::kString},
-      {"tls-cert", FlagKind::kString},       {"tls-key", FlagKind::kString},
-      {"tls-server-name", FlagKind::kString}};
+      {"server", FlagKind::kString},          {"json", FlagKind::kBool},
+      {"timeout", FlagKind::kSeconds},        {"help", FlagKind::kBool},
+      {"version", FlagKind::kBool},           {"tls-ca", FlagKind::kString},
+      {"tls-cert", FlagKind::kString},        {"tls-key", FlagKind::kString},
+      {"tls-server-name", FlagKind::kString}, {"token", FlagKind::kString}};
   return *flags;
 }
 
@@ -346,6 +360,15 @@ const std::vector<Command>& Commands() {
        "serves (made absolute here), with progress. check: run integrity_check "
        "(--quick: quick_check); exit 1 when it finds problems.",
        1, 2, {kOverwrite, kQuick}, RunDb},
+      {"token",
+       "create --name N --role admin|producer|worker|viewer [--board B]... "
+       "[--worker-id W] | list [--all] | revoke NAME",
+       "Manage bearer tokens (admin only). create: print the new token's secret "
+       "alone on stdout, once (the server keeps only a hash; --board limits it "
+       "to boards, --worker-id names a worker token's worker). list: the "
+       "tokens, without secrets (--all: revoked ones too; BOARDS * is every "
+       "board). revoke: refuse NAME from its next call on.",
+       1, 2, {kName, kRole, kBoard, kWorkerId, kAll}, RunToken},
       {"help", "[COMMAND]", "Show this help, or one command's usage.", 0, 1, {},
        RunHelp},
   };
@@ -362,12 +385,16 @@ const Command* FindCommand(absl::string_view name) {
 
 void PrintHelp(std::ostream& out) {
   out << "kanbanctl: command-line client of the kanban task board.\n\n"
-         "usage: kanbanctl [--server ADDR] [--json] [--timeout SECONDS] "
-         "COMMAND [ARGS...]\n\n"
+         "usage: kanbanctl [--server ADDR] [--token TOKEN] [--json] "
+         "[--timeout SECONDS] COMMAND [ARGS...]\n\n"
          "global flags (also accepted after the command; --flag=value works "
          "too):\n"
          "  --server ADDR      server address (default: $KANBAN_SERVER, else "
          "127.0.0.1:7300)\n"
+         "  --token TOKEN      bearer token sent with every call, for a kanband\n"
+         "                     run with --auth=token (default: $KANBAN_TOKEN, the\n"
+         "                     safer way: other users can see flags in ps).\n"
+         "                     Without TLS it crosses the network in the clear.\n"
          "  --json             print each response as one line of JSON\n"
          "  --timeout SECONDS  deadline of each call (default: 10)\n"
          "  --help, -h         show this help (after a command: its usage)\n"

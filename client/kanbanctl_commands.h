@@ -11,11 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/kanbanctl_args.h"
 #include "client/tls.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/support/status.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 
 namespace kanban::client {
@@ -37,9 +39,11 @@ struct Invocation {
   // (work), and the address it dials.
   const std::shared_ptr<grpc::Channel>& channel;
   const std::string& server;
-  // The channel's credentials and arguments (TLS), for commands that open a
-  // channel of their own (watch).
+  // The channel's credentials and arguments (TLS) and its bearer token (""
+  // for none; --token or $KANBAN_TOKEN), for commands that open a channel of
+  // their own (watch) or pass them on (work). Never print the token.
   const ChannelSecurity& security;
+  const std::string& token;
   bool json;               // --json: one line of JSON per response.
   absl::Duration timeout;  // Deadline of each RPC, from its start.
   std::ostream& out;
@@ -74,6 +78,16 @@ void PrintHelp(std::ostream& out);
 
 // The usage line and summary of one command.
 void PrintCommandHelp(const Command& command, std::ostream& out);
+
+// Writes "error: CODE: message" to `in.err` (for UNAUTHENTICATED without a
+// token, followed by a line saying how to give one); returns kExitRpcFailed.
+int RpcFailure(const Invocation& in, absl::StatusCode code, absl::string_view message);
+int RpcFailure(const Invocation& in, const grpc::Status& status);
+int RpcFailure(const Invocation& in, const absl::Status& status);
+
+// The line RpcFailure adds after the error ("hint: ..."), or "" when it adds
+// none, for commands that report errors in their own format (work).
+std::string AuthHint(const Invocation& in, absl::StatusCode code);
 
 // Writes "usage error: MESSAGE" and a hint (the command's usage line, or a
 // pointer to `kanbanctl help`) to `err`; returns kExitUsage.

@@ -15,13 +15,6 @@
 namespace kanban::client {
 namespace {
 
-int Failure(const Invocation& in, const grpc::Status& status) {
-  in.err << "error: "
-         << absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code()))
-         << ": " << status.error_message() << "\n";
-  return kExitRpcFailed;
-}
-
 int PrintJson(const Invocation& in, const google::protobuf::Message& message) {
   absl::StatusOr<std::string> json = ToJson(message);
   if (!json.ok()) {
@@ -82,7 +75,7 @@ int Backup(const Invocation& in, std::unique_ptr<v1::AdminService::Stub> stub) {
   }
   grpc::Status status = reader->Finish();
   if (tty && !in.json) in.out << "\n";
-  if (!status.ok()) return Failure(in, status);
+  if (!status.ok()) return RpcFailure(in, status);
   if (!last.done()) {
     in.err << "error: the server ended the backup without saying it was complete\n";
     return kExitRpcFailed;
@@ -105,7 +98,7 @@ int Check(const Invocation& in, std::unique_ptr<v1::AdminService::Stub> stub) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + in.timeout + absl::Hours(1)));
   v1::CheckIntegrityResponse response;
   grpc::Status status = stub->CheckIntegrity(&context, request, &response);
-  if (!status.ok()) return Failure(in, status);
+  if (!status.ok()) return RpcFailure(in, status);
   if (in.json) {
     if (int rc = PrintJson(in, response); rc != kExitOk) return rc;
   } else if (response.ok()) {

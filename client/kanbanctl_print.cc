@@ -4,9 +4,11 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -228,6 +230,40 @@ void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out) {
   table.Print(out);
 }
 
+std::string RoleName(v1::Role role) {
+  absl::string_view name = v1::Role_Name(role);
+  absl::ConsumePrefix(&name, "ROLE_");
+  return absl::AsciiStrToLower(name);
+}
+
+std::string TokenBoards(const v1::Token& token) {
+  return token.boards().empty() ? "*" : absl::StrJoin(token.boards(), ", ");
+}
+
+void PrintToken(const v1::Token& token, std::ostream& out) {
+  Table table;
+  table.AddRow({"name:", token.name()});
+  table.AddRow({"role:", RoleName(token.role())});
+  table.AddRow({"boards:", TokenBoards(token)});
+  table.AddRow({"worker:", OrDash(token.worker_id())});
+  table.AddRow({"created:", FormatTime(token.created_at())});
+  table.AddRow({"created_by:", OrDash(token.created_by())});
+  table.AddRow({"revoked:", FormatTime(token.revoked_at())});
+  table.Print(out);
+}
+
+void PrintTokens(const v1::ListTokensResponse& response, std::ostream& out) {
+  Table table({"NAME", "ROLE", "BOARDS", "WORKER", "CREATED", "CREATED BY", "REVOKED"});
+  for (const v1::Token& token : response.tokens()) {
+    // Without spaces, so that each row splits into its columns.
+    table.AddRow({token.name(), RoleName(token.role()),
+                  token.boards().empty() ? "*" : absl::StrJoin(token.boards(), ","),
+                  OrDash(token.worker_id()), FormatTime(token.created_at()),
+                  OrDash(token.created_by()), FormatTime(token.revoked_at())});
+  }
+  table.Print(out);
+}
+
 void PrintEvent(const v1::Event& event, std::ostream& out) {
   std::string line = absl::StrCat("seq=", event.seq(), " ", FormatTime(event.time()), " ",
                                   event.board(), " ", event.kind());
@@ -236,6 +272,8 @@ void PrintEvent(const v1::Event& event, std::ostream& out) {
     absl::StrAppend(&line, " ", StatusName(event.task().status()), " ",
                     Quoted(event.task().title()));
   }
+  // Token names are [A-Za-z0-9._-]: no quoting needed.
+  if (!event.principal().empty()) absl::StrAppend(&line, " by ", event.principal());
   if (!event.reason().empty()) absl::StrAppend(&line, " (", OneLine(event.reason()), ")");
   out << line << "\n";
 }

@@ -54,9 +54,19 @@ void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out);
 void PrintClaim(const v1::ClaimTaskResponse& response, std::ostream& out);
 void PrintHeartbeat(const v1::HeartbeatResponse& response, std::ostream& out);
 void PrintWorkers(const v1::ListWorkersResponse& response, std::ostream& out);
+// Tokens never carry their secret, so neither output shows one. A role
+// prints as "admin", "producer", ...; no boards as "*" (every board).
+void PrintToken(const v1::Token& token, std::ostream& out);
+void PrintTokens(const v1::ListTokensResponse& response, std::ostream& out);
+// "admin", "producer", "worker", "viewer" (or "unspecified").
+std::string RoleName(v1::Role role);
+// A token's boards joined by ", ", or "*" when it may touch every board.
+std::string TokenBoards(const v1::Token& token);
 // One event as one line (`watch`): seq, time, board, kind, then for task
-// events the task id, its status after the change and its quoted title, and
-// the reason in parentheses when there is one. Control characters print as
+// events the task id, its status after the change and its quoted title,
+// "by NAME" when the event names its principal (the token that caused it;
+// servers without auth name none), and the reason in parentheses when there
+// is one. Control characters print as
 // spaces; in the title, `"` and `\` are escaped with a backslash.
 void PrintEvent(const v1::Event& event, std::ostream& out);
 

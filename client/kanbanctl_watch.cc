@@ -9,11 +9,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "client/channel.h"
 #include "client/kanbanctl_print.h"
 #include "client/kanbanctl_signals.h"
 #include "client/watcher.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace kanban::client {
@@ -42,19 +41,12 @@ absl::StatusOr<WatchOptions> BuildWatchOptions(const ParsedArgs& args) {
 // A channel of its own: gRPC's default reconnect backoff grows to two
 // minutes, too slow to notice a restarted server; this one retries within
 // 5 s. The one-second floor is how long a single connect attempt may take.
-std::shared_ptr<grpc::Channel> WatchChannel(const std::string& server,
-                                            const ChannelSecurity& security) {
-  grpc::ChannelArguments args = security.args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-  return grpc::CreateCustomChannel(server, security.credentials, args);
-}
-
-int Failure(const Invocation& in, const absl::Status& status) {
-  in.err << "error: " << absl::StatusCodeToString(status.code()) << ": "
-         << status.message() << "\n";
-  return kExitRpcFailed;
+absl::StatusOr<std::shared_ptr<grpc::Channel>> WatchChannel(const Invocation& in) {
+  ChannelSecurity security = in.security;
+  security.args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  security.args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 1000);
+  security.args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  return CreateChannel(in.server, security, in.token);
 }
 
 }  // namespace
@@ -64,7 +56,9 @@ int RunWatch(const Invocation& in) {
   if (!options.ok()) return UsageFailure(&in.command, options.status().message(), in.err);
   const bool verbose = in.args.Has("verbose");
 
-  Watcher watcher(WatchChannel(in.server, in.security), *std::move(options));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = WatchChannel(in);
+  if (!channel.ok()) return UsageFailure(&in.command, channel.status().message(), in.err);
+  Watcher watcher(*std::move(channel), *std::move(options));
   // Set by a callback that stopped the watcher because the output failed;
   // callbacks run on this thread, so no lock is needed.
   absl::Status output_error;
@@ -94,14 +88,14 @@ int RunWatch(const Invocation& in) {
 
   StopSignals stop_signals([&watcher] { watcher.Stop(); });
   if (absl::Status status = stop_signals.Install(); !status.ok()) {
-    return Failure(in, status);
+    return RpcFailure(in, status);
   }
   absl::Status status = watcher.Run(on_event, on_bookmark);
   if (!output_error.ok()) {
     in.err << "error: " << output_error.message() << "\n";
     return kExitRpcFailed;
   }
-  if (!status.ok()) return Failure(in, status);
+  if (!status.ok()) return RpcFailure(in, status);
   return kExitOk;
 }
 

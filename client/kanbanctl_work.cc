@@ -31,9 +31,11 @@ constexpr int kErrorLines = 20;                // Of those, the last lines repor
 struct WorkSettings {
   std::vector<std::string> argv;
   std::string server;
-  // KANBAN_TLS_*=value for the --tls-* flags given, so that the command can
-  // call kanbanctl back over the same kind of channel.
-  std::vector<std::string> tls_env;
+  // KANBAN_TLS_*=value for the --tls-* flags given, and KANBAN_TOKEN for
+  // --token, so that the command can call kanbanctl back over the same kind
+  // of channel with the same token. (Values from the environment reach the
+  // command anyway.)
+  std::vector<std::string> channel_env;
   absl::Duration grace;
   bool once = false;
 };
@@ -114,7 +116,7 @@ std::vector<std::string> TaskEnvironment(const TaskContext& context,
       absl::StrCat("KANBAN_WORKER_ID=", context.lease().worker_id()),
       absl::StrCat("KANBAN_SERVER=", settings.server),
   };
-  env.insert(env.end(), settings.tls_env.begin(), settings.tls_env.end());
+  env.insert(env.end(), settings.channel_env.begin(), settings.channel_env.end());
   return env;
 }
 
@@ -218,9 +220,11 @@ int RunWork(const Invocation& in) {
         std::pair{"tls-key", "KANBAN_TLS_KEY"},
         std::pair{"tls-server-name", "KANBAN_TLS_SERVER_NAME"}}) {
     if (in.args.Has(flag)) {
-      settings.tls_env.push_back(absl::StrCat(variable, "=", in.args.Get(flag)));
+      settings.channel_env.push_back(absl::StrCat(variable, "=", in.args.Get(flag)));
     }
   }
+  // The token as used (trimmed); empty when --token "" turned it off.
+  if (in.args.Has("token")) settings.channel_env.push_back("KANBAN_TOKEN=" + in.token);
   settings.grace = in.args.GetDuration("grace").value_or(absl::Seconds(10));
   settings.once = in.args.Has("once");
   // A missing program would fail every task it is given; refuse it up front.
@@ -251,6 +255,7 @@ int RunWork(const Invocation& in) {
   if (!status.ok()) {
     log.Write(absl::StrCat("error: ", absl::StatusCodeToString(status.code()), ": ",
                            status.message()));
+    if (std::string hint = AuthHint(in, status.code()); !hint.empty()) log.Write(hint);
     return kExitRpcFailed;
   }
   if (settings.once && claimed == 0) log.Write("nothing to claim");

@@ -1,7 +1,9 @@
 // `kanbanctl work`: a ready-made worker that runs a command once per claimed
 // task. The task is in the command's environment (KANBAN_TASK_ID, _TITLE,
 // _BOARD, _ATTEMPT, _PRIORITY, _LABELS comma-joined, KANBAN_LEASE_TOKEN,
-// KANBAN_WORKER_ID, KANBAN_SERVER) and its body on stdin. Exit status 0
+// KANBAN_WORKER_ID, KANBAN_SERVER, and KANBAN_TLS_* and KANBAN_TOKEN for the
+// --tls-* and --token flags given, so that it can call kanbanctl back) and
+// its body on stdin. Exit status 0
 // completes the task with stdout (at most 64 KiB) as the result; anything else
 // fails it for a retry, with the end of stderr as the error. A lost lease
 // kills the command (SIGTERM, then SIGKILL after --grace). The first SIGINT or

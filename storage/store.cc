@@ -20,10 +20,11 @@
 namespace kanban::storage {
 namespace {
 
-// A read over one board or all of them: an actor limited to some boards must
-// name one of its own.
-absl::Status CheckNamedBoard(const Actor& actor, const std::string& board) {
+// A read over one board or all of them: an actor limited to one board reads
+// that one when none is named; limited to several, it must name one.
+absl::Status ResolveNamedBoard(const Actor& actor, std::string& board) {
   if (actor.boards.empty()) return absl::OkStatus();
+  if (board.empty() && actor.boards.size() == 1) board = actor.boards.front();
   if (board.empty()) {
     return absl::PermissionDeniedError(
         absl::StrCat("board: token \"", actor.principal, "\" is limited to boards ",
@@ -314,7 +315,7 @@ void Store::ListWorkers(std::string board, Done<std::vector<Worker>> done,
   if (!board.empty()) {
     if (absl::Status s = ValidateBoardName(board, "board"); !s.ok()) return done(s);
   }
-  if (absl::Status s = CheckNamedBoard(actor, board); !s.ok()) return done(s);
+  if (absl::Status s = ResolveNamedBoard(actor, board); !s.ok()) return done(s);
   Read<std::vector<Worker>>(
       [board = std::move(board)](Connection& db) { return sql::ListWorkers(db, board); },
       std::move(done));
@@ -354,7 +355,7 @@ void Store::ListTasks(TaskFilter filter, Done<TaskPage> done, const Actor& actor
   if (absl::Status s = ValidateTaskFilter(filter, options_.max_page_size); !s.ok()) {
     return done(s);
   }
-  if (absl::Status s = CheckNamedBoard(actor, filter.board); !s.ok()) return done(s);
+  if (absl::Status s = ResolveNamedBoard(actor, filter.board); !s.ok()) return done(s);
   if (filter.page_size == 0) {
     filter.page_size = std::min(kDefaultPageSize, options_.max_page_size);
   }

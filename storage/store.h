@@ -120,9 +120,9 @@ class Store {
   void Sweep(Done<SweepResult> done);
 
   // ---- Reads: see every write whose callback has run. An actor limited to
-  // some boards gets PERMISSION_DENIED for a task elsewhere, must name one
-  // of its boards in ListWorkers and ListTasks, and sees only its boards in
-  // ListBoards. ----
+  // some boards gets PERMISSION_DENIED for a task elsewhere, sees only its
+  // boards in ListBoards, and in ListWorkers and ListTasks reads its one
+  // board when none is named (with several, it must name one). ----
   void ListWorkers(std::string board, Done<std::vector<Worker>> done,
                    const Actor& actor = {});
   void ListBoards(Done<std::vector<Board>> done, const Actor& actor = {});

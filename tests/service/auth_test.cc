@@ -484,15 +484,25 @@ TEST_F(AuthTest, BoardLimitedTokenSeesAndTouchesOnlyItsBoards) {
         kanban_->ListBoards(Ctx(producer).get(), v1::ListBoardsRequest(), &boards).ok());
     ASSERT_EQ(boards.boards_size(), 1);
     EXPECT_EQ(boards.boards(0).name(), "alpha");
+    // One board: naming none reads it; naming another is refused.
     v1::ListTasksRequest all;
     v1::ListTasksResponse tasks;
-    grpc::Status s = kanban_->ListTasks(Ctx(producer).get(), all, &tasks);
-    EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << Describe(s);
-    EXPECT_THAT(s.error_message(), HasSubstr("name one"));
-    all.set_board("alpha");
     ASSERT_TRUE(kanban_->ListTasks(Ctx(producer).get(), all, &tasks).ok());
     ASSERT_EQ(tasks.tasks_size(), 1);
     EXPECT_EQ(tasks.tasks(0).id(), mine.id());
+    v1::ListTasksRequest beta;
+    beta.set_board("beta");
+    EXPECT_EQ(kanban_->ListTasks(Ctx(producer).get(), beta, &tasks).error_code(),
+              StatusCode::PERMISSION_DENIED);
+    // Several boards: a list over all of them must name one.
+    const std::string two = MakeToken("two-boards", v1::ROLE_VIEWER, {"alpha", "beta"});
+    grpc::Status s = kanban_->ListTasks(Ctx(two).get(), all, &tasks);
+    EXPECT_EQ(s.error_code(), StatusCode::PERMISSION_DENIED) << Describe(s);
+    EXPECT_THAT(s.error_message(), HasSubstr("name one"));
+    all.set_board("beta");
+    ASSERT_TRUE(kanban_->ListTasks(Ctx(two).get(), all, &tasks).ok());
+    ASSERT_EQ(tasks.tasks_size(), 1);
+    EXPECT_EQ(tasks.tasks(0).id(), elsewhere.id());
   }
   {  // Watching everything delivers only alpha's events; naming beta is refused.
     v1::WatchEventsRequest r;

@@ -11,7 +11,10 @@
 // carries an idempotency key made from --run, so running the producer again
 // with the same --run creates nothing new.
 //
-//   node examples/producer.js --server 127.0.0.1:7300 [--board default] [--run NAME]
+//   node examples/producer.js --server 127.0.0.1:7300 [--token T] [--board default] [--run NAME]
+//
+// --token T (default: $KANBAN_TOKEN) authenticates to a kanband run with
+// --auth=token.
 //
 // Prints one JSON object per task: {id, title, status, parentIds}.
 
@@ -27,13 +30,14 @@ const PIPELINE = [
   { key: 'release', title: 'release', priority: 9, parents: ['test', 'docs'] },
 ];
 
-const USAGE = 'usage: producer.js [--server HOST:PORT] [--board B] [--run NAME]';
+const USAGE = 'usage: producer.js [--server HOST:PORT] [--token T] [--board B] [--run NAME]';
 
 async function main() {
   const { values } = parseArgs({
     options: {
       help: { type: 'boolean', default: false },
       server: { type: 'string', default: '127.0.0.1:7300' },
+      token: { type: 'string' },
       board: { type: 'string', default: '' },
       run: { type: 'string', default: crypto.randomUUID() },
     },
@@ -42,7 +46,7 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server);
+  const client = connect(values.server, { token: values.token });
   try {
     const ids = new Map();
     // Parents first, so every parent id is known when its child is created.

@@ -5,21 +5,25 @@
 // (exit 0, the resume position on stderr); a resume point older than the
 // retained history prints the error and exits 1.
 //
-//   node examples/watcher.js --server 127.0.0.1:7300 [--after SEQ]
+//   node examples/watcher.js --server 127.0.0.1:7300 [--token T] [--after SEQ]
 //       [--board B] [--kind K ...] [--task ID ...]
+//
+// --token T (default: $KANBAN_TOKEN) authenticates to a kanband run with
+// --auth=token.
 //
 // Without --after it shows only what happens from now on.
 
 const { parseArgs } = require('node:util');
 const { connect, watch, status } = require('../src');
 
-const USAGE = 'usage: watcher.js [--server HOST:PORT] [--after SEQ] [--board B] [--kind K ...] [--task ID ...]';
+const USAGE = 'usage: watcher.js [--server HOST:PORT] [--token T] [--after SEQ] [--board B] [--kind K ...] [--task ID ...]';
 
 async function main() {
   const { values } = parseArgs({
     options: {
       help: { type: 'boolean', default: false },
       server: { type: 'string', default: '127.0.0.1:7300' },
+      token: { type: 'string' },
       after: { type: 'string' },
       board: { type: 'string', default: '' },
       kind: { type: 'string', multiple: true, default: [] },
@@ -30,7 +34,7 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server);
+  const client = connect(values.server, { token: values.token });
   const watcher = watch(client, {
     afterSeq: values.after === undefined ? -1 : Number(values.after),
     board: values.board,
@@ -53,6 +57,7 @@ async function main() {
         title: task.title,
         status: task.status,
         reason: event.reason,
+        principal: event.principal,
       }));
     }
     console.error(`watcher: stopped at position ${watcher.position}`);

@@ -5,9 +5,12 @@
 // SIGINT or SIGTERM stops claiming, lets the current task finish and report,
 // and exits 0.
 //
-//   node examples/worker.js --server 127.0.0.1:7300 [--board default]
+//   node examples/worker.js --server 127.0.0.1:7300 [--token T] [--board default]
 //       [--worker-id ID] [--label L ...] [--max-tasks N] [--exit-when-idle]
 //       [--lease-seconds 60] [--claim-wait-seconds 30] [--work-ms 100]
+//
+// --token T (default: $KANBAN_TOKEN) authenticates to a kanband run with
+// --auth=token.
 //
 // Prints one JSON object per worker event: {kind, taskId, title, attempt, detail}.
 
@@ -15,13 +18,14 @@ const { parseArgs } = require('node:util');
 const { setTimeout: delay } = require('node:timers/promises');
 const { connect, Worker, defaultWorkerId } = require('../src');
 
-const USAGE = 'usage: worker.js [--server HOST:PORT] [--board B] [--worker-id ID] [--label L ...]\n                 [--max-tasks N] [--exit-when-idle] [--lease-seconds 60]\n                 [--claim-wait-seconds 30] [--work-ms 100]';
+const USAGE = 'usage: worker.js [--server HOST:PORT] [--token T] [--board B] [--worker-id ID] [--label L ...]\n                 [--max-tasks N] [--exit-when-idle] [--lease-seconds 60]\n                 [--claim-wait-seconds 30] [--work-ms 100]';
 
 async function main() {
   const { values } = parseArgs({
     options: {
       help: { type: 'boolean', default: false },
       server: { type: 'string', default: '127.0.0.1:7300' },
+      token: { type: 'string' },
       board: { type: 'string', default: '' },
       'worker-id': { type: 'string', default: defaultWorkerId() },
       label: { type: 'string', multiple: true, default: [] },
@@ -36,7 +40,7 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server);
+  const client = connect(values.server, { token: values.token });
   const worker = new Worker(client, {
     board: values.board,
     workerId: values['worker-id'],

@@ -109,6 +109,48 @@ function cancelledError(message) {
   return err;
 }
 
+// Where connect() looks for a bearer token when none is given.
+const TOKEN_ENV = 'KANBAN_TOKEN';
+const AUTHORIZATION = 'authorization';
+
+// `token` without surrounding whitespace (a line break read from a file
+// along with it). Throws a TypeError, which never contains the token, when
+// metadata cannot carry it: only visible ASCII.
+function checkToken(token) {
+  if (typeof token !== 'string') throw new TypeError('token must be a string');
+  const trimmed = token.trim();
+  if (trimmed === '') throw new TypeError('token is empty');
+  if (!/^[\x21-\x7e]+$/.test(trimmed)) {
+    throw new TypeError('token contains a character a bearer token cannot have ' +
+      '(only visible ASCII: no spaces or line breaks)');
+  }
+  return trimmed;
+}
+
+// A grpc-js client interceptor that sends "authorization: Bearer <token>"
+// with every call, unless the call's metadata already has an authorization
+// entry (its own, e.g. a Worker's token), which then wins. An interceptor
+// rather than call credentials: grpc-js attaches those only to TLS channels.
+function bearerTokenInterceptor(token) {
+  const value = `Bearer ${checkToken(token)}`;
+  return (options, nextCall) => new grpc.InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      if (metadata.get(AUTHORIZATION).length === 0) metadata.set(AUTHORIZATION, value);
+      next(metadata, listener);
+    },
+  });
+}
+
+// Call metadata carrying `token` ('' or undefined: null, no metadata), for
+// the per-call `metadata` option of the promise methods and for streams.
+// A fresh object per call: gRPC may change the one it is given.
+function tokenMetadata(token) {
+  if (token === undefined || token === null || token === '') return null;
+  const metadata = new grpc.Metadata();
+  metadata.set(AUTHORIZATION, `Bearer ${checkToken(token)}`);
+  return metadata;
+}
+
 // Channel options applied unless the caller overrides them. gRPC's own
 // reconnect backoff grows to two minutes by default, which would add to the
 // watcher's and worker's retry delays after a server restart.
@@ -121,9 +163,11 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 //   kanban     promise methods of KanbanService (createTask, getTask, moveTask,
 //              claimTask, ...), named lowerCamelCase;
 //   heartbeat  promise methods of HeartbeatService (heartbeat, listWorkers);
+//   admin      promise methods of AdminService (checkIntegrity, createToken,
+//              listTokens, revokeToken; ROLE_ADMIN when auth is on);
 //   health     promise methods of grpc.health.v1.Health (check);
-//   stubs      the raw grpc-js clients { kanban, heartbeat, health }, e.g.
-//              for stubs.kanban.watchEvents(request) (a readable stream);
+//   stubs      the raw grpc-js clients { kanban, heartbeat, admin, health },
+//              e.g. for stubs.kanban.watchEvents(request) (a readable stream);
 //   waitForReady(timeoutMs) resolves once the channel is connected;
 //   close()    closes the shared channel.
 // options: channelOptions, protoRoot, and either credentials (grpc-js
@@ -134,22 +178,32 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 //   serverName the name the server's certificate must carry instead of the
 //              host in `address` (e.g. 'localhost' while dialing 127.0.0.1).
 // Any of the four means TLS; the files are read now (fs errors throw).
-// The three stubs share one channel; nothing connects until the first call.
+//   token      bearer token sent with every call, for a kanband run with
+//              --auth=token (a call's own authorization metadata wins).
+//              Omitted (or null): $KANBAN_TOKEN; '': none. Throws a TypeError for a
+//              token metadata cannot carry. Without TLS it crosses the
+//              network in the clear.
+// The stubs share one channel; nothing connects until the first call.
 function connect(address, options = {}) {
   const pkg = loadPackage(options.protoRoot);
   const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...(options.channelOptions || {}) };
+  const token = options.token ?? (process.env[TOKEN_ENV] || '');
+  const none = typeof token === 'string' && token.trim() === '';
+  const interceptors = none ? [] : [bearerTokenInterceptor(token)];
   const credentials = options.credentials || tlsCredentials(options, channelOptions);
   const v1 = pkg.kanban.v1;
-  const kanbanStub = new v1.KanbanService(address, credentials, channelOptions);
-  const shared = { ...channelOptions, channelOverride: kanbanStub.getChannel() };
+  const kanbanStub = new v1.KanbanService(address, credentials, { ...channelOptions, interceptors });
+  const shared = { ...channelOptions, channelOverride: kanbanStub.getChannel(), interceptors };
   const heartbeatStub = new v1.HeartbeatService(address, credentials, shared);
+  const adminStub = new v1.AdminService(address, credentials, shared);
   const healthStub = new pkg.grpc.health.v1.Health(address, credentials, shared);
   return {
     address,
     kanban: promisify(kanbanStub, v1.KanbanService.service),
     heartbeat: promisify(heartbeatStub, v1.HeartbeatService.service),
+    admin: promisify(adminStub, v1.AdminService.service),
     health: promisify(healthStub, pkg.grpc.health.v1.Health.service),
-    stubs: { kanban: kanbanStub, heartbeat: heartbeatStub, health: healthStub },
+    stubs: { kanban: kanbanStub, heartbeat: heartbeatStub, admin: adminStub, health: healthStub },
     waitForReady(timeoutMs = 10000) {
       return new Promise((resolve, reject) => {
         kanbanStub.waitForReady(new Date(Date.now() + timeoutMs),
@@ -173,6 +227,9 @@ function tlsCredentials({ tlsCa, tlsCert, tlsKey, serverName }, channelOptions) 
 }
 
 module.exports = {
+  TOKEN_ENV,
+  bearerTokenInterceptor,
+  tokenMetadata,
   DEFAULT_PROTO_ROOT,
   LOADER_OPTIONS,
   loadPackage,

@@ -9,6 +9,8 @@ const watcher = require('./watcher');
 
 module.exports = {
   connect: client.connect,
+  bearerTokenInterceptor: client.bearerTokenInterceptor,
+  TOKEN_ENV: client.TOKEN_ENV,
   loadPackage: client.loadPackage,
   durationFromMs: client.durationFromMs,
   durationToMs: client.durationToMs,

@@ -13,7 +13,7 @@
 //   save(watcher.position);
 
 const { status, Metadata } = require('@grpc/grpc-js');
-const { durationFromMs } = require('./client');
+const { durationFromMs, tokenMetadata } = require('./client');
 const { sleep } = require('./util');
 
 // Codes after which the same request from the same position can succeed.
@@ -65,8 +65,13 @@ class Watcher {
   //   onBookmark(position)  called when a bookmark moved the position.
   //   onRetry(err, delayMs) called before each reconnect; err is the gRPC
   //                       error (code OK when the server ended the stream).
+  //   token               bearer token for the stream (kanband
+  //                       --auth=token); it wins over connect()'s. Default:
+  //                       whatever connect() sends. Throws a TypeError if
+  //                       metadata cannot carry it.
   constructor(client, options = {}) {
     this.#client = client;
+    tokenMetadata(options.token);  // Throws now, not at the first call.
     this.#options = {
       afterSeq: -1,
       board: '',
@@ -78,6 +83,7 @@ class Watcher {
       signal: null,
       onBookmark: null,
       onRetry: null,
+      token: '',
       ...options,
     };
     const after = Number(this.#options.afterSeq);
@@ -107,7 +113,8 @@ class Watcher {
   // May be iterated once. The iteration ends after stop() and throws the
   // gRPC error for codes that retrying cannot fix: OUT_OF_RANGE (the resume
   // point is older than the retained history; `err.oldestSeq` is the oldest
-  // seq still available), INVALID_ARGUMENT, ...; INTERNAL if the server broke
+  // seq still available), UNAUTHENTICATED (no token, an unknown one, or one
+  // revoked while watching), PERMISSION_DENIED, INVALID_ARGUMENT, ...; INTERNAL if the server broke
   // the seq order.
   [Symbol.asyncIterator]() {
     if (this.#iterating) throw new Error('a Watcher can be iterated only once');
@@ -122,7 +129,10 @@ class Watcher {
     const maxBackoff = Math.max(minBackoff, o.maxBackoffMs);
     let backoff = minBackoff;
     while (!this.stopping) {
-      const call = this.#client.stubs.kanban.watchEvents(this.#request());
+      const metadata = tokenMetadata(o.token);
+      const call = metadata
+        ? this.#client.stubs.kanban.watchEvents(this.#request(), metadata)
+        : this.#client.stubs.kanban.watchEvents(this.#request());
       this.#call = call;
       // The loop below sees every error through the stream's iterator; this
       // listener keeps the CANCELLED that follows a consumer's `break` (the

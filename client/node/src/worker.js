@@ -13,7 +13,9 @@
 
 const os = require('node:os');
 const { status } = require('@grpc/grpc-js');
-const { durationFromMs, durationToMs, timestampToDate } = require('./client');
+const {
+  durationFromMs, durationToMs, timestampToDate, tokenMetadata,
+} = require('./client');
 const { sleep } = require('./util');
 
 // Codes after which the same call may succeed a moment later.
@@ -125,8 +127,16 @@ class Worker {
   //   exitWhenIdle   run() returns when a claim's wait ends with nothing.
   //   onEvent        called with {kind, taskId, title, attempt, detail} for
   //                  kind claimed, completed, failed, released, lost, error.
+  //   token          bearer token for this worker's calls (kanband
+  //                  --auth=token), typically a worker token for workerId; it
+  //                  wins over connect()'s. Default: whatever connect() sends.
+  //                  Throws a TypeError if metadata cannot carry it.
+  // Without a token, or with one that is unknown, revoked or not allowed to
+  // claim as workerId, run() rejects with the claim's UNAUTHENTICATED or
+  // PERMISSION_DENIED.
   constructor(client, options = {}) {
     this.#client = client;
+    tokenMetadata(options.token);  // Throws now, not at the first call.
     this.#options = {
       workerId: defaultWorkerId(),
       board: '',
@@ -139,8 +149,15 @@ class Worker {
       maxTasks: 0,
       exitWhenIdle: false,
       onEvent: null,
+      token: '',
       ...options,
     };
+  }
+
+  // Options for one promise-method call: `extra`, plus the token, if any.
+  #call(extra) {
+    const metadata = tokenMetadata(this.#options.token);
+    return metadata ? { ...extra, metadata } : extra;
   }
 
   get workerId() { return this.#options.workerId; }
@@ -207,10 +224,10 @@ class Worker {
       wait: durationFromMs(o.claimWaitMs),
     };
     if (o.leaseMs > 0) request.leaseDuration = durationFromMs(o.leaseMs);
-    const response = await this.#client.kanban.claimTask(request, {
+    const response = await this.#client.kanban.claimTask(request, this.#call({
       timeoutMs: o.claimWaitMs + o.rpcTimeoutMs,
       signal: this.#stop.signal,
-    });
+    }));
     return response.task ? response : null;
   }
 
@@ -244,7 +261,7 @@ class Worker {
       try {
         // A heartbeat answered after the lease ran out would be no use.
         const timeoutMs = Math.max(1, Math.min(o.rpcTimeoutMs, expiresAtMs - Date.now()));
-        const response = await this.#client.heartbeat.heartbeat(request, { timeoutMs });
+        const response = await this.#client.heartbeat.heartbeat(request, this.#call({ timeoutMs }));
         if (response.leases.length === 1) {
           const lease = response.leases[0];
           if (lease.state === 'EXTENDED') ctx.extend(timestampToDate(lease.expiresAt));
@@ -284,7 +301,7 @@ class Worker {
         return;
       }
       try {
-        await this.#client.kanban[method](request, { timeoutMs: o.rpcTimeoutMs });
+        await this.#client.kanban[method](request, this.#call({ timeoutMs: o.rpcTimeoutMs }));
         this.#emit(kind, ctx.task, detail);
         return;
       } catch (err) {

@@ -26,6 +26,9 @@ from kanban.v1 import kanban_pb2 as pb
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default=kanban.DEFAULT_ADDRESS)
+    parser.add_argument("--token", default=None,
+                        help="bearer token for a kanband run with --auth=token "
+                             "(default: $KANBAN_TOKEN)")
     parser.add_argument("--board", default="",
                         help="board (created if missing); default: default")
     parser.add_argument("--tag", default=uuid.uuid4().hex[:8],
@@ -33,7 +36,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    with kanban.connect(args.server) as client:
+    with kanban.connect(args.server, token=args.token) as client:
         if args.board:
             try:
                 client.kanban.CreateBoard(pb.CreateBoardRequest(name=args.board))

@@ -33,6 +33,9 @@ def save(path, position):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default=kanban.DEFAULT_ADDRESS)
+    parser.add_argument("--token", default=None,
+                        help="bearer token for a kanband run with --auth=token "
+                             "(default: $KANBAN_TOKEN)")
     parser.add_argument("--board", default="")
     parser.add_argument("--after", type=int, default=None,
                         help="start after this seq (0: all retained history); "
@@ -51,7 +54,7 @@ def main():
         with open(args.state_file) as saved:
             after = int(saved.read().strip())
 
-    client = kanban.connect(args.server)
+    client = kanban.connect(args.server, token=args.token)
     watcher = kanban.Watcher(client, board=args.board, kinds=args.kind,
                              task_ids=args.task, after_seq=after)
     finished = threading.Event()
@@ -68,7 +71,8 @@ def main():
                         "seq": event.seq, "kind": event.kind,
                         "board": event.board, "task_id": event.task_id,
                         "status": status, "title": event.task.title,
-                        "reason": event.reason}), flush=True)
+                        "reason": event.reason,
+                        "principal": event.principal}), flush=True)
                 else:
                     print("%d %s %s %s %s" % (event.seq, event.kind,
                                               event.task_id, status,

@@ -3,8 +3,10 @@
 
 Each task "works" for --work-seconds (stopping early if its lease is lost)
 and completes with a result naming the worker. SIGINT or SIGTERM stops
-claiming, lets the current task finish and report, and exits 0. Prints one
-line per worker event: <event> <task id> <title> [detail].
+claiming, lets the current task finish and report, and exits 0; a claim
+error that retrying cannot fix (UNAUTHENTICATED, PERMISSION_DENIED,
+NOT_FOUND board) is printed and exits 1. Prints one line per worker event:
+<event> <task id> <title> [detail].
 """
 
 import argparse
@@ -13,6 +15,7 @@ import sys
 import threading
 
 import _path  # noqa: F401
+import grpc
 
 import kanban
 
@@ -20,6 +23,9 @@ import kanban
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", default=kanban.DEFAULT_ADDRESS)
+    parser.add_argument("--token", default=None,
+                        help="bearer token for a kanband run with --auth=token "
+                             "(default: $KANBAN_TOKEN)")
     parser.add_argument("--board", default="")
     parser.add_argument("--label", action="append", default=[],
                         help="claim only tasks with this label (repeatable)")
@@ -45,15 +51,19 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: finished.set())
     signal.signal(signal.SIGINT, lambda *_: finished.set())
 
-    client = kanban.connect(args.server)
+    client = kanban.connect(args.server, token=args.token)
     worker = kanban.Worker(client, board=args.board, worker_id=args.worker_id,
                            labels=args.label, lease=args.lease,
                            claim_wait=args.claim_wait, on_event=on_event)
+
+    failure = []
 
     def run():
         try:
             worker.run(handle, max_tasks=args.max_tasks,
                        exit_when_idle=args.exit_when_idle)
+        except grpc.RpcError as error:  # A claim error retrying cannot fix.
+            failure.append("%s: %s" % (error.code().name, error.details()))
         finally:
             finished.set()
 
@@ -65,6 +75,9 @@ def main():
     worker.stop()  # Drains: the task in hand is finished and reported.
     thread.join()
     client.close()
+    if failure:  # UNAUTHENTICATED (token), NOT_FOUND (board), ...
+        print("worker: " + failure[0], file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,7 +8,9 @@ Thin helpers over the generated gRPC stubs:
     with kanban.connect("127.0.0.1:7300") as client:
         task = client.kanban.CreateTask(pb.CreateTaskRequest(title="hello"))
 
-- connect(): a channel plus KanbanService, HeartbeatService and Health stubs.
+- connect(): a channel plus KanbanService, HeartbeatService, AdminService
+  and Health stubs; with token= (or $KANBAN_TOKEN) every call carries it.
+- with_token(): any channel, sending a bearer token with every call.
 - Worker: claims tasks, runs a handler on each under a heartbeated lease,
   completes or fails them by the handler's outcome.
 - Watcher: iterates over the event feed and resumes exactly after dropped
@@ -34,14 +36,15 @@ except ImportError as error:  # pragma: no cover - depends on the setup
         "(cmake --build BUILD --target kanban_python) and put BUILD/python on "
         "PYTHONPATH: " + str(error)) from error
 
-from kanban.client import Client, connect, DEFAULT_ADDRESS  # noqa: E402
+from kanban.client import (  # noqa: E402
+    Client, connect, with_token, DEFAULT_ADDRESS, TOKEN_ENV)
 from kanban.watcher import Watcher, WatchOrderError, oldest_seq  # noqa: E402
 from kanban.worker import (  # noqa: E402
     PermanentError, Release, TaskContext, Worker, WorkerEvent,
     default_worker_id)
 
 __all__ = [
-    "Client", "connect", "DEFAULT_ADDRESS",
+    "Client", "connect", "with_token", "DEFAULT_ADDRESS", "TOKEN_ENV",
     "Watcher", "WatchOrderError", "oldest_seq",
     "Worker", "WorkerEvent", "TaskContext", "Release", "PermanentError",
     "default_worker_id",

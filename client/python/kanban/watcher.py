@@ -17,6 +17,7 @@ import threading
 
 import grpc
 
+from kanban.client import with_token
 from kanban.v1 import kanban_pb2, kanban_pb2_grpc
 
 # Codes after which the same request from the same position can succeed;
@@ -71,11 +72,16 @@ class Watcher:
       min_backoff, max_backoff: seconds to wait before reconnecting; doubles
         with each failure in a row, randomized to half..whole, and starts
         over once a stream delivers something.
+      token: a bearer token for the stream (kanband --auth=token); it wins
+        over a token the channel already sends (connect(token=...)). None or
+        "": whatever the channel sends. ValueError if metadata cannot carry it.
 
     Iteration raises the grpc.RpcError of any code that retrying cannot fix:
     OUT_OF_RANGE when the resume point is older than the retained history
     (its details() and oldest_seq(error) name the oldest seq still
     available; list the board again and start a new Watcher from there),
+    UNAUTHENTICATED (no token, an unknown one, or one revoked while
+    watching), PERMISSION_DENIED (a board the token may not see),
     INVALID_ARGUMENT, ... It raises WatchOrderError if the server broke the
     seq order, and ends (StopIteration) after close().
 
@@ -85,8 +91,11 @@ class Watcher:
 
     def __init__(self, channel, board="", task_ids=(), kinds=(),
                  after_seq=None, bookmark_interval=10.0, min_backoff=0.1,
-                 max_backoff=5.0):
-        self._stub = kanban_pb2_grpc.KanbanServiceStub(_channel_of(channel))
+                 max_backoff=5.0, token=None):
+        channel = _channel_of(channel)
+        if token:
+            channel = with_token(channel, token)
+        self._stub = kanban_pb2_grpc.KanbanServiceStub(channel)
         self._board = board
         self._task_ids = list(task_ids)
         self._kinds = list(kinds)

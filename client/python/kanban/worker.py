@@ -36,6 +36,7 @@ import time
 
 import grpc
 
+from kanban.client import with_token
 from kanban.v1 import kanban_pb2, kanban_pb2_grpc
 
 _log = logging.getLogger("kanban.worker")
@@ -167,6 +168,13 @@ class Worker:
       on_event: called with a WorkerEvent on the thread running run(), never
         concurrently; may call stop(). Heartbeat failures are logged to the
         "kanban.worker" logger instead.
+      token: a bearer token for this worker's calls (kanband --auth=token),
+        typically a worker token whose worker_id is this worker_id; it wins
+        over a token the channel already sends (connect(token=...)). None or
+        "": whatever the channel sends. ValueError if metadata cannot carry it.
+        Without a token, or with one that is unknown, revoked or not allowed
+        to claim as worker_id, run() raises the claim's grpc.RpcError
+        (UNAUTHENTICATED or PERMISSION_DENIED).
 
     Thread-safety: stop(), stopping and join() may be called from any thread
     and from signal handlers; run() from one thread at a time.
@@ -174,11 +182,14 @@ class Worker:
 
     def __init__(self, channel, board="", worker_id=None, labels=(),
                  assignee="", lease=_DEFAULT_LEASE, claim_wait=30.0,
-                 rpc_timeout=10.0, retry_delay=1.0, on_event=None):
+                 rpc_timeout=10.0, retry_delay=1.0, on_event=None,
+                 token=None):
         if lease < 0 or claim_wait < 0 or rpc_timeout <= 0 or retry_delay < 0:
             raise ValueError("Worker: durations must not be negative, "
                              "rpc_timeout must be positive")
         channel = _channel_of(channel)
+        if token:
+            channel = with_token(channel, token)
         self._tasks = kanban_pb2_grpc.KanbanServiceStub(channel)
         self._heartbeats = kanban_pb2_grpc.HeartbeatServiceStub(channel)
         self.board = board

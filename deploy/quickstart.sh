@@ -3,6 +3,7 @@
 # packages are missing (quietly when nothing is), builds into ./build, then
 #   deploy/quickstart.sh run [kanband flags...]   serves on 127.0.0.1:7300 from ./data/kanban.db
 #   deploy/quickstart.sh test                     runs the whole test suite with CTest
+#                                                 (with short fuzz runs, built by clang in ./build-fuzz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ packages=(
 # openssl for the TLS tests' certificates (test only: serving needs none).
 if [ "${1:-run}" = test ]; then
   packages+=(python3-grpcio python3-protobuf systemd openssl)
+  # The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes.
+  packages+=(clang libclang-rt-14-dev)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 missing=()
@@ -31,10 +34,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-
 mode="${1:-run}"
 [ $# -gt 0 ] && shift
+test_args=()
+[ "$mode" = test ] && test_args=(-DKANBAN_FUZZ_BUILD_DIR="$PWD/build-fuzz")
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${test_args[@]}" >/dev/null
 case "$mode" in
   run)
     # Only what serving needs: the tests and benchmarks take longer to build.
@@ -42,6 +46,11 @@ case "$mode" in
     exec ./build/kanband --db=./data/kanban.db "$@"
     ;;
   test)
+    # The fuzz targets in their own clang build (sanitizers everywhere), just
+    # what they need; CTest runs each briefly (tests/fuzz/README.md).
+    cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_COMPILER=clang++ -DKANBAN_FUZZ=ON -DKANBAN_BUILD_TESTS=OFF >/dev/null
+    cmake --build build-fuzz -j"$(nproc)" --target fuzzers
     cmake --build build -j"$(nproc)"
     exec ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
     ;;

@@ -39,7 +39,8 @@ int64_t EventHub::head() const {
 EventHub::ReadStatus EventHub::Read(int64_t after, size_t max,
                                     std::vector<EventPtr>* out) const {
   absl::MutexLock lock(&mu_);
-  if (after + 1 < oldest_) return ReadStatus::kTooOld;
+  // Not `after + 1`: a client's after_seq may be INT64_MAX.
+  if (after < oldest_ - 1) return ReadStatus::kTooOld;
   if (after >= head_) return ReadStatus::kOk;
   if (ring_.empty() || after + 1 < ring_.front()->seq) return ReadStatus::kTooOld;
   // Seqs are consecutive, so the position is arithmetic.

@@ -157,12 +157,14 @@ absl::StatusOr<PagePosition> DecodePageToken(absl::string_view token) {
   std::string raw;
   std::vector<std::string> parts;
   PagePosition pos;
+  // An int32, as tasks' priorities are: a wider one would overflow when negated.
+  int32_t priority = 0;
   if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, ':');
-  if (parts.size() != 4 || parts[0] != "1" ||
-      !absl::SimpleAtoi(parts[1], &pos.priority) ||
+  if (parts.size() != 4 || parts[0] != "1" || !absl::SimpleAtoi(parts[1], &priority) ||
       !absl::SimpleAtoi(parts[2], &pos.created) || !absl::SimpleAtoi(parts[3], &pos.pk)) {
     return absl::InvalidArgumentError("page_token: not a token returned by ListTasks");
   }
+  pos.priority = priority;
   return pos;
 }
 

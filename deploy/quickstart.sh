@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's quick start on Debian 12: installs whatever build and test
 # packages are missing (quietly when nothing is), builds into ./build, then
-#   deploy/quickstart.sh run [kanband flags...]   serves on 127.0.0.1:7300 from ./data/kanban.db
+#   deploy/quickstart.sh run [kanband flags...]   serves gRPC on 127.0.0.1:7300 and the web
+#                                                 board on http://127.0.0.1:7380/ from ./data/kanban.db
 #   deploy/quickstart.sh test                     runs the whole test suite with CTest
 #                                                 (with short fuzz runs, built by clang in ./build-fuzz)
 set -euo pipefail
@@ -10,12 +11,14 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libcivetweb-dev
+  libgtest-dev libgmock-dev
 )
-# The Python and Node clients' tests, systemd-analyze for the unit file's and
-# openssl for the TLS tests' certificates (test only: serving needs none).
+# The Python and Node clients' tests, systemd-analyze for the unit file's,
+# openssl for the TLS tests' certificates and chromium for the web board's
+# browser tests (test only: serving needs none).
 if [ "${1:-run}" = test ]; then
-  packages+=(python3-grpcio python3-protobuf systemd openssl)
+  packages+=(python3-grpcio python3-protobuf systemd openssl chromium)
   # The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes.
   packages+=(clang libclang-rt-14-dev)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
@@ -43,7 +46,7 @@ case "$mode" in
   run)
     # Only what serving needs: the tests and benchmarks take longer to build.
     cmake --build build -j"$(nproc)" --target kanband kanbanctl
-    exec ./build/kanband --db=./data/kanban.db "$@"
+    exec ./build/kanband --db=./data/kanban.db --http_listen=127.0.0.1:7380 "$@"
     ;;
   test)
     # The fuzz targets in their own clang build (sanitizers everywhere), just

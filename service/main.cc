@@ -67,6 +67,12 @@ ABSL_FLAG(std::string, log_format, "text",
 ABSL_FLAG(bool, log_rpcs, false,
           "log one line per RPC: method, status code, latency, peer (never contents)");
 // ---- end metrics and logs ----
+// ---- The HTTP door ----
+ABSL_FLAG(std::string, http_listen, "",
+          "host:port to serve the JSON API (/api/v1/), its event stream and the web "
+          "board (/) on; port 0 picks a free port; empty: off");
+ABSL_FLAG(std::string, http_port_file, "",
+          "write the bound HTTP port to this file once serving (for tests and scripts)");
 // ---- TLS ----
 ABSL_FLAG(
     std::string, tls_cert, "",
@@ -330,6 +336,18 @@ int main(int argc, char** argv) {
     LogError("--metrics_port_file needs --metrics_listen");
     return kExitConfig;
   }
+  options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  if (options.http_listen.empty() && !absl::GetFlag(FLAGS_http_port_file).empty()) {
+    LogError("--http_port_file needs --http_listen");
+    return kExitConfig;
+  }
+  if (!options.http_listen.empty() && !options.tls.cert_pem.empty()) {
+    // The door calls the services in process: gRPC's TLS does not cover it.
+    LogWarning(absl::StrCat(
+        "--http_listen=", options.http_listen, " serves plain HTTP",
+        options.tls.client_ca_pem.empty() ? "" : " without client certificates",
+        "; put a TLS-terminating proxy in front of it off loopback"));
+  }
   // ---- Authentication: off only on loopback, unless told otherwise. ----
   {
     const std::string auth = absl::GetFlag(FLAGS_auth);
@@ -350,6 +368,21 @@ int main(int argc, char** argv) {
       LogWarning(absl::StrCat("INSECURE: no authentication on ", options.listen,
                               " (--insecure_no_auth): anyone who can reach it can "
                               "create, change and delete work and back up the database"));
+    }
+    // The HTTP door gives the same powers: the same rule.
+    if (!options.auth && !options.http_listen.empty() &&
+        !kanban::service::IsLoopbackAddress(options.http_listen)) {
+      if (!absl::GetFlag(FLAGS_insecure_no_auth)) {
+        LogError(absl::StrCat(
+            "--http_listen=", options.http_listen,
+            " is not a loopback address and --auth=none: anyone who can reach it could "
+            "do anything. Use --auth=token (see `kanband token create`), or "
+            "--insecure_no_auth if the network itself is trusted"));
+        return kExitConfig;
+      }
+      LogWarning(absl::StrCat("INSECURE: no authentication on ", options.http_listen,
+                              " (--insecure_no_auth): anyone who can reach it can "
+                              "create, change and move work"));
     }
   }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =
@@ -392,6 +425,18 @@ int main(int argc, char** argv) {
     if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
       std::string tmp = file + ".tmp";
       { std::ofstream(tmp) << (*server)->metrics_port() << "\n"; }
+      std::filesystem::rename(tmp, file);
+    }
+  }
+  // ---- The HTTP door: its own port file, also before --port_file. ----
+  if ((*server)->http_port() != 0) {
+    const std::string http_host =
+        options.http_listen.substr(0, options.http_listen.rfind(':'));
+    LogInfo(absl::StrCat("http on http://", http_host.empty() ? "0.0.0.0" : http_host,
+                         ":", (*server)->http_port(), "/ (JSON API under /api/v1/)"));
+    if (const std::string file = absl::GetFlag(FLAGS_http_port_file); !file.empty()) {
+      std::string tmp = file + ".tmp";
+      { std::ofstream(tmp) << (*server)->http_port() << "\n"; }
       std::filesystem::rename(tmp, file);
     }
   }

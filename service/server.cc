@@ -3,6 +3,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/server_interceptor.h>
 
 #include <chrono>
@@ -127,6 +128,23 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       return s;
     }
   }
+  // The HTTP door calls the services above through the in-process channel,
+  // so it starts last.
+  if (!options.http_listen.empty()) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);  // Responses are the server's own.
+    HttpGateway::Options http_options;
+    http_options.listen = options.http_listen;
+    http_options.keepalive = options.http_keepalive;
+    http_options.max_body_bytes = static_cast<size_t>(options.max_request_bytes);
+    absl::StatusOr<std::unique_ptr<HttpGateway>> http =
+        HttpGateway::Start(http_options, server->grpc_->InProcessChannel(args));
+    if (!http.ok()) {
+      server->Shutdown(absl::ZeroDuration());
+      return http.status();
+    }
+    server->http_ = *std::move(http);
+  }
   return server;
 }
 
@@ -136,6 +154,8 @@ void Server::Shutdown(absl::Duration grace) {
   absl::MutexLock lock(&shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
+  // First: its event streams and requests are calls on grpc_.
+  if (http_) http_->Stop();
   if (metrics_) metrics_->StopServing();  // Scrapes read the store.
   if (grpc_) {
     health_->Shutdown();

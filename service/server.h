@@ -15,6 +15,7 @@
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
+#include "service/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
 #include "service/watch_registry.h"
@@ -61,6 +62,14 @@ class Server {
     // Default: off. (kanband refuses a non-loopback listen address without
     // it unless told --insecure_no_auth; the Server itself does not check.)
     bool auth = false;
+    // ---- The HTTP door (service/http_gateway.h). ----
+    // host:port for the JSON API, the event stream and the web page (port 0
+    // picks a free one); empty turns it off. Like `listen`, kanband refuses a
+    // non-loopback address without auth. Default: off.
+    std::string http_listen;
+    // How often an idle HTTP event stream gets a bookmark or a keep-alive
+    // comment. Default: 15 s.
+    absl::Duration http_keepalive = absl::Seconds(15);
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE
@@ -72,6 +81,8 @@ class Server {
   int port() const { return port_; }
   // The bound metrics port; 0 when metrics are off.
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+  // The bound HTTP port; 0 when the HTTP door is off.
+  int http_port() const { return http_ ? http_->port() : 0; }
   storage::Store& store() { return *store_; }
   // Tokens that are not revoked (for the start-up log).
   size_t active_tokens() const { return auth_->active(); }
@@ -94,6 +105,7 @@ class Server {
   std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<HttpGateway> http_;  // Calls grpc_ in process; stops first.
   int port_ = 0;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;

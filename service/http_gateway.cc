@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -350,11 +351,17 @@ void HttpGateway::Stop() {
   ctx_ = nullptr;
 }
 
-bool HttpGateway::Register(grpc::ClientContext* ctx) {
+absl::Status HttpGateway::Register(grpc::ClientContext* ctx) {
   absl::MutexLock lock(&mu_);
-  if (stopping_) return false;
+  if (stopping_) return absl::UnavailableError("kanband is shutting down");
+  const size_t cap = static_cast<size_t>(
+      std::max(1, std::min(options_.max_event_streams, options_.threads - 2)));
+  if (streams_.size() >= cap) {
+    return absl::ResourceExhaustedError(absl::StrCat("event streams: ", streams_.size(),
+                                                     " open (--http_max_event_streams)"));
+  }
   streams_.insert(ctx);
-  return true;
+  return absl::OkStatus();
 }
 
 void HttpGateway::Unregister(grpc::ClientContext* ctx) {
@@ -577,8 +584,8 @@ void HttpGateway::ServeEvents(mg_connection* conn) {
 
   grpc::ClientContext ctx;
   AddAuthorization(conn, /*allow_query_token=*/true, &ctx);
-  if (!Register(&ctx)) {
-    return SendError(conn, grpc::StatusCode::UNAVAILABLE, "kanband is shutting down");
+  if (absl::Status s = Register(&ctx); !s.ok()) {
+    return SendError(conn, static_cast<grpc::StatusCode>(s.code()), s.message());
   }
   std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader =
       kanban_->WatchEvents(&ctx, request);

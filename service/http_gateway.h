@@ -67,6 +67,10 @@ class HttpGateway {
     // Connections served at once; each open event stream holds one.
     // Default: 50.
     int threads = 50;
+    // Event streams open at once; more get 429 RESOURCE_EXHAUSTED, so that
+    // streams can never take every thread from the API and the page.
+    // At most threads - 2. Default: 40.
+    int max_event_streams = 40;
     // How often an idle event stream gets a bookmark or a comment, so that
     // proxies keep it open and a vanished client is noticed. Default: 15 s.
     absl::Duration keepalive = absl::Seconds(15);
@@ -103,9 +107,10 @@ class HttpGateway {
   void ServeApi(mg_connection* conn);
   void ServeEvents(mg_connection* conn);
 
-  // Event streams in flight, so that Stop() can end them. False when
-  // stopping (the stream must not start).
-  bool Register(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
+  // Event streams in flight, so that Stop() can end them. UNAVAILABLE when
+  // stopping, RESOURCE_EXHAUSTED at max_event_streams (the stream must not
+  // start).
+  absl::Status Register(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(grpc::ClientContext* ctx) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.

@@ -73,6 +73,8 @@ ABSL_FLAG(std::string, http_listen, "",
           "board (/) on; port 0 picks a free port; empty: off");
 ABSL_FLAG(std::string, http_port_file, "",
           "write the bound HTTP port to this file once serving (for tests and scripts)");
+ABSL_FLAG(int, http_max_event_streams, 40,
+          "HTTP event streams (/api/v1/events) open at once, at most 48; more get 429");
 // ---- TLS ----
 ABSL_FLAG(
     std::string, tls_cert, "",
@@ -337,6 +339,12 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
+  options.http_max_event_streams = absl::GetFlag(FLAGS_http_max_event_streams);
+  if (options.http_max_event_streams < 1 || options.http_max_event_streams > 48) {
+    LogError(
+        "--http_max_event_streams: must be between 1 and 48 (the door has 50 threads)");
+    return kExitConfig;
+  }
   if (options.http_listen.empty() && !absl::GetFlag(FLAGS_http_port_file).empty()) {
     LogError("--http_port_file needs --http_listen");
     return kExitConfig;

@@ -136,6 +136,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     HttpGateway::Options http_options;
     http_options.listen = options.http_listen;
     http_options.keepalive = options.http_keepalive;
+    http_options.max_event_streams = options.http_max_event_streams;
     http_options.max_body_bytes = static_cast<size_t>(options.max_request_bytes);
     absl::StatusOr<std::unique_ptr<HttpGateway>> http =
         HttpGateway::Start(http_options, server->grpc_->InProcessChannel(args));

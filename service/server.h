@@ -70,6 +70,9 @@ class Server {
     // How often an idle HTTP event stream gets a bookmark or a keep-alive
     // comment. Default: 15 s.
     absl::Duration http_keepalive = absl::Seconds(15);
+    // HTTP event streams open at once (each holds one of the door's 50
+    // threads). Default: 40.
+    int http_max_event_streams = 40;
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE

@@ -54,8 +54,8 @@ TEST(KanbandAuthTest, FirstAdminTokenIsMadeOfflineAndWorks) {
   EXPECT_EQ(made.out.find('\n'), made.out.size() - 1) << "one line only: " << made.out;
   EXPECT_TRUE(absl::StrContains(made.err, "shown only now")) << made.err;
 
-  Kanband server = StartKanband(KANBAND_PATH, db,
-                                {"--auth=token", "--log_rpcs", "--log_format=json"});
+  Kanband server =
+      StartKanband(KANBAND_PATH, db, {"--auth=token", "--log_rpcs", "--log_format=json"});
   ASSERT_TRUE(server.ok());
   EXPECT_TRUE(absl::StrContains(server.Log(), "bearer tokens required (1 active)"))
       << server.Log();

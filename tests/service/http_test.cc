@@ -337,6 +337,24 @@ TEST_F(HttpTest, BodiesOverTheRequestLimitAreRefused) {
   EXPECT_EQ(fits.status, 200) << fits.body;
 }
 
+// Streams hold a thread each: a cap keeps them from taking every thread
+// from the API.
+TEST_F(HttpTest, EventStreamsAreCappedAndTheApiStillAnswers) {
+  ASSERT_NO_FATAL_FAILURE(
+      Start([](Server::Options& o) { o.http_max_event_streams = 2; }));
+  std::vector<std::unique_ptr<SseStream>> open;
+  for (int i = 0; i < 2; ++i) {
+    open.push_back(Events("?from_now=true"));
+    ASSERT_NE(open.back(), nullptr);
+    ASSERT_EQ(open.back()->status(), 200);
+  }
+  auto refused = SseStream::Open(server_->http_port(), "/api/v1/events?from_now=true");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ((*refused)->status(), 429);
+  EXPECT_THAT((*refused)->RestOfBody(), HasSubstr("--http_max_event_streams"));
+  EXPECT_EQ(Fetch("GET", "/api/v1/boards").status, 200);
+}
+
 TEST_F(HttpTest, ServesThePage) {
   ASSERT_NO_FATAL_FAILURE(Start());
   HttpResponse page = Fetch("GET", "/");

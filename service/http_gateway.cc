@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/auth.h"
 #include "service/http_status.h"
 #include "service/log.h"
 #include "service/web_assets.h"
@@ -152,6 +153,30 @@ std::string ToJson(const Message& message) {
   // Cannot fail for messages made by the generated stubs.
   (void)google::protobuf::util::MessageToJsonString(message, &json);
   return json;
+}
+
+// The host part of a Host header ("127.0.0.1:7380", "[::1]", "localhost").
+absl::string_view HostPart(absl::string_view host) {
+  if (absl::StartsWith(host, "[")) return host.substr(0, host.find(']') + 1);
+  return host.substr(0, host.find(':'));
+}
+
+// A door listening on loopback answers only requests addressed to a
+// loopback name: a web page whose own name an attacker pointed at 127.0.0.1
+// (DNS rebinding) would otherwise be same-origin with the board. False
+// after answering 403.
+bool CheckHost(mg_connection* conn, bool loopback_only) {
+  if (!loopback_only) return true;
+  const char* header = mg_get_header(conn, "Host");
+  const absl::string_view host = HostPart(header != nullptr ? header : "");
+  if (host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.")) {
+    return true;
+  }
+  SendError(conn, grpc::StatusCode::PERMISSION_DENIED,
+            "Host: kanband's HTTP door listens on loopback and answers only requests "
+            "addressed to localhost, 127.0.0.1 or [::1]",
+            403);
+  return false;
 }
 
 // Parses a request body (empty: the empty message). False after answering
@@ -284,6 +309,7 @@ void Knock(int port) {
 
 HttpGateway::HttpGateway(Options options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
+      loopback_only_(IsLoopbackAddress(options_.listen)),
       channel_(std::move(channel)),
       kanban_(v1::KanbanService::NewStub(channel_)),
       heartbeat_(v1::HeartbeatService::NewStub(channel_)) {}
@@ -370,6 +396,7 @@ void HttpGateway::Unregister(grpc::ClientContext* ctx) {
 }
 
 int HttpGateway::HandlePage(mg_connection* conn, void* self) {
+  if (!CheckHost(conn, static_cast<HttpGateway*>(self)->loopback_only_)) return 403;
   const mg_request_info* ri = mg_get_request_info(conn);
   const WebAsset* asset = FindWebAsset(ri->local_uri ? ri->local_uri : "");
   if (asset == nullptr) {
@@ -393,7 +420,9 @@ int HttpGateway::HandlePage(mg_connection* conn, void* self) {
 }
 
 int HttpGateway::HandleApi(mg_connection* conn, void* self) {
-  static_cast<HttpGateway*>(self)->ServeApi(conn);
+  auto* gateway = static_cast<HttpGateway*>(self);
+  if (!CheckHost(conn, gateway->loopback_only_)) return 1;
+  gateway->ServeApi(conn);
   return 1;  // Answered (civetweb uses the status it was sent).
 }
 
@@ -406,6 +435,19 @@ void HttpGateway::ServeApi(mg_connection* conn) {
     SendError(conn, grpc::StatusCode::NOT_FOUND,
               absl::StrCat("no such endpoint: ", uri, "; the API is under /api/v1/"));
     return;
+  }
+  // JSON only: a cross-site form or text/plain POST (which browsers send
+  // without asking) is refused; a JSON one needs a CORS preflight, which the
+  // door never grants.
+  if (method == "POST") {
+    const char* type = mg_get_header(conn, "Content-Type");
+    if (type == nullptr ||
+        !absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(type),
+                                    "application/json")) {
+      SendError(conn, grpc::StatusCode::INVALID_ARGUMENT,
+                "Content-Type: must be application/json", 415);
+      return;
+    }
   }
   std::vector<std::string> parts =
       absl::StrSplit(absl::StripPrefix(path, "/"), '/', absl::SkipEmpty());

@@ -115,6 +115,9 @@ class HttpGateway {
 
   // Constant after construction.
   const Options options_;
+  // Listening on loopback: requests must name a loopback host (see
+  // CheckHost in http_gateway.cc).
+  const bool loopback_only_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::KanbanService::Stub> kanban_;
   const std::unique_ptr<v1::HeartbeatService::Stub> heartbeat_;

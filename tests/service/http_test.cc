@@ -355,6 +355,27 @@ TEST_F(HttpTest, EventStreamsAreCappedAndTheApiStillAnswers) {
   EXPECT_EQ(Fetch("GET", "/api/v1/boards").status, 200);
 }
 
+// Another site's page must not drive a loopback board from the user's
+// browser: no form or text/plain POSTs (no CORS preflight), and no requests
+// addressed to a name other than loopback (DNS rebinding).
+TEST_F(HttpTest, RefusesCrossSiteShapedRequests) {
+  ASSERT_NO_FATAL_FAILURE(Start());
+  for (const char* type : {"text/plain", "application/x-www-form-urlencoded"}) {
+    HttpResponse r = Fetch("POST", "/api/v1/boards/default/tasks", R"({"title":"csrf"})",
+                           {{"Content-Type", type}});
+    EXPECT_EQ(r.status, 415) << type << ": " << r.body;
+    EXPECT_THAT(r.body, HasSubstr("Content-Type"));
+  }
+  HttpResponse rebound = Fetch("GET", "/api/v1/boards", "", {{"Host", "evil.example"}});
+  EXPECT_EQ(rebound.status, 403) << rebound.body;
+  EXPECT_EQ(Fetch("GET", "/", "", {{"Host", "evil.example:7380"}}).status, 403);
+  EXPECT_EQ(Fetch("GET", "/api/v1/boards", "", {{"Host", "localhost:7380"}}).status, 200);
+  EXPECT_EQ(Fetch("GET", "/api/v1/boards", "", {{"Host", "[::1]:7380"}}).status, 200);
+  // Nothing was created.
+  HttpResponse tasks = Fetch("GET", "/api/v1/boards/default/tasks");
+  EXPECT_THAT(tasks.body, Not(HasSubstr("csrf")));
+}
+
 TEST_F(HttpTest, ServesThePage) {
   ASSERT_NO_FATAL_FAILURE(Start());
   HttpResponse page = Fetch("GET", "/");

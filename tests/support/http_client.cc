@@ -62,9 +62,18 @@ absl::StatusOr<std::unique_ptr<SseStream>> SseStream::OpenRequest(
     return absl::UnavailableError(
         absl::StrCat("connect 127.0.0.1:", port, ": ", std::strerror(errno)));
   }
-  std::string request =
-      absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
-                   "\r\nConnection: close\r\n");
+  // Host and, for a body, Content-Type: application/json unless given.
+  bool has_host = false, has_type = false;
+  for (const auto& [name, value] : headers) {
+    has_host |= absl::EqualsIgnoreCase(name, "Host");
+    has_type |= absl::EqualsIgnoreCase(name, "Content-Type");
+  }
+  std::string request = absl::StrCat(method, " ", target, " HTTP/1.1\r\n");
+  if (!has_host) absl::StrAppend(&request, "Host: 127.0.0.1:", port, "\r\n");
+  if (!has_type && method == "POST") {
+    absl::StrAppend(&request, "Content-Type: application/json\r\n");
+  }
+  absl::StrAppend(&request, "Connection: close\r\n");
   for (const auto& [name, value] : headers)
     absl::StrAppend(&request, name, ": ", value, "\r\n");
   if (!body.empty() || method == "POST") {

@@ -406,8 +406,15 @@ async function openDetails(id) {
   }
 }
 
+// Loads overlap (opening the card, adding a comment, a "commented" event):
+// only the latest one started may render, or an answer read before the new
+// comment existed could land last and hide it.
+let commentLoads = 0;
+
 async function loadComments(id) {
+  const mine = ++commentLoads;
   const { comments = [] } = await api("GET", "/tasks/" + encodeURIComponent(id) + "/comments");
+  if (mine !== commentLoads || state.openTask !== id) return;
   const list = $("details-comments");
   list.textContent = "";
   for (const c of comments) {

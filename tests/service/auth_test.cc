@@ -31,6 +31,7 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
 #include "storage/store.h"
+#include "tests/service/seed_token.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -54,20 +55,7 @@ class AuthTest : public ::testing::Test {
   // `kanband token create` does; then the server starts with auth on.
   void Start(std::function<void(Server::Options&)> configure = nullptr) {
     const std::string path = dir_.File("kanban.db");
-    {
-      storage::Store::Options store_options;
-      store_options.path = path;
-      store_options.sweep_interval = absl::ZeroDuration();
-      auto store = storage::Store::Open(std::move(store_options));
-      ASSERT_TRUE(store.ok()) << store.status();
-      storage::TokenRecord admin;
-      admin.name = "root";
-      admin.role = storage::Role::kAdmin;
-      admin.secret_hash = Auth::HashSecret(kAdminSecret);
-      auto created = storage::Await<storage::TokenRecord>(
-          [&](auto done) { (*store)->CreateToken(admin, done); });
-      ASSERT_TRUE(created.ok()) << created.status();
-    }
+    ASSERT_TRUE(SeedAdminToken(path, kAdminSecret).ok());
     Server::Options options;
     options.listen = "127.0.0.1:0";
     options.store.path = path;

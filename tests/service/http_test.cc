@@ -26,6 +26,7 @@
 #include "service/http_status.h"
 #include "service/server.h"
 #include "storage/store.h"
+#include "tests/service/seed_token.h"
 #include "tests/support/http_client.h"
 #include "tests/support/temp_dir.h"
 
@@ -64,18 +65,7 @@ class HttpTest : public ::testing::Test {
     if (options.auth) {
       // The first admin token goes straight into the database, as
       // `kanband token create` does.
-      storage::Store::Options store_options;
-      store_options.path = options.store.path;
-      store_options.sweep_interval = absl::ZeroDuration();
-      auto store = storage::Store::Open(std::move(store_options));
-      ASSERT_TRUE(store.ok()) << store.status();
-      storage::TokenRecord admin;
-      admin.name = "root";
-      admin.role = storage::Role::kAdmin;
-      admin.secret_hash = Auth::HashSecret(kAdminSecret);
-      auto created = storage::Await<storage::TokenRecord>(
-          [&](auto done) { (*store)->CreateToken(admin, done); });
-      ASSERT_TRUE(created.ok()) << created.status();
+      ASSERT_TRUE(SeedAdminToken(options.store.path, kAdminSecret).ok());
     }
     auto server = Server::Start(std::move(options));
     ASSERT_TRUE(server.ok()) << server.status();

@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 
 #include <cstdlib>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -36,15 +37,23 @@ bool IsLoopbackAddress(absl::string_view listen) {
     return true;
   }
   const size_t colon = listen.rfind(':');
-  absl::string_view host =
-      colon == absl::string_view::npos ? listen : listen.substr(0, colon);
+  return IsLoopbackHost(colon == absl::string_view::npos ? listen
+                                                         : listen.substr(0, colon));
+}
+
+bool IsLoopbackHost(absl::string_view host) {
   return host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.");
+}
+
+Auth::Known Auth::KnownOf(const storage::TokenRecord& token) {
+  return Known{token.role, storage::Actor{token.name, token.boards, token.worker_id},
+               token.revoked_at};
 }
 
 size_t Auth::active() const {
   absl::MutexLock lock(&mu_);
   size_t n = 0;
-  for (const auto& [hash, known] : by_hash_) n += known.revoked ? 0 : 1;
+  for (const auto& [hash, known] : by_hash_) n += known.revoked_at.has_value() ? 0 : 1;
   return n;
 }
 
@@ -52,13 +61,13 @@ void Auth::Load(const std::vector<storage::TokenRecord>& tokens) {
   absl::MutexLock lock(&mu_);
   by_hash_.clear();
   for (const storage::TokenRecord& token : tokens) {
-    by_hash_[token.secret_hash] = Known{token, token.revoked_at.has_value()};
+    by_hash_[token.secret_hash] = KnownOf(token);
   }
 }
 
 void Auth::Put(const storage::TokenRecord& token) {
   absl::MutexLock lock(&mu_);
-  by_hash_[token.secret_hash] = Known{token, token.revoked_at.has_value()};
+  by_hash_[token.secret_hash] = KnownOf(token);
 }
 
 absl::StatusOr<Auth::Known> Auth::Find(const grpc::ServerContextBase& ctx) const {
@@ -81,10 +90,10 @@ absl::StatusOr<Auth::Known> Auth::Find(const grpc::ServerContextBase& ctx) const
   if (found == by_hash_.end()) {
     return absl::UnauthenticatedError("authorization: unknown token");
   }
-  if (found->second.revoked) {
+  if (found->second.revoked_at.has_value()) {
     return absl::UnauthenticatedError(absl::StrCat(
-        "authorization: token \"", found->second.token.name, "\" was revoked at ",
-        absl::FormatTime(absl::RFC3339_sec, *found->second.token.revoked_at,
+        "authorization: token \"", found->second.actor.principal, "\" was revoked at ",
+        absl::FormatTime(absl::RFC3339_sec, *found->second.revoked_at,
                          absl::UTCTimeZone())));
   }
   return found->second;
@@ -96,19 +105,18 @@ absl::StatusOr<storage::Actor> Auth::Check(const grpc::ServerContextBase& ctx,
   if (!enabled_) return storage::Actor();
   absl::StatusOr<Known> known = Find(ctx);
   if (!known.ok()) return known.status();
-  const storage::TokenRecord& token = known->token;
-  if (!RoleAllows(token.role, access)) {
+  if (!RoleAllows(known->role, access)) {
     return absl::PermissionDeniedError(
-        absl::StrCat("token \"", token.name, "\" has role ",
-                     storage::RoleName(token.role), ", which may not call ", method));
+        absl::StrCat("token \"", known->actor.principal, "\" has role ",
+                     storage::RoleName(known->role), ", which may not call ", method));
   }
-  return storage::Actor{token.name, token.boards, token.worker_id};
+  return std::move(known->actor);
 }
 
 std::string Auth::PrincipalOf(const grpc::ServerContextBase& ctx) const {
   if (!enabled_) return "";
   absl::StatusOr<Known> known = Find(ctx);
-  return known.ok() ? known->token.name : "";
+  return known.ok() ? known->actor.principal : "";
 }
 
 std::string Auth::NewSecret() {

@@ -15,6 +15,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "storage/types.h"
 
 namespace kanban::service {
@@ -40,6 +42,9 @@ bool RoleAllows(storage::Role role, Access access);
 // True for listen addresses only this machine can reach: 127.0.0.0/8,
 // [::1], localhost, and unix: sockets.
 bool IsLoopbackAddress(absl::string_view listen);
+// True for the host part of an address or Host header that names this
+// machine: localhost, 127.x.x.x or [::1].
+bool IsLoopbackHost(absl::string_view host);
 
 class Auth {
  public:
@@ -69,10 +74,14 @@ class Auth {
   static std::string HashSecret(absl::string_view secret);
 
  private:
+  // What a call needs of a token: its role and the actor it becomes (the
+  // rest of the record, hash included, is not kept).
   struct Known {
-    storage::TokenRecord token;
-    bool revoked = false;
+    storage::Role role = storage::Role::kUnspecified;
+    storage::Actor actor;  // actor.principal is the token's name.
+    std::optional<absl::Time> revoked_at;
   };
+  static Known KnownOf(const storage::TokenRecord& token);
   // The token the call's metadata names, or UNAUTHENTICATED.
   absl::StatusOr<Known> Find(const grpc::ServerContextBase& ctx) const
       ABSL_LOCKS_EXCLUDED(mu_);

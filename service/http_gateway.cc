@@ -169,9 +169,7 @@ bool CheckHost(mg_connection* conn, bool loopback_only) {
   if (!loopback_only) return true;
   const char* header = mg_get_header(conn, "Host");
   const absl::string_view host = HostPart(header != nullptr ? header : "");
-  if (host == "localhost" || host == "[::1]" || absl::StartsWith(host, "127.")) {
-    return true;
-  }
+  if (IsLoopbackHost(host)) return true;
   SendError(conn, grpc::StatusCode::PERMISSION_DENIED,
             "Host: kanband's HTTP door listens on loopback and answers only requests "
             "addressed to localhost, 127.0.0.1 or [::1]",

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>  // TLS: reading PEM files.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -364,33 +365,24 @@ int main(int argc, char** argv) {
       return kExitConfig;
     }
     options.auth = auth == "token";
-    if (!options.auth && !kanban::service::IsLoopbackAddress(options.listen)) {
+    // gRPC and the HTTP door give the same powers: the same rule for both.
+    for (const auto& [flag, address] : {std::pair{"listen", options.listen},
+                                        std::pair{"http_listen", options.http_listen}}) {
+      if (options.auth || address.empty() ||
+          kanban::service::IsLoopbackAddress(address)) {
+        continue;
+      }
       if (!absl::GetFlag(FLAGS_insecure_no_auth)) {
         LogError(absl::StrCat(
-            "--listen=", options.listen,
+            "--", flag, "=", address,
             " is not a loopback address and --auth=none: anyone who can reach it could "
             "do anything. Use --auth=token (see `kanband token create`), or "
             "--insecure_no_auth if the network itself is trusted"));
         return kExitConfig;
       }
-      LogWarning(absl::StrCat("INSECURE: no authentication on ", options.listen,
+      LogWarning(absl::StrCat("INSECURE: no authentication on ", address,
                               " (--insecure_no_auth): anyone who can reach it can "
-                              "create, change and delete work and back up the database"));
-    }
-    // The HTTP door gives the same powers: the same rule.
-    if (!options.auth && !options.http_listen.empty() &&
-        !kanban::service::IsLoopbackAddress(options.http_listen)) {
-      if (!absl::GetFlag(FLAGS_insecure_no_auth)) {
-        LogError(absl::StrCat(
-            "--http_listen=", options.http_listen,
-            " is not a loopback address and --auth=none: anyone who can reach it could "
-            "do anything. Use --auth=token (see `kanband token create`), or "
-            "--insecure_no_auth if the network itself is trusted"));
-        return kExitConfig;
-      }
-      LogWarning(absl::StrCat("INSECURE: no authentication on ", options.http_listen,
-                              " (--insecure_no_auth): anyone who can reach it can "
-                              "create, change and move work"));
+                              "create, change and delete work"));
     }
   }
   absl::StatusOr<std::unique_ptr<kanban::service::Server>> server =

@@ -57,16 +57,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   server->watchers_ =
       std::make_unique<WatchRegistry>(server->store_->events(), options.max_watch_streams,
                                       options.max_watch_streams_per_token);
-  // Tokens: every one, revoked ones too (their refusals say so).
+  // Tokens: every one, revoked ones too (their refusals say so). Without
+  // auth nothing reads them.
   server->auth_ = std::make_unique<Auth>(options.auth);
-  absl::StatusOr<std::vector<storage::TokenRecord>> tokens =
-      storage::Await<std::vector<storage::TokenRecord>>(
-          [&](auto done) { server->store_->ListTokens(/*include_revoked=*/true, done); });
-  if (!tokens.ok()) {
-    server->store_->Close();
-    return tokens.status();
+  if (options.auth) {
+    absl::StatusOr<std::vector<storage::TokenRecord>> tokens =
+        storage::Await<std::vector<storage::TokenRecord>>([&](auto done) {
+          server->store_->ListTokens(/*include_revoked=*/true, done);
+        });
+    if (!tokens.ok()) {
+      server->store_->Close();
+      return tokens.status();
+    }
+    server->auth_->Load(*tokens);
   }
-  server->auth_->Load(*tokens);
   server->kanban_ = std::make_unique<KanbanServiceImpl>(
       server->store_.get(), server->auth_.get(), server->waiters_.get(),
       server->watchers_.get(), options.watch_stall_timeout, options.max_claim_wait);

@@ -253,26 +253,23 @@ void Connection::SetCheckpointHook(int pages) {
   checkpoint_pages_ = pages;
   sqlite3_wal_hook(
       db_,
-      +[](void* arg, sqlite3* db, const char* name, int frames) {
+      +[](void* arg, sqlite3*, const char*, int frames) {
         auto* self = static_cast<Connection*>(arg);
-        if (self->checkpoint_pages_ <= 0 || frames < self->checkpoint_pages_) {
-          return SQLITE_OK;
+        if (self->checkpoint_pages_ > 0 && frames >= self->checkpoint_pages_) {
+          self->checkpoint_due_ = true;
         }
-        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr,
-                                           nullptr);
-        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY && self->checkpoint_rc_ == 0) {
-          self->checkpoint_rc_ = rc;
-        }
-        // The commit that ran this hook has happened: never report it failed.
         return SQLITE_OK;
       },
       this);
 }
 
-absl::Status Connection::TakeCheckpointError() {
-  int rc = std::exchange(checkpoint_rc_, 0);
-  if (rc == 0) return absl::OkStatus();
-  return SqliteError(rc, nullptr, "checkpoint");
+absl::Status Connection::RunDueCheckpoint() {
+  if (!checkpoint_due_) return absl::OkStatus();
+  checkpoint_due_ = false;
+  int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                     nullptr);
+  if (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) return absl::OkStatus();
+  return SqliteError(rc, db_, "checkpoint");
 }
 
 void Connection::DisableCheckpointOnClose() {

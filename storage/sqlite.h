@@ -119,14 +119,23 @@ class Connection {
   void SetTrace(std::function<void(absl::string_view sql)> trace);
 
   // Replaces SQLite's automatic checkpoint with the same rule (a PASSIVE
-  // checkpoint once the WAL holds `pages` frames after a commit) whose
-  // result is kept instead of ignored: SQLite's own hook drops a failed
-  // checkpoint's error, and with it the only sign of a failed fsync in
-  // synchronous=NORMAL. Read it with TakeCheckpointError.
+  // checkpoint once the WAL holds `pages` frames after a commit), run by
+  // the caller instead of inside COMMIT: the writer answers the batch whose
+  // commit crossed the line first, then checkpoints (RunDueCheckpoint).
+  // A checkpoint is not part of any commit's durability (in FULL each
+  // commit synced the WAL itself; in NORMAL nothing waits for the WAL's
+  // sync), so making it wait only delays the answers. The result is kept,
+  // too: SQLite's own hook drops a failed checkpoint's error, and with it
+  // the only sign of a failed fsync in synchronous=NORMAL.
   void SetCheckpointHook(int pages);
-  // The first error of a checkpoint run by that hook since the last call
-  // (BUSY is not an error: the checkpoint simply runs later). OK if none.
-  absl::Status TakeCheckpointError();
+  // True once a commit left at least `pages` frames in the WAL and no
+  // checkpoint has run since.
+  bool CheckpointDue() const { return checkpoint_due_; }
+  // Runs the PASSIVE checkpoint a commit asked for, if any, outside any
+  // transaction. BUSY is not an error (the checkpoint simply runs later);
+  // any other failure is returned, and means the fsync or write of pages
+  // may not have happened.
+  absl::Status RunDueCheckpoint();
   // Keep the WAL as it is when this connection closes (SQLite otherwise
   // checkpoints into the database file): for a database no longer trusted.
   void DisableCheckpointOnClose();
@@ -146,7 +155,7 @@ class Connection {
   absl::flat_hash_map<const char*, sqlite3_stmt*> cache_;
   std::function<void(absl::string_view)> trace_;
   int checkpoint_pages_ = 0;
-  int checkpoint_rc_ = 0;  // First failed checkpoint's code, until taken.
+  bool checkpoint_due_ = false;
 };
 
 // BEGIN IMMEDIATE ... COMMIT, rolled back on destruction unless committed.

@@ -192,9 +192,13 @@ void Writer::Run() {
 void Writer::RunAlone(Job& job) {
   absl::Status status = job.alone(*db_);
   FenceIfFatal(status);
-  absl::MutexLock lock(&answer_mu_);
-  answers_.push_back(
-      [finish = std::move(job.finish), status]() mutable { finish(std::move(status)); });
+  {
+    absl::MutexLock lock(&answer_mu_);
+    answers_.push_back([finish = std::move(job.finish), status]() mutable {
+      finish(std::move(status));
+    });
+  }
+  CheckpointIfDue();
 }
 
 void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {
@@ -248,9 +252,6 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
   FenceIfFatal(batch_status);
   for (const absl::Status& result : results) FenceIfFatal(result);
-  // A checkpoint that failed to sync, in NORMAL mode the only sync there
-  // is: this batch is committed (in the WAL), but nothing after it may be.
-  FenceIfFatal(db_->TakeCheckpointError());
 
   // Publish first: by the time a caller hears "done", watchers have the
   // events too.
@@ -265,10 +266,21 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     answers.emplace_back(std::move(batch[i].finish),
                          !results[i].ok() ? results[i] : batch_status);
   }
-  absl::MutexLock lock(&answer_mu_);
-  answers_.push_back([answers = std::move(answers)]() mutable {
-    for (auto& [finish, status] : answers) finish(std::move(status));
-  });
+  {
+    absl::MutexLock lock(&answer_mu_);
+    answers_.push_back([answers = std::move(answers)]() mutable {
+      for (auto& [finish, status] : answers) finish(std::move(status));
+    });
+  }
+  CheckpointIfDue();
+}
+
+void Writer::CheckpointIfDue() {
+  // After the answers are on their way: they need only the commit. A
+  // checkpoint that failed to sync (in NORMAL mode the only sync there is)
+  // means nothing committed after the last good sync may be on disk: no
+  // batch after this one is applied.
+  FenceIfFatal(db_->RunDueCheckpoint());
 }
 
 }  // namespace kanban::storage

@@ -3,7 +3,8 @@
 // failure does not sink the batch), commits once (one fsync per batch in
 // FULL mode), publishes the batch's events, and hands the answers to a
 // second thread, which calls each caller back. Answering (for gRPC: sending
-// the response) then overlaps the next batch instead of delaying it.
+// the response) then overlaps the next batch instead of delaying it, and so
+// does a WAL checkpoint, which runs after the answers are handed over.
 //
 // Some failures end writing for good (the writer is "fenced"): a failed
 // fsync, after which neither the page cache nor the file can be trusted
@@ -148,6 +149,9 @@ class Writer {
   // Fences the writer when `status` (of a statement, commit or checkpoint)
   // is one that ends writing.
   void FenceIfFatal(const absl::Status& status);
+  // Runs the checkpoint the last commit asked for (Connection::
+  // SetCheckpointHook), after that commit's answers were handed over.
+  void CheckpointIfDue();
   void Answer() ABSL_LOCKS_EXCLUDED(answer_mu_);
 
   // Constant after construction; used only on the writer thread.

@@ -120,6 +120,12 @@ Statement& Statement::BindInt(int index, int64_t value) {
 }
 
 Statement& Statement::BindText(int index, absl::string_view value) {
+  NoteBind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_STATIC,
+                               SQLITE_UTF8));
+  return *this;
+}
+
+Statement& Statement::BindText(int index, std::string&& value) {
   NoteBind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
                                SQLITE_UTF8));
   return *this;
@@ -168,6 +174,12 @@ bool Statement::ColumnIsNull(int column) const {
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Open(const std::string& path,
                                                              const Options& options) {
+  // Once per process, before SQLite initializes: no global allocation
+  // statistics. Nothing here reads them, and keeping them takes a global
+  // mutex on every allocation of every connection (too late if something
+  // already initialized SQLite; then this changes nothing).
+  static const int kConfigured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)kConfigured;
   sqlite3* db = nullptr;
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= options.read_only ? SQLITE_OPEN_READONLY
@@ -249,6 +261,8 @@ int64_t Connection::LastInsertRowId() const { return sqlite3_last_insert_rowid(d
 
 int Connection::Changes() const { return sqlite3_changes(db_); }
 
+int64_t Connection::TotalChanges() const { return sqlite3_total_changes64(db_); }
+
 void Connection::SetCheckpointHook(int pages) {
   checkpoint_pages_ = pages;
   sqlite3_wal_hook(
@@ -294,6 +308,14 @@ absl::StatusOr<Transaction> Transaction::Begin(Connection& db) {
 
 Transaction::Transaction(Transaction&& other) noexcept
     : db_(std::exchange(other.db_, nullptr)) {}
+
+Transaction& Transaction::operator=(Transaction&& other) noexcept {
+  if (this != &other) {
+    (void)Rollback();
+    db_ = std::exchange(other.db_, nullptr);
+  }
+  return *this;
+}
 
 Transaction::~Transaction() { (void)Rollback(); }
 

@@ -50,7 +50,15 @@ class Statement {
   ~Statement();
 
   Statement& BindInt(int index, int64_t value);
+  // Binds `value` without copying it: it must stay alive and unchanged
+  // until the statement's last Step (true of anything the caller holds
+  // across binding and stepping, the only way statements are used here).
   Statement& BindText(int index, absl::string_view value);
+  Statement& BindText(int index, const char* value) {
+    return BindText(index, absl::string_view(value));
+  }
+  // A temporary is copied, as it dies before the statement runs.
+  Statement& BindText(int index, std::string&& value);
   Statement& BindNull(int index);
   // Binds NULL when `value` is empty.
   Statement& BindOptionalInt(int index, std::optional<int64_t> value);
@@ -142,6 +150,9 @@ class Connection {
 
   int64_t LastInsertRowId() const;
   int Changes() const;
+  // Rows inserted, updated or deleted by statements that completed since the
+  // connection opened.
+  int64_t TotalChanges() const;
   // False once SQLite has rolled back (or committed) the open transaction.
   bool InTransaction() const;
   const std::string& path() const { return path_; }
@@ -164,6 +175,8 @@ class Transaction {
   // Errors from BEGIN are returned by Begin.
   static absl::StatusOr<Transaction> Begin(Connection& db);
   Transaction(Transaction&& other) noexcept;
+  // Rolls this one back first, if still open.
+  Transaction& operator=(Transaction&& other) noexcept;
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   ~Transaction();

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/cord.h"
@@ -210,19 +211,20 @@ void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {
   });
 }
 
-void Writer::ApplyBatch(std::vector<Job>& batch) {
-  std::vector<absl::Status> results(batch.size());
-  std::vector<Event> committed_events;
-  absl::Status batch_status;
-
-  absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
-  if (!txn.ok()) batch_status = txn.status();
+bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
+                      std::vector<absl::Status>& results,
+                      std::vector<Event>& committed_events, absl::Status& batch_status) {
   for (size_t i = 0; i < batch.size() && batch_status.ok(); ++i) {
-    absl::StatusOr<Savepoint> savepoint = Savepoint::Begin(*db_);
-    if (!savepoint.ok()) {
-      batch_status = savepoint.status();
-      break;
+    std::optional<Savepoint> savepoint;
+    if (isolate) {
+      absl::StatusOr<Savepoint> begun = Savepoint::Begin(*db_);
+      if (!begun.ok()) {
+        batch_status = begun.status();
+        break;
+      }
+      savepoint.emplace(*std::move(begun));
     }
+    const int64_t changes_before = db_->TotalChanges();
     WriteContext ctx(*db_, options_.clock->Now(), gen_);
     absl::Status status = batch[i].apply(ctx);
     if (!db_->InTransaction()) {
@@ -233,15 +235,47 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
                          : status;
       break;
     }
-    if (status.ok()) status = savepoint->Release();
+    if (status.ok() && savepoint.has_value()) status = savepoint->Release();
     if (status.ok()) {
       std::vector<Event> events = ctx.TakeEvents();
       std::move(events.begin(), events.end(), std::back_inserter(committed_events));
-    } else {
+    } else if (savepoint.has_value()) {
       absl::Status rollback = savepoint->Rollback();
       if (!rollback.ok()) batch_status = rollback;
+    } else if (db_->TotalChanges() != changes_before) {
+      return false;  // Its changes cannot be undone alone.
     }
+    // (A mutation that failed before changing any row needs no undoing.)
     results[i] = std::move(status);
+  }
+  return true;
+}
+
+void Writer::ApplyBatch(std::vector<Job>& batch) {
+  std::vector<absl::Status> results(batch.size());
+  std::vector<Event> committed_events;
+  absl::Status batch_status;
+
+  // Most mutations succeed, and most that fail do so before writing: the
+  // batch first runs without a savepoint per mutation (two statements and
+  // a copy of every page it touches, each). Only a mutation that failed
+  // after changing rows makes the batch start over, isolated.
+  absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
+  if (!txn.ok()) batch_status = txn.status();
+  if (batch_status.ok() &&
+      !ApplyAll(batch, /*isolate=*/false, results, committed_events, batch_status)) {
+    absl::Status rollback = txn->Rollback();
+    results.assign(batch.size(), absl::OkStatus());
+    committed_events.clear();
+    if (rollback.ok()) {
+      txn = Transaction::Begin(*db_);
+      if (!txn.ok()) batch_status = txn.status();
+    } else {
+      batch_status = rollback;
+    }
+    if (batch_status.ok()) {
+      ApplyAll(batch, /*isolate=*/true, results, committed_events, batch_status);
+    }
   }
   // time the COMMIT (the fsync in FULL mode).
   const absl::Time commit_start = absl::Now();

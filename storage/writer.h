@@ -1,6 +1,7 @@
 // The single writer: one thread owns the read-write connection, takes every
-// queued mutation, applies them in one transaction (a savepoint each, so one
-// failure does not sink the batch), commits once (one fsync per batch in
+// queued mutation, applies them in one transaction (one failure does not
+// sink the batch: a mutation that fails after writing sends the batch back
+// to run with a savepoint each), commits once (one fsync per batch in
 // FULL mode), publishes the batch's events, and hands the answers to a
 // second thread, which calls each caller back. Answering (for gRPC: sending
 // the response) then overlaps the next batch instead of delaying it, and so
@@ -142,6 +143,12 @@ class Writer {
 
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void ApplyBatch(std::vector<Job>& batch);
+  // Applies `batch` in the open transaction, each mutation in a savepoint of
+  // its own when `isolate`. Without, returns false (and stops) at the first
+  // mutation that failed after changing rows, which only a rollback of the
+  // whole transaction can undo.
+  bool ApplyAll(std::vector<Job>& batch, bool isolate, std::vector<absl::Status>& results,
+                std::vector<Event>& committed_events, absl::Status& batch_status);
   void RunAlone(Job& job) ABSL_LOCKS_EXCLUDED(answer_mu_);
   // Answers every job with `status` (on the answering thread).
   void RefuseAll(std::vector<Job>& jobs, const absl::Status& status)

@@ -3,12 +3,15 @@
 #include "storage/writer.h"
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -95,6 +98,103 @@ TEST_F(WriterTest, OneFailureDoesNotSinkItsBatch) {
   EXPECT_TRUE(results[4].ok());
   EXPECT_EQ(writer_->batches() - batches_before, 1) << "the five were one commit";
   EXPECT_EQ(CountRows(), 4);
+}
+
+// Holds the writer on one mutation while `submit` queues more, so that they
+// are applied as one batch once it returns.
+void AsOneBatch(Writer& writer, const std::function<void()>& submit) {
+  // Shared: the writer thread may still be leaving WaitForNotification when
+  // this function returns.
+  auto release = std::make_shared<absl::Notification>();
+  auto started = std::make_shared<absl::Notification>();
+  writer.Submit(
+      [release, started](WriteContext&) {
+        started->Notify();
+        release->WaitForNotification();
+        return absl::OkStatus();
+      },
+      [](absl::Status) {});
+  started->WaitForNotification();
+  submit();
+  release->Notify();
+}
+
+TEST_F(WriterTest, FailureBeforeWritingLeavesTheRestOfTheBatchAppliedOnce) {
+  // Most failures (not found, wrong version) happen before a mutation
+  // writes: nothing to undo, so the others must not be applied again.
+  std::atomic<int> applied[3] = {0, 0, 0};
+  std::vector<absl::Status> results(3, absl::UnknownError("unanswered"));
+  absl::BlockingCounter answered(3);
+  const int64_t batches_before = writer_->batches();
+  AsOneBatch(*writer_, [&] {
+    for (int i = 0; i < 3; ++i) {
+      writer_->Submit(
+          [&, i](WriteContext& ctx) {
+            ++applied[i];
+            if (i == 1) return absl::NotFoundError("task: refused before writing");
+            return ctx.db().Exec("INSERT INTO t(v) VALUES (" + std::to_string(i) + ")");
+          },
+          [&, i](absl::Status s) {
+            results[i] = s;
+            answered.DecrementCount();
+          });
+    }
+  });
+  answered.Wait();
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_EQ(results[1].code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(results[2].ok());
+  EXPECT_EQ(writer_->batches() - batches_before, 2) << "the holder, then the three";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(applied[i], 1) << "mutation " << i;
+  EXPECT_EQ(CountRows(), 2);
+}
+
+TEST_F(WriterTest, FailureAfterWritingPublishesOnlyWhatCommitted) {
+  // A mutation that wrote and then failed makes the batch start over with
+  // a savepoint per mutation: its row and event must vanish, and every
+  // other event be published exactly once.
+  writer_.reset();
+  absl::Mutex mu;
+  std::vector<std::string> published;
+  Writer::Options options;
+  options.on_commit = [&](std::vector<Event> events) {
+    absl::MutexLock lock(&mu);
+    for (const Event& e : events) published.push_back(e.task_id);
+  };
+  auto db = Connection::Open(dir_.File("w.db"), {});
+  ASSERT_TRUE(db.ok());
+  writer_ = std::make_unique<Writer>(*std::move(db), options);
+
+  std::vector<absl::Status> results(4, absl::UnknownError("unanswered"));
+  absl::BlockingCounter answered(4);
+  AsOneBatch(*writer_, [&] {
+    for (int i = 0; i < 4; ++i) {
+      writer_->Submit(
+          [i](WriteContext& ctx) {
+            absl::Status s =
+                ctx.db().Exec("INSERT INTO t(v) VALUES (" + std::to_string(i) + ")");
+            if (!s.ok()) return s;
+            Event event;
+            event.task_id = absl::StrCat("task-", i);
+            ctx.AddEvent(event);
+            if (i == 2) return absl::AbortedError("version: refused after writing");
+            return absl::OkStatus();
+          },
+          [&, i](absl::Status s) {
+            results[i] = s;
+            answered.DecrementCount();
+          });
+    }
+  });
+  answered.Wait();
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_TRUE(results[1].ok());
+  EXPECT_EQ(results[2].code(), absl::StatusCode::kAborted);
+  EXPECT_TRUE(results[3].ok());
+  writer_->Close();
+  EXPECT_EQ(CountRows(), 3);
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(published, ::testing::ElementsAre("task-0", "task-1", "task-3"));
 }
 
 TEST_F(WriterTest, ConstraintErrorsRollBackOnlyTheirMutation) {

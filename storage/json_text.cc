@@ -151,36 +151,46 @@ class Parser {
   size_t pos_ = 0;
 };
 
-void AppendString(absl::string_view value, std::string* out) {
+}  // namespace
+
+void AppendJsonString(absl::string_view value, std::string* out) {
   out->push_back('"');
-  for (char c : value) {
+  // Runs of characters that need no escape are copied whole.
+  size_t start = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c != '"' && c != '\\' && c >= 0x20) continue;
+    out->append(value.data() + start, i - start);
     if (c == '"' || c == '\\') {
       out->push_back('\\');
-      out->push_back(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      *out += absl::StrFormat("\\u%04x", static_cast<unsigned char>(c));
+      out->push_back(static_cast<char>(c));
     } else {
-      out->push_back(c);
+      absl::StrAppendFormat(out, "\\u%04x", c);
     }
+    start = i + 1;
   }
+  out->append(value.data() + start, value.size() - start);
   out->push_back('"');
 }
 
-}  // namespace
+void AppendJsonStringArray(const std::vector<std::string>& values, std::string* out) {
+  out->push_back('[');
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendJsonString(values[i], out);
+  }
+  out->push_back(']');
+}
 
 std::string EncodeString(absl::string_view value) {
   std::string out;
-  AppendString(value, &out);
+  AppendJsonString(value, &out);
   return out;
 }
 
 std::string EncodeStringArray(const std::vector<std::string>& values) {
-  std::string out = "[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out.push_back(',');
-    AppendString(values[i], &out);
-  }
-  out.push_back(']');
+  std::string out;
+  AppendJsonStringArray(values, &out);
   return out;
 }
 

@@ -16,6 +16,9 @@ std::string EncodeStringArray(const std::vector<std::string>& values);
 
 // A JSON string literal for `value` (quoted and escaped like the arrays).
 std::string EncodeString(absl::string_view value);
+// The same two, appended to `out` (for building a larger JSON text).
+void AppendJsonString(absl::string_view value, std::string* out);
+void AppendJsonStringArray(const std::vector<std::string>& values, std::string* out);
 
 // Parses what EncodeStringArray or SQLite's json_group_array produced. An
 // empty or NULL text is an empty array. DATA_LOSS on malformed text.

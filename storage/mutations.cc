@@ -71,11 +71,10 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   const std::string board =
       request.board.empty() ? std::string(kDefaultBoard) : request.board;
   KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), board, "board"));
-  KANBAN_ASSIGN_OR_RETURN(std::optional<Board> found, sql::FindBoard(db, board));
-  if (!found.has_value()) {
-    return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
-  }
-  const std::string hash = ContentHash(request);
+  KANBAN_RETURN_IF_ERROR(RequireBoard(ctx, board));
+  // Only a keyed create is ever compared with another.
+  const std::string hash =
+      request.idempotency_key.empty() ? std::string() : ContentHash(request);
   if (!request.idempotency_key.empty()) {
     KANBAN_ASSIGN_OR_RETURN(
         std::optional<sql::IdempotentMatch> match,

@@ -66,24 +66,42 @@ const std::string& TaskColumns() {
 // The event snapshot: the task as a JSON object with kTaskFields' keys, in
 // the units the columns use (times in Unix microseconds, status as number).
 std::string EncodeTaskJson(const Task& t) {
-  auto time = [](const std::optional<absl::Time>& v) {
-    return v.has_value() ? absl::StrCat(Micros(*v)) : std::string("null");
+  // One buffer, appended to in place: this runs for every event written.
+  std::string out;
+  out.reserve(256 + t.title.size() + t.body.size() + t.result.size() +
+              t.last_error.size());
+  auto text = [&out](absl::string_view key, absl::string_view value) {
+    absl::StrAppend(&out, key);
+    AppendJsonString(value, &out);
   };
-  return absl::StrCat(
-      "{\"id\":", EncodeString(t.id), ",\"board\":", EncodeString(t.board),
-      ",\"title\":", EncodeString(t.title), ",\"body\":", EncodeString(t.body),
-      ",\"status\":", static_cast<int>(t.status), ",\"priority\":", t.priority,
-      ",\"labels\":", EncodeStringArray(t.labels),
-      ",\"assignee\":", EncodeString(t.assignee),
-      ",\"parent_ids\":", EncodeStringArray(t.parent_ids),
-      ",\"created_at\":", Micros(t.created_at), ",\"updated_at\":", Micros(t.updated_at),
-      ",\"version\":", t.version, ",\"attempt\":", t.attempt,
-      ",\"max_attempts\":", t.max_attempts, ",\"not_before\":", time(t.not_before),
-      ",\"result\":", EncodeString(t.result),
-      ",\"last_error\":", EncodeString(t.last_error),
-      ",\"idempotency_key\":", EncodeString(t.idempotency_key),
-      ",\"worker_id\":", EncodeString(t.worker_id),
-      ",\"lease_expires_at\":", time(t.lease_expires_at), "}");
+  auto time = [&out](absl::string_view key, const std::optional<absl::Time>& v) {
+    if (v.has_value()) {
+      absl::StrAppend(&out, key, Micros(*v));
+    } else {
+      absl::StrAppend(&out, key, "null");
+    }
+  };
+  text("{\"id\":", t.id);
+  text(",\"board\":", t.board);
+  text(",\"title\":", t.title);
+  text(",\"body\":", t.body);
+  absl::StrAppend(&out, ",\"status\":", static_cast<int>(t.status),
+                  ",\"priority\":", t.priority, ",\"labels\":");
+  AppendJsonStringArray(t.labels, &out);
+  text(",\"assignee\":", t.assignee);
+  out.append(",\"parent_ids\":");
+  AppendJsonStringArray(t.parent_ids, &out);
+  absl::StrAppend(&out, ",\"created_at\":", Micros(t.created_at),
+                  ",\"updated_at\":", Micros(t.updated_at), ",\"version\":", t.version,
+                  ",\"attempt\":", t.attempt, ",\"max_attempts\":", t.max_attempts);
+  time(",\"not_before\":", t.not_before);
+  text(",\"result\":", t.result);
+  text(",\"last_error\":", t.last_error);
+  text(",\"idempotency_key\":", t.idempotency_key);
+  text(",\"worker_id\":", t.worker_id);
+  time(",\"lease_expires_at\":", t.lease_expires_at);
+  out.push_back('}');
+  return out;
 }
 
 // The snapshot's fields read back as columns, in kTaskFields order.
@@ -180,6 +198,13 @@ absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) return std::optional<Board>();
   return Board{stmt.ColumnText(0), stmt.ColumnText(1), FromMicros(stmt.ColumnInt(2))};
+}
+
+absl::StatusOr<bool> BoardExists(Connection& db, absl::string_view name) {
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
+                          db.Cached("SELECT 1 FROM boards WHERE name = ?"));
+  stmt.BindText(1, name);
+  return stmt.Step();
 }
 
 absl::Status InsertBoard(Connection& db, const Board& board) {
@@ -525,8 +550,10 @@ absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
   // NULL: the event starts its own change (txn = its seq).
   stmt.BindOptionalInt(7,
                        event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
+  // Bound without a copy: it must outlive the statement's run.
+  const std::string snapshot = event.task.has_value() ? EncodeTaskJson(*event.task) : "";
   if (event.task.has_value()) {
-    stmt.BindText(5, EncodeTaskJson(*event.task));
+    stmt.BindText(5, snapshot);
   } else {
     stmt.BindNull(5);
   }

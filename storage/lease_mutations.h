@@ -1,7 +1,7 @@
 // The worker protocol's write operations: claiming under a lease, finishing
 // with the lease's token (fencing: a token that is not the task's current,
 // unexpired lease changes nothing), heartbeats, and the sweep that reclaims
-// expired leases. Each runs on the writer inside a savepoint.
+// expired leases. Each runs on the writer, undone alone if it fails.
 #ifndef KANBAN_STORAGE_LEASE_MUTATIONS_H_
 #define KANBAN_STORAGE_LEASE_MUTATIONS_H_
 

@@ -1,5 +1,5 @@
 // Helpers shared by the write operations in mutations.cc and
-// lease_mutations.cc. Each runs inside the caller's savepoint.
+// lease_mutations.cc. Each runs inside the caller's mutation.
 #ifndef KANBAN_STORAGE_MUTATION_UTIL_H_
 #define KANBAN_STORAGE_MUTATION_UTIL_H_
 

@@ -1,6 +1,7 @@
-// The board's write operations, each run by the Writer inside a savepoint:
-// they check the rules against the current rows, change them, and append an
-// event for every change, all in the caller's transaction. Inputs are
+// The board's write operations, each run by the Writer in a batch's
+// transaction (one that fails is undone alone; see writer.h): they check
+// the rules against the current rows, change them, and append an event for
+// every change. Inputs are
 // validated (storage/rules.h) before they get here.
 #ifndef KANBAN_STORAGE_MUTATIONS_H_
 #define KANBAN_STORAGE_MUTATIONS_H_

@@ -21,6 +21,8 @@ if [ "${1:-run}" = test ]; then
   packages+=(python3-grpcio python3-protobuf systemd openssl chromium)
   # The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes.
   packages+=(clang libclang-rt-14-dev)
+  # Callgrind counts the writer's instructions per create (tests/bench).
+  packages+=(valgrind)
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 missing=()

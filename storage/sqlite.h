@@ -136,9 +136,6 @@ class Connection {
   // too: SQLite's own hook drops a failed checkpoint's error, and with it
   // the only sign of a failed fsync in synchronous=NORMAL.
   void SetCheckpointHook(int pages);
-  // True once a commit left at least `pages` frames in the WAL and no
-  // checkpoint has run since.
-  bool CheckpointDue() const { return checkpoint_due_; }
   // Runs the PASSIVE checkpoint a commit asked for, if any, outside any
   // transaction. BUSY is not an error (the checkpoint simply runs later);
   // any other failure is returned, and means the fsync or write of pages

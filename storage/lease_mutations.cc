@@ -114,7 +114,7 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
       request.board.empty() ? std::string(kDefaultBoard) : request.board;
   KANBAN_RETURN_IF_ERROR(CheckActsAs(ctx.actor(), request.worker_id));
   KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), board, "board"));
-  KANBAN_RETURN_IF_ERROR(RequireBoard(ctx, board));
+  KANBAN_RETURN_IF_ERROR(sql::RequireBoard(db, board));
   ClaimResult result;
   KANBAN_ASSIGN_OR_RETURN(
       std::optional<std::string> id,

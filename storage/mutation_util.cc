@@ -45,13 +45,6 @@ absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,
   return task;
 }
 
-absl::Status RequireBoard(WriteContext& ctx, absl::string_view board) {
-  KANBAN_ASSIGN_OR_RETURN(bool exists, sql::BoardExists(ctx.db(), board));
-  if (!exists)
-    return absl::NotFoundError(absl::StrCat("board: \"", board, "\" not found"));
-  return absl::OkStatus();
-}
-
 absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view kind,
                          absl::string_view reason) {
   Event event;

@@ -17,9 +17,6 @@ namespace kanban::storage::mutations {
 // ABORTED carrying the current version when `expected` is set and differs.
 absl::Status CheckVersion(const Task& task, int64_t expected);
 
-// NOT_FOUND naming the field "board" unless board `board` exists.
-absl::Status RequireBoard(WriteContext& ctx, absl::string_view board);
-
 // Task `id` (NOT_FOUND naming `field`), or PERMISSION_DENIED when the
 // mutation's actor may not use its board.
 absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,

@@ -46,9 +46,8 @@ std::string ContentHash(const NewTask& r) {
 
 absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
   KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), request.name, "name"));
-  KANBAN_ASSIGN_OR_RETURN(std::optional<Board> existing,
-                          sql::FindBoard(ctx.db(), request.name));
-  if (existing.has_value()) {
+  KANBAN_ASSIGN_OR_RETURN(bool exists, sql::BoardExists(ctx.db(), request.name));
+  if (exists) {
     return absl::AlreadyExistsError(
         absl::StrCat("name: board \"", request.name, "\" already exists"));
   }
@@ -71,7 +70,7 @@ absl::StatusOr<Task> CreateTask(WriteContext& ctx, const NewTask& request) {
   const std::string board =
       request.board.empty() ? std::string(kDefaultBoard) : request.board;
   KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), board, "board"));
-  KANBAN_RETURN_IF_ERROR(RequireBoard(ctx, board));
+  KANBAN_RETURN_IF_ERROR(sql::RequireBoard(db, board));
   // Only a keyed create is ever compared with another.
   const std::string hash =
       request.idempotency_key.empty() ? std::string() : ContentHash(request);

@@ -362,12 +362,7 @@ void Store::ListTasks(TaskFilter filter, Done<TaskPage> done, const Actor& actor
   Read<TaskPage>(
       [filter = std::move(filter)](Connection& db) -> absl::StatusOr<TaskPage> {
         if (!filter.board.empty()) {
-          KANBAN_ASSIGN_OR_RETURN(std::optional<Board> board,
-                                  sql::FindBoard(db, filter.board));
-          if (!board.has_value()) {
-            return absl::NotFoundError(
-                absl::StrCat("board: \"", filter.board, "\" not found"));
-          }
+          KANBAN_RETURN_IF_ERROR(sql::RequireBoard(db, filter.board));
         }
         return sql::ListTasks(db, filter);
       },

@@ -190,21 +190,18 @@ absl::StatusOr<PagePosition> DecodePageToken(absl::string_view token) {
 
 // ---- Boards ----------------------------------------------------------------
 
-absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view name) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT name, description, created_at FROM boards WHERE name = ?"));
-  stmt.BindText(1, name);
-  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-  if (!row) return std::optional<Board>();
-  return Board{stmt.ColumnText(0), stmt.ColumnText(1), FromMicros(stmt.ColumnInt(2))};
-}
-
 absl::StatusOr<bool> BoardExists(Connection& db, absl::string_view name) {
   KANBAN_ASSIGN_OR_RETURN(Statement stmt,
                           db.Cached("SELECT 1 FROM boards WHERE name = ?"));
   stmt.BindText(1, name);
   return stmt.Step();
+}
+
+absl::Status RequireBoard(Connection& db, absl::string_view name) {
+  KANBAN_ASSIGN_OR_RETURN(bool exists, BoardExists(db, name));
+  if (!exists)
+    return absl::NotFoundError(absl::StrCat("board: \"", name, "\" not found"));
+  return absl::OkStatus();
 }
 
 absl::Status InsertBoard(Connection& db, const Board& board) {

@@ -19,9 +19,10 @@
 namespace kanban::storage::sql {
 
 // ---- Boards ----
-absl::StatusOr<std::optional<Board>> FindBoard(Connection& db, absl::string_view name);
-// Whether board `name` exists (cheaper than FindBoard: reads only the index).
+// Whether board `name` exists (reads only the index).
 absl::StatusOr<bool> BoardExists(Connection& db, absl::string_view name);
+// NOT_FOUND naming the field "board" unless board `name` exists.
+absl::Status RequireBoard(Connection& db, absl::string_view name);
 absl::Status InsertBoard(Connection& db, const Board& board);
 absl::StatusOr<std::vector<Board>> ListBoards(Connection& db);
 // Tasks per (board, status), for metrics; one scan of the tasks table.

@@ -23,7 +23,7 @@
 #include "service/server.h"
 #include "service/token_command.h"
 #include "storage/durability.h"
-#include "storage/restore.h"
+#include "storage/sqlite/restore.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7300",
           "host:port to serve gRPC on; port 0 picks a free port");

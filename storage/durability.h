@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "storage/sqlite.h"
+#include "storage/db.h"
 #include "storage/types.h"
 
 namespace kanban::storage {

@@ -145,7 +145,7 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
   task.lease_expires_at = lease.expires_at;
   KANBAN_RETURN_IF_ERROR(
       AppendEvent(ctx, task, "claimed", absl::StrCat("worker ", request.worker_id)));
-  result.observed_seq = ctx.events().back().seq;
+  // (observed_seq matters only to a claim that found nothing.)
   result.claim = Claim{std::move(task), std::move(lease)};
   return result;
 }

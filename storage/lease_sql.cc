@@ -2,6 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
+#include "storage/dialect.h"
 #include "storage/json_text.h"
 #include "storage/status_macros.h"
 
@@ -116,15 +119,18 @@ absl::StatusOr<std::optional<std::string>> FindClaimable(
   // One fixed statement for every filter: the required labels arrive as a
   // JSON array, so the statement is prepared once. It walks the
   // (board, status, priority DESC, created_at, pk) index in claim order.
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT t.id FROM tasks t"
-                " WHERE t.board = ?1 AND t.status = 3"
-                " AND (t.not_before IS NULL OR t.not_before <= ?2)"
-                " AND (t.assignee = '' OR t.assignee = ?3)"
-                " AND NOT EXISTS (SELECT 1 FROM json_each(?4) want WHERE want.value"
-                "   NOT IN (SELECT have.value FROM json_each(t.labels) have))"
-                " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT 1"));
+  // On PostgreSQL a row another replica's writer is claiming is skipped,
+  // not waited for.
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat("SELECT t.id FROM tasks t"
+                        " WHERE t.board = ?1 AND t.status = 3"
+                        " AND (t.not_before IS NULL OR t.not_before <= ?2)"
+                        " AND (t.assignee = '' OR t.assignee = ?3) AND ",
+                        dialect::JsonArrayContainsAll(d, "t.labels", "?4"),
+                        " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT 1",
+                        d == Dialect::kPostgres ? " FOR UPDATE OF t SKIP LOCKED" : "");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindText(1, board)
       .BindInt(2, Micros(now))
       .BindText(3, assignee)
@@ -146,36 +152,33 @@ absl::StatusOr<std::optional<absl::Time>> NextReadyAt(Connection& db,
   return FromMicros(stmt.ColumnInt(0));
 }
 
-absl::StatusOr<int64_t> LastEventSeq(Connection& db) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt, db.Cached("SELECT seq FROM sqlite_sequence WHERE name = 'events'"));
-  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-  return row ? stmt.ColumnInt(0) : 0;
-}
-
 absl::Status TouchWorker(Connection& db, absl::string_view worker_id, absl::Time now,
                          absl::string_view board) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
       db.Cached("INSERT INTO workers(worker_id, first_seen, last_seen, last_board)"
                 " VALUES (?1, ?2, ?2, ?3) ON CONFLICT(worker_id) DO UPDATE SET"
-                " last_seen = max(last_seen, ?2),"
-                " last_board = CASE WHEN ?3 = '' THEN last_board ELSE ?3 END"));
+                " last_seen = CASE WHEN workers.last_seen > ?2 THEN workers.last_seen"
+                "   ELSE ?2 END,"
+                " last_board = CASE WHEN ?3 = '' THEN workers.last_board ELSE ?3 END"));
   stmt.BindText(1, worker_id).BindInt(2, Micros(now)).BindText(3, board);
   return stmt.Run();
 }
 
 absl::StatusOr<std::vector<Worker>> ListWorkers(Connection& db, absl::string_view board) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("SELECT w.worker_id, w.first_seen, w.last_seen,"
-                " (SELECT json_group_array(l.task_id) FROM leases l"
-                "   WHERE l.worker_id = w.worker_id AND l.ended_at IS NULL)"
-                " FROM workers w WHERE ?1 = '' OR w.last_board = ?1 OR EXISTS ("
-                "   SELECT 1 FROM leases l JOIN tasks t ON t.id = l.task_id"
-                "   WHERE l.worker_id = w.worker_id AND l.ended_at IS NULL"
-                "   AND t.board = ?1)"
-                " ORDER BY w.last_seen DESC, w.worker_id"));
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat(
+        "SELECT w.worker_id, w.first_seen, w.last_seen, ",
+        dialect::JsonArrayOf(d, "l.task_id",
+                             "FROM leases l WHERE l.worker_id = w.worker_id"
+                             " AND l.ended_at IS NULL"),
+        " FROM workers w WHERE ?1 = '' OR w.last_board = ?1 OR EXISTS ("
+        "   SELECT 1 FROM leases l JOIN tasks t ON t.id = l.task_id"
+        "   WHERE l.worker_id = w.worker_id AND l.ended_at IS NULL"
+        "   AND t.board = ?1)"
+        " ORDER BY w.last_seen DESC, w.worker_id");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindText(1, board);
   std::vector<Worker> workers;
   while (true) {

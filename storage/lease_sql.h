@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "storage/sqlite.h"
+#include "storage/db.h"
 #include "storage/types.h"
 
 namespace kanban::storage::sql {
@@ -47,8 +47,6 @@ absl::StatusOr<std::optional<std::string>> FindClaimable(
 absl::StatusOr<std::optional<absl::Time>> NextReadyAt(Connection& db,
                                                       absl::string_view board,
                                                       absl::Time now);
-// The seq of the newest event ever written (0 for none).
-absl::StatusOr<int64_t> LastEventSeq(Connection& db);
 
 // Records that `worker_id` was seen at `now` (claiming on `board`, if set).
 absl::Status TouchWorker(Connection& db, absl::string_view worker_id, absl::Time now,

@@ -55,10 +55,7 @@ absl::Status AppendEvent(WriteContext& ctx, const Task& task, absl::string_view 
   event.task = task;
   event.reason = std::string(reason);
   event.principal = ctx.actor().principal;
-  // Every event of one change shares the seq of its first event.
-  event.txn = ctx.events().empty() ? 0 : ctx.events().front().txn;
-  KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
-  if (event.txn == 0) event.txn = event.seq;
+  // The writer gives it its seq and inserts it when the batch ends.
   ctx.AddEvent(std::move(event));
   return absl::OkStatus();
 }

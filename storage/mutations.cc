@@ -59,8 +59,6 @@ absl::StatusOr<Board> CreateBoard(WriteContext& ctx, const Board& request) {
   event.kind = "board_created";
   event.time = ctx.now();
   event.principal = ctx.actor().principal;
-  KANBAN_ASSIGN_OR_RETURN(event.seq, sql::InsertEvent(ctx.db(), event));
-  event.txn = event.seq;
   ctx.AddEvent(std::move(event));
   return board;
 }

@@ -8,16 +8,11 @@
 
 namespace kanban::storage {
 
-absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(const std::string& path,
-                                                             int threads,
-                                                             const std::string& vfs) {
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(
+    int threads, const OpenConnection& open) {
   std::unique_ptr<ReaderPool> pool(new ReaderPool());
-  Connection::Options options;
-  options.read_only = true;
-  options.vfs = vfs;
   for (int i = 0; i < std::max(threads, 1); ++i) {
-    KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
-                            Connection::Open(path, options));
+    KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, open());
     pool->connections_.push_back(std::move(db));
   }
   for (auto& db : pool->connections_) {

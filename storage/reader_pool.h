@@ -15,7 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "storage/sqlite.h"
+#include "storage/db.h"
 
 namespace kanban::storage {
 
@@ -25,10 +25,11 @@ class ReaderPool {
   // pool is closed (the job must then answer its caller with an error).
   using Job = std::function<void(Connection*)>;
 
-  // Opens `threads` read-only connections to `path` (which must exist).
-  static absl::StatusOr<std::unique_ptr<ReaderPool>> Open(const std::string& path,
-                                                          int threads,
-                                                          const std::string& vfs);
+  // Opens a connection for a reader (read-only where the backend allows).
+  using OpenConnection = std::function<absl::StatusOr<std::unique_ptr<Connection>>()>;
+  // Opens `threads` connections with `open` and starts a thread for each.
+  static absl::StatusOr<std::unique_ptr<ReaderPool>> Open(int threads,
+                                                          const OpenConnection& open);
   ~ReaderPool();  // Closes.
 
   // Queues a job. Thread-safe.

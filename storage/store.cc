@@ -7,12 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "storage/integrity.h"
+#include "storage/sqlite/integrity.h"
 #include "storage/lease_sql.h"
+#include "storage/postgres/connection.h"
+#include "storage/postgres/schema.h"
 #include "storage/mutations.h"
-#include "storage/quarantine.h"
+#include "storage/sqlite/quarantine.h"
 #include "storage/rules.h"
-#include "storage/schema.h"
+#include "storage/sqlite/schema.h"
 #include "storage/status_macros.h"
 #include "storage/task_sql.h"
 #include "storage/tokens.h"
@@ -39,30 +41,37 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   if (options.path.empty()) return absl::InvalidArgumentError("path: must be set");
   std::unique_ptr<Store> store(new Store(std::move(options)));
   const Options& opts = store->options_;
-  KANBAN_ASSIGN_OR_RETURN(store->lock_, FileLock::Acquire(opts.path + ".lock"));
-  absl::Status opened = store->OpenDatabase();
-  if (opened.code() == absl::StatusCode::kDataLoss) {
-    // Still under the lock: nobody else touches the files while they are
-    // copied.
-    store->writer_.reset();
-    store->readers_.reset();
-    absl::StatusOr<QuarantineSet> set =
-        Quarantine(opts.path, absl::Now(), opts.quarantine_keep);
-    std::string copy =
-        set.ok()
-            ? absl::StrCat(
-                  "A copy of the damaged files is in ", set->dir,
-                  set->reused ? " (identical to the last copy, not copied again)" : "")
-            : absl::StrCat("Copying the damaged files failed: ", set.status().message());
-    return absl::DataLossError(absl::StrCat(
-        "database ", opts.path, " is corrupt: ", opened.message(), ". ", copy,
-        ". kanband does not start on a corrupt database. To restore: "
-        "`kanband --db=",
-        opts.path,
-        " --restore-from=BACKUP` (checks the backup first and keeps the damaged file "
-        "aside); to salvage what is readable: `sqlite3 COPY .recover`."));
+  if (IsPostgresTarget(opts.path)) {
+    store->display_path_ = RedactPostgresTarget(opts.path);
+    KANBAN_RETURN_IF_ERROR(store->OpenDatabase(/*postgres=*/true));
+  } else {
+    store->display_path_ = opts.path;
+    KANBAN_ASSIGN_OR_RETURN(store->lock_, FileLock::Acquire(opts.path + ".lock"));
+    absl::Status opened = store->OpenDatabase(/*postgres=*/false);
+    if (opened.code() == absl::StatusCode::kDataLoss) {
+      // Still under the lock: nobody else touches the files while they are
+      // copied.
+      store->writer_.reset();
+      store->readers_.reset();
+      absl::StatusOr<QuarantineSet> set =
+          Quarantine(opts.path, absl::Now(), opts.quarantine_keep);
+      std::string copy =
+          set.ok() ? absl::StrCat(
+                         "A copy of the damaged files is in ", set->dir,
+                         set->reused ? " (identical to the last copy, not copied again)"
+                                     : "")
+                   : absl::StrCat("Copying the damaged files failed: ",
+                                  set.status().message());
+      return absl::DataLossError(absl::StrCat(
+          "database ", opts.path, " is corrupt: ", opened.message(), ". ", copy,
+          ". kanband does not start on a corrupt database. To restore: "
+          "`kanband --db=",
+          opts.path,
+          " --restore-from=BACKUP` (checks the backup first and keeps the damaged file "
+          "aside); to salvage what is readable: `sqlite3 COPY .recover`."));
+    }
+    KANBAN_RETURN_IF_ERROR(opened);
   }
-  KANBAN_RETURN_IF_ERROR(opened);
   if (opts.sweep_interval > absl::ZeroDuration()) {
     store->sweeper_ = std::thread([s = store.get()] {
       pthread_setname_np(pthread_self(), "kanban-sweeper");
@@ -72,12 +81,13 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
   return store;
 }
 
-absl::Status Store::OpenDatabase() {
+absl::StatusOr<std::unique_ptr<Connection>> Store::OpenSqlite(
+    ReaderPool::OpenConnection& open_reader) {
   const Options& opts = options_;
-  Connection::Options write_options;
+  SqliteConnection::Options write_options;
   write_options.vfs = opts.vfs;
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
-                          Connection::Open(opts.path, write_options));
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteConnection> db,
+                          SqliteConnection::Open(opts.path, write_options));
   if (opts.check_at_open) KANBAN_RETURN_IF_ERROR(QuickCheck(*db));
   KANBAN_RETURN_IF_ERROR(ApplyDurability(*db, opts.durability));
   KANBAN_RETURN_IF_ERROR(Migrate(*db, opts.clock->Now()).status());
@@ -85,13 +95,61 @@ absl::Status Store::OpenDatabase() {
   // Same checkpoints as SQLite's own, but a failed one is seen (after the
   // pragmas were read back: SQLite reports 0 for a hook of the caller's).
   db->SetCheckpointHook(durability_.wal_autocheckpoint);
+  open_reader = [path = opts.path,
+                 vfs = opts.vfs]() -> absl::StatusOr<std::unique_ptr<Connection>> {
+    SqliteConnection::Options read_only;
+    read_only.read_only = true;
+    read_only.vfs = vfs;
+    return SqliteConnection::Open(path, read_only);
+  };
+  return db;
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Store::OpenPostgres(
+    ReaderPool::OpenConnection& open_reader) {
+  const Options& opts = options_;
+  PgConnection::Options write_options;
+  write_options.target = opts.path;
+  // Unset leaves the server's own setting; the operator's choice is applied
+  // to every session of the writer (after a reconnect too).
+  if (opts.durability.source != "default") {
+    write_options.session_sql.push_back(opts.durability.mode == SyncMode::kFull
+                                            ? "SET synchronous_commit = on"
+                                            : "SET synchronous_commit = off");
+  }
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> db,
+                          PgConnection::Open(write_options));
+  KANBAN_ASSIGN_OR_RETURN(int version, postgres::Migrate(*db, opts.clock->Now()));
+  (void)version;
+  durability_.backend = "postgresql";
+  durability_.server_version = db->ServerVersion();
+  KANBAN_ASSIGN_OR_RETURN(durability_.synchronous,
+                          db->QueryText("SHOW synchronous_commit"));
+  durability_.schema_version = postgres::CurrentSchemaVersion();
+  open_reader = [target = opts.path]() -> absl::StatusOr<std::unique_ptr<Connection>> {
+    PgConnection::Options read_only;
+    read_only.target = target;
+    read_only.session_sql.push_back("SET default_transaction_read_only = on");
+    return PgConnection::Open(read_only);
+  };
+  return db;
+}
+
+absl::Status Store::OpenDatabase(bool postgres) {
+  const Options& opts = options_;
+  ReaderPool::OpenConnection open_reader;
+  std::unique_ptr<Connection> db;
+  if (postgres) {
+    KANBAN_ASSIGN_OR_RETURN(db, OpenPostgres(open_reader));
+  } else {
+    KANBAN_ASSIGN_OR_RETURN(db, OpenSqlite(open_reader));
+  }
   KANBAN_ASSIGN_OR_RETURN(int64_t head, sql::LastEventSeq(*db));
   hub_ = std::make_unique<EventHub>(opts.event_ring, head);
   KANBAN_ASSIGN_OR_RETURN(int64_t oldest, sql::OldestEventSeq(*db));
   hub_->ForgetBefore(oldest);
 
-  KANBAN_ASSIGN_OR_RETURN(readers_,
-                          ReaderPool::Open(opts.path, opts.reader_threads, opts.vfs));
+  KANBAN_ASSIGN_OR_RETURN(readers_, ReaderPool::Open(opts.reader_threads, open_reader));
   Writer::Options writer_options;
   writer_options.clock = opts.clock;
   writer_options.max_batch = opts.max_batch;
@@ -431,6 +489,12 @@ struct Store::BackupJob {
 void Store::Backup(BackupRequest request,
                    std::function<bool(const BackupProgress&)> progress,
                    Done<BackupResult> done) {
+  if (is_postgres()) {
+    return done(absl::FailedPreconditionError(
+        "backup: this kanband stores its board in PostgreSQL; back it up with the "
+        "server's own tools (pg_dump for a logical copy, pg_basebackup for a physical "
+        "one, with WAL archiving for point-in-time recovery)"));
+  }
   if (absl::Status s = ValidateBackupPath(request.path, request.overwrite, options_.path);
       !s.ok()) {
     return done(s);
@@ -452,7 +516,7 @@ void Store::StepBackup(std::shared_ptr<BackupJob> job) {
   writer_->SubmitAlone(
       [this, job](Connection& db) -> absl::Status {
         if (job->copy == nullptr) {
-          KANBAN_ASSIGN_OR_RETURN(job->copy, BackupCopy::Start(db, job->request.path));
+          KANBAN_ASSIGN_OR_RETURN(job->copy, BackupCopy::Start(static_cast<SqliteConnection&>(db), job->request.path));
         }
         absl::StatusOr<bool> complete = job->copy->Step(job->request.pages_per_step);
         if (!complete.ok()) {
@@ -487,6 +551,12 @@ void Store::EndBackup(const std::shared_ptr<BackupJob>& job,
 
 void Store::CheckIntegrity(bool quick, int max_problems,
                            Done<std::vector<std::string>> done) {
+  if (is_postgres()) {
+    return done(absl::FailedPreconditionError(
+        "check: this kanband stores its board in PostgreSQL; check it with the "
+        "server's own tools (the amcheck extension: bt_index_check, and "
+        "pg_amcheck)"));
+  }
   Read<std::vector<std::string>>(
       [this, quick,
        max_problems](Connection& db) -> absl::StatusOr<std::vector<std::string>> {

@@ -19,11 +19,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
-#include "storage/backup.h"
+#include "storage/sqlite/backup.h"
 #include "storage/clock.h"
 #include "storage/durability.h"
 #include "storage/event_hub.h"
-#include "storage/file_lock.h"
+#include "storage/sqlite/file_lock.h"
 #include "storage/lease_mutations.h"
 #include "storage/reader_pool.h"
 #include "storage/types.h"
@@ -37,7 +37,10 @@ using Done = std::function<void(absl::StatusOr<T>)>;
 class Store {
  public:
   struct Options {
-    std::string path;               // The database file. Required.
+    // The database: a SQLite file, or a PostgreSQL URI or libpq connection
+    // string (see storage/postgres/connection.h, IsPostgresTarget).
+    // Required.
+    std::string path;
     DurabilitySettings durability;  // Default: NORMAL.
     int reader_threads = 2;         // Default: 2.
     int max_batch = 1024;           // Mutations per commit. Default: 1024.
@@ -80,12 +83,16 @@ class Store {
     size_t max_writer_queue = 10000;
   };
 
-  // Locks "<path>.lock" (FAILED_PRECONDITION if another Store or process
-  // holds it), opens (creating if needed) the database, checks it
+  // SQLite: locks "<path>.lock" (FAILED_PRECONDITION if another Store or
+  // process holds it), opens (creating if needed) the database, checks it
   // (quick_check), applies the durability settings, migrates the schema,
   // and starts the writer and readers. A database found corrupt (by the
   // check or any step) is copied into a quarantine set first and DATA_LOSS
   // is returned, naming what was found, the copy, and how to restore.
+  // PostgreSQL: connects (UNAVAILABLE naming host, port and database when it
+  // cannot), migrates the schema under an advisory lock, applies the
+  // durability choice as synchronous_commit, and starts the same threads;
+  // several Stores may share one database.
   static absl::StatusOr<std::unique_ptr<Store>> Open(Options options);
   ~Store();  // Closes.
 
@@ -165,7 +172,11 @@ class Store {
 
   // The pragmas in force on the writer connection, read back at open.
   const DurabilityInfo& durability() const { return durability_; }
-  const std::string& path() const { return options_.path; }
+  // The database, as messages may show it: the file's path, or the
+  // PostgreSQL target without its password.
+  const std::string& path() const { return display_path_; }
+  // True on PostgreSQL (the SQLite-only tools answer FAILED_PRECONDITION).
+  bool is_postgres() const { return durability_.backend == "postgresql"; }
   // The clock leases and timestamps follow. Not owned.
   Clock* clock() const { return options_.clock; }
   // OK while writes are accepted; otherwise the UNAVAILABLE status every
@@ -181,8 +192,14 @@ class Store {
 
  private:
   explicit Store(Options options) : options_(std::move(options)) {}
-  // Open's steps on the database file, up to the writer and readers.
-  absl::Status OpenDatabase();
+  // Open's steps on the database, up to the writer and readers.
+  absl::Status OpenDatabase(bool postgres);
+  // The writer's connection, ready (checked, durable, migrated), with
+  // `open_reader` set to open a reader's.
+  absl::StatusOr<std::unique_ptr<Connection>> OpenSqlite(
+      ReaderPool::OpenConnection& open_reader);
+  absl::StatusOr<std::unique_ptr<Connection>> OpenPostgres(
+      ReaderPool::OpenConnection& open_reader);
 
   struct BackupJob;
   void StepBackup(std::shared_ptr<BackupJob> job);
@@ -199,6 +216,7 @@ class Store {
   // Constant after Open.
   const Options options_;
   DurabilityInfo durability_;
+  std::string display_path_;
   std::unique_ptr<FileLock> lock_;  // Released last.
   std::unique_ptr<EventHub> hub_;
   std::unique_ptr<Writer> writer_;

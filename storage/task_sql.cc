@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "storage/dialect.h"
 #include "storage/json_text.h"
 #include "storage/rules.h"
 #include "storage/status_macros.h"
@@ -34,10 +35,9 @@ constexpr Field kTaskFields[] = {
     {"body", "t.body"},
     {"status", "t.status"},
     {"priority", "t.priority"},
-    {"labels", "json(t.labels)"},
+    {"labels", "t.labels"},
     {"assignee", "t.assignee"},
-    {"parent_ids",
-     "(SELECT json_group_array(parent_id) FROM task_links WHERE child_id = t.id)"},
+    {"parent_ids", nullptr},  // A JSON array: dialect::JsonArrayOf.
     {"created_at", "t.created_at"},
     {"updated_at", "t.updated_at"},
     {"version", "t.version"},
@@ -54,13 +54,15 @@ constexpr Field kTaskFields[] = {
      "(SELECT l.expires_at FROM leases l WHERE l.task_id = t.id AND l.ended_at IS NULL)"},
 };
 
-const std::string& TaskColumns() {
-  static const auto* s = new std::string([] {
-    std::vector<std::string> parts;
-    for (const Field& f : kTaskFields) parts.push_back(f.column);
-    return absl::StrJoin(parts, ", ");
-  }());
-  return *s;
+std::string TaskColumns(Dialect d) {
+  std::vector<std::string> parts;
+  for (const Field& f : kTaskFields) {
+    parts.push_back(f.column != nullptr
+                        ? std::string(f.column)
+                        : dialect::JsonArrayOf(d, "parent_id",
+                                               "FROM task_links WHERE child_id = t.id"));
+  }
+  return absl::StrJoin(parts, ", ");
 }
 
 // The event snapshot: the task as a JSON object with kTaskFields' keys, in
@@ -105,15 +107,12 @@ std::string EncodeTaskJson(const Task& t) {
 }
 
 // The snapshot's fields read back as columns, in kTaskFields order.
-const std::string& SnapshotColumns() {
-  static const auto* s = new std::string([] {
-    std::vector<std::string> parts;
-    for (const Field& f : kTaskFields) {
-      parts.push_back(absl::StrCat("json_extract(e.task, '$.", f.key, "')"));
-    }
-    return absl::StrJoin(parts, ", ");
-  }());
-  return *s;
+std::string SnapshotColumns(Dialect d) {
+  std::vector<std::string> parts;
+  for (const Field& f : kTaskFields) {
+    parts.push_back(dialect::JsonField(d, "e.task", f.key));
+  }
+  return absl::StrJoin(parts, ", ");
 }
 
 absl::StatusOr<Task> ReadTask(const Statement& row, int first) {
@@ -245,9 +244,10 @@ absl::StatusOr<std::vector<TaskCount>> CountTasks(Connection& db) {
 
 absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
                               absl::string_view field) {
-  static const std::string* sql = new std::string(
-      absl::StrCat("SELECT ", TaskColumns(), " FROM tasks t WHERE t.id = ?"));
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat("SELECT ", TaskColumns(d), " FROM tasks t WHERE t.id = ?");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindText(1, id);
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) {
@@ -368,7 +368,8 @@ absl::Status SaveTaskState(Connection& db, const Task& t) {
 }
 
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
-  std::string sql = absl::StrCat("SELECT t.pk, ", TaskColumns(), " FROM tasks t WHERE 1");
+  std::string sql =
+      absl::StrCat("SELECT t.pk, ", TaskColumns(db.dialect()), " FROM tasks t WHERE 1 = 1");
   // Parameters in the order their '?' appear.
   std::vector<std::variant<int64_t, std::string>> params;
   if (!filter.board.empty()) {
@@ -387,8 +388,7 @@ absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
     params.emplace_back(filter.assignee);
   }
   if (!filter.label.empty()) {
-    absl::StrAppend(&sql,
-                    " AND EXISTS (SELECT 1 FROM json_each(t.labels) WHERE value = ?)");
+    absl::StrAppend(&sql, " AND ", dialect::JsonArrayHas(db.dialect(), "t.labels", "?"));
     params.emplace_back(filter.label);
   }
   if (!filter.page_token.empty()) {
@@ -490,7 +490,7 @@ absl::StatusOr<std::vector<std::string>> ChildrenInStatus(Connection& db,
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
       db.Cached("SELECT c.id FROM task_links l JOIN tasks c ON c.id = l.child_id"
-                " WHERE l.parent_id = ?1 AND c.status = ?2 AND (NOT ?3 OR NOT EXISTS ("
+                " WHERE l.parent_id = ?1 AND c.status = ?2 AND (?3 = 0 OR NOT EXISTS ("
                 "   SELECT 1 FROM task_links l2 JOIN tasks p ON p.id = l2.parent_id"
                 "   WHERE l2.child_id = c.id AND p.status NOT IN (7, 8)))"
                 " ORDER BY c.pk"));
@@ -506,13 +506,16 @@ absl::StatusOr<Comment> InsertComment(Connection& db, const NewComment& c,
                                       absl::Time now) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt, db.Cached("INSERT INTO comments(task_id, author, body, created_at)"
-                                " VALUES (?, ?, ?, ?)"));
+                                " VALUES (?, ?, ?, ?) RETURNING id"));
   stmt.BindText(1, c.task_id)
       .BindText(2, c.author)
       .BindText(3, c.body)
       .BindInt(4, Micros(now));
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return absl::InternalError("INSERT INTO comments returned no id");
+  const int64_t id = stmt.ColumnInt(0);
   KANBAN_RETURN_IF_ERROR(stmt.Run());
-  return Comment{db.LastInsertRowId(), c.task_id, c.author, c.body, now};
+  return Comment{id, c.task_id, c.author, c.body, now};
 }
 
 absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
@@ -533,39 +536,68 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 
 // ---- Events ----------------------------------------------------------------
 
-absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event) {
+absl::Status InsertEvent(Connection& db, const Event& event) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("INSERT INTO events(board, task_id, kind, time, task, reason, txn,"
-                " principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-  stmt.BindText(1, event.board)
-      .BindText(2, event.task_id)
-      .BindText(3, event.kind)
-      .BindInt(4, Micros(event.time))
-      .BindText(6, event.reason)
-      .BindText(8, event.principal);
+      db.Cached("INSERT INTO events(seq, board, task_id, kind, time, task, reason, txn,"
+                " principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  stmt.BindInt(1, event.seq)
+      .BindText(2, event.board)
+      .BindText(3, event.task_id)
+      .BindText(4, event.kind)
+      .BindInt(5, Micros(event.time))
+      .BindText(7, event.reason)
+      .BindText(9, event.principal);
   // NULL: the event starts its own change (txn = its seq).
-  stmt.BindOptionalInt(7,
-                       event.txn != 0 ? std::optional<int64_t>(event.txn) : std::nullopt);
+  stmt.BindOptionalInt(8, event.txn != event.seq ? std::optional<int64_t>(event.txn)
+                                                 : std::nullopt);
   // Bound without a copy: it must outlive the statement's run.
   const std::string snapshot = event.task.has_value() ? EncodeTaskJson(*event.task) : "";
   if (event.task.has_value()) {
-    stmt.BindText(5, snapshot);
+    stmt.BindText(6, snapshot);
   } else {
-    stmt.BindNull(5);
+    stmt.BindNull(6);
   }
+  return stmt.Run();
+}
+
+absl::StatusOr<int64_t> ReserveEventSeqs(Connection& db, int count) {
+  if (db.dialect() == Dialect::kSqlite) {
+    // The one writer holds the database's write lock: the head cannot move
+    // under it, and AUTOINCREMENT's sqlite_sequence follows the explicit
+    // seqs inserted.
+    KANBAN_ASSIGN_OR_RETURN(int64_t head, LastEventSeq(db));
+    return head + 1;
+  }
+  // The counter row's lock is held from here to COMMIT: the batch's last
+  // statement, so that seqs become visible in order (see storage/writer.h).
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("UPDATE event_counter SET seq = seq + ?1 RETURNING seq - ?1 + 1"));
+  stmt.BindInt(1, count);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) return absl::DataLossError("event_counter: the counter row is missing");
+  const int64_t first = stmt.ColumnInt(0);
   KANBAN_RETURN_IF_ERROR(stmt.Run());
-  return db.LastInsertRowId();
+  return first;
+}
+
+absl::StatusOr<int64_t> LastEventSeq(Connection& db) {
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached(dialect::Pick(db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                              "SELECT seq FROM event_counter")));
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  return row ? stmt.ColumnInt(0) : 0;
 }
 
 namespace {
 
-const std::string& EventColumns() {
-  static const auto* s = new std::string(
-      absl::StrCat("e.seq, e.board, e.task_id, e.kind, e.time, e.reason,"
-                   " COALESCE(e.txn, e.seq), e.task IS NOT NULL, e.principal, ",
-                   SnapshotColumns()));
-  return *s;
+std::string EventColumns(Dialect d) {
+  return absl::StrCat(
+      "e.seq, e.board, e.task_id, e.kind, e.time, e.reason, COALESCE(e.txn, e.seq),"
+      " CASE WHEN e.task IS NULL THEN 0 ELSE 1 END, e.principal, ",
+      SnapshotColumns(d));
 }
 
 absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
@@ -594,18 +626,21 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
 
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit) {
-  static const std::string* sql = new std::string(
-      absl::StrCat("SELECT ", EventColumns(),
-                   " FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2"));
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql->c_str()));
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat("SELECT ", EventColumns(d),
+                        " FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindInt(1, after_seq).BindInt(2, limit);
   KANBAN_ASSIGN_OR_RETURN(std::vector<Event> events, ReadEvents(stmt));
   if (static_cast<int>(events.size()) < limit || events.empty()) return events;
   // The limit may have cut a change in two: read the rest of its events.
-  static const std::string* rest = new std::string(absl::StrCat(
-      "SELECT ", EventColumns(),
-      " FROM events e WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq"));
-  KANBAN_ASSIGN_OR_RETURN(Statement more, db.Cached(rest->c_str()));
+  static const dialect::PerDialect rest([](Dialect d) {
+    return absl::StrCat(
+        "SELECT ", EventColumns(d),
+        " FROM events e WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement more, db.Cached(rest.For(db)));
   more.BindInt(1, events.back().txn).BindInt(2, events.back().seq);
   KANBAN_ASSIGN_OR_RETURN(std::vector<Event> tail, ReadEvents(more));
   std::move(tail.begin(), tail.end(), std::back_inserter(events));
@@ -615,8 +650,12 @@ absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after
 absl::StatusOr<int64_t> OldestEventSeq(Connection& db) {
   KANBAN_ASSIGN_OR_RETURN(
       Statement stmt,
-      db.Cached("SELECT COALESCE((SELECT min(seq) FROM events),"
-                " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 1)"));
+      db.Cached(dialect::Pick(
+          db,
+          "SELECT COALESCE((SELECT min(seq) FROM events),"
+          " (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'), 1)",
+          "SELECT COALESCE((SELECT min(seq) FROM events),"
+          " (SELECT seq + 1 FROM event_counter), 1)")));
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   return row ? stmt.ColumnInt(0) : 1;
 }
@@ -626,21 +665,29 @@ absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t k
   // The first seq to keep: the newest `keep` events, and nothing newer than
   // `before`; moved back to the start of its change, so no change is ever
   // half deleted; and at most `batch` rows per call, to keep the writer's
-  // transaction short.
+  // transaction short. Three index lookups, combined here rather than in
+  // SQL, whose scalar min/max the two dialects spell differently.
+  KANBAN_ASSIGN_OR_RETURN(Statement bounds,
+                          db.Cached("SELECT min(seq), max(seq) FROM events"));
+  KANBAN_ASSIGN_OR_RETURN(bool row, bounds.Step());
+  if (!row || bounds.ColumnIsNull(0)) return 0;
+  const int64_t lo = bounds.ColumnInt(0), hi = bounds.ColumnInt(1);
+  KANBAN_RETURN_IF_ERROR(bounds.Run());
+  KANBAN_ASSIGN_OR_RETURN(Statement recent,
+                          db.Cached("SELECT min(seq) FROM events WHERE time >= ?"));
+  recent.BindInt(1, Micros(before));
+  KANBAN_ASSIGN_OR_RETURN(row, recent.Step());
+  const int64_t first_recent = !row || recent.ColumnIsNull(0) ? hi + 1 : recent.ColumnInt(0);
+  KANBAN_RETURN_IF_ERROR(recent.Run());
+  const int64_t want = std::min(std::max(first_recent, hi - keep + 1), lo + batch);
   KANBAN_ASSIGN_OR_RETURN(
-      Statement cut,
-      db.Cached(
-          "WITH bounds AS (SELECT min(seq) AS lo, max(seq) AS hi FROM events),"
-          " want AS (SELECT max(COALESCE((SELECT min(seq) FROM events WHERE time >= ?1),"
-          "   hi + 1), hi - ?2 + 1) AS seq FROM bounds),"
-          " capped AS (SELECT min(want.seq, bounds.lo + ?3) AS seq FROM want, bounds)"
-          " SELECT COALESCE((SELECT COALESCE(e.txn, e.seq) FROM events e, capped"
-          "   WHERE e.seq >= capped.seq ORDER BY e.seq LIMIT 1), (SELECT seq FROM "
-          "capped))"));
-  cut.BindInt(1, Micros(before)).BindInt(2, keep).BindInt(3, batch);
-  KANBAN_ASSIGN_OR_RETURN(bool row, cut.Step());
-  if (!row || cut.ColumnIsNull(0)) return 0;
-  const int64_t first_kept = cut.ColumnInt(0);
+      Statement start,
+      db.Cached("SELECT COALESCE(txn, seq) FROM events WHERE seq >= ? ORDER BY seq LIMIT 1"));
+  start.BindInt(1, want);
+  KANBAN_ASSIGN_OR_RETURN(row, start.Step());
+  const int64_t first_kept = row ? start.ColumnInt(0) : want;
+  KANBAN_RETURN_IF_ERROR(start.Run());
+  if (first_kept <= lo) return 0;
   KANBAN_ASSIGN_OR_RETURN(Statement del, db.Cached("DELETE FROM events WHERE seq < ?"));
   del.BindInt(1, first_kept);
   KANBAN_RETURN_IF_ERROR(del.Run());

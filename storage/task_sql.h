@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "storage/sqlite.h"
+#include "storage/db.h"
 #include "storage/types.h"
 
 namespace kanban::storage::sql {
@@ -82,9 +82,16 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
                                                   absl::string_view task_id);
 
 // ---- Events ----
-// Appends `event` (its seq is ignored; its task, if any, is stored as the
-// snapshot; txn 0 means it starts its own change). Returns the new seq.
-absl::StatusOr<int64_t> InsertEvent(Connection& db, const Event& event);
+// Appends `event` with its seq and txn (txn == seq: it starts its own
+// change); its task, if any, is stored as the snapshot. The writer inserts
+// a batch's events last, with seqs from ReserveEventSeqs.
+absl::Status InsertEvent(Connection& db, const Event& event);
+// Reserves `count` consecutive seqs for the events of the open transaction
+// and returns the first. On PostgreSQL this takes the counter row's lock
+// until COMMIT, so commits become visible in seq order.
+absl::StatusOr<int64_t> ReserveEventSeqs(Connection& db, int count);
+// The seq of the newest event ever written (0 for none).
+absl::StatusOr<int64_t> LastEventSeq(Connection& db);
 // The seq of the oldest event still kept (one past the newest when every
 // event was deleted; 1 for a new database).
 absl::StatusOr<int64_t> OldestEventSeq(Connection& db);

@@ -244,7 +244,11 @@ struct SweepResult {
 
 // Effective durability settings, read back from the writer's connection.
 struct DurabilityInfo {
-  std::string synchronous;  // "FULL", "NORMAL", ...
+  std::string backend = "sqlite";  // "sqlite" or "postgresql".
+  std::string server_version;      // The engine's version, e.g. "3.40.1", "15.18".
+  // SQLite: PRAGMA synchronous ("FULL", "NORMAL", ...); PostgreSQL: SHOW
+  // synchronous_commit ("on", "off", ...).
+  std::string synchronous;
   int wal_autocheckpoint = 0;
   std::string journal_mode;
   int schema_version = 0;

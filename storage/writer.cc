@@ -10,6 +10,8 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "storage/status_macros.h"
+#include "storage/task_sql.h"
 
 namespace kanban::storage {
 
@@ -213,7 +215,8 @@ void Writer::RefuseAll(std::vector<Job>& jobs, const absl::Status& status) {
 
 bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
                       std::vector<absl::Status>& results,
-                      std::vector<Event>& committed_events, absl::Status& batch_status) {
+                      std::vector<Event>& committed_events,
+                      std::vector<size_t>& change_starts, absl::Status& batch_status) {
   for (size_t i = 0; i < batch.size() && batch_status.ok(); ++i) {
     std::optional<Savepoint> savepoint;
     if (isolate) {
@@ -238,12 +241,14 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
     if (status.ok() && savepoint.has_value()) status = savepoint->Release();
     if (status.ok()) {
       std::vector<Event> events = ctx.TakeEvents();
+      if (!events.empty()) change_starts.push_back(committed_events.size());
       std::move(events.begin(), events.end(), std::back_inserter(committed_events));
     } else if (savepoint.has_value()) {
       absl::Status rollback = savepoint->Rollback();
       if (!rollback.ok()) batch_status = rollback;
-    } else if (db_->TotalChanges() != changes_before) {
-      return false;  // Its changes cannot be undone alone.
+    } else if (db_->TotalChanges() != changes_before || db_->TransactionFailed()) {
+      return false;  // Its changes (or PostgreSQL's aborted transaction)
+                     // cannot be undone alone.
     }
     // (A mutation that failed before changing any row needs no undoing.)
     results[i] = std::move(status);
@@ -254,6 +259,7 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
 void Writer::ApplyBatch(std::vector<Job>& batch) {
   std::vector<absl::Status> results(batch.size());
   std::vector<Event> committed_events;
+  std::vector<size_t> change_starts;  // Index of each change's first event.
   absl::Status batch_status;
 
   // Most mutations succeed, and most that fail do so before writing: the
@@ -263,10 +269,12 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
   if (!txn.ok()) batch_status = txn.status();
   if (batch_status.ok() &&
-      !ApplyAll(batch, /*isolate=*/false, results, committed_events, batch_status)) {
+      !ApplyAll(batch, /*isolate=*/false, results, committed_events, change_starts,
+                batch_status)) {
     absl::Status rollback = txn->Rollback();
     results.assign(batch.size(), absl::OkStatus());
     committed_events.clear();
+    change_starts.clear();
     if (rollback.ok()) {
       txn = Transaction::Begin(*db_);
       if (!txn.ok()) batch_status = txn.status();
@@ -274,9 +282,12 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
       batch_status = rollback;
     }
     if (batch_status.ok()) {
-      ApplyAll(batch, /*isolate=*/true, results, committed_events, batch_status);
+      ApplyAll(batch, /*isolate=*/true, results, committed_events, change_starts,
+               batch_status);
     }
   }
+  // The events go in last: see InsertEvents.
+  if (batch_status.ok()) batch_status = InsertEvents(committed_events, change_starts);
   // time the COMMIT (the fsync in FULL mode).
   const absl::Time commit_start = absl::Now();
   if (batch_status.ok()) batch_status = txn->Commit();
@@ -307,6 +318,26 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     });
   }
   CheckpointIfDue();
+}
+
+absl::Status Writer::InsertEvents(std::vector<Event>& events,
+                                  const std::vector<size_t>& change_starts) {
+  if (events.empty()) return absl::OkStatus();
+  KANBAN_ASSIGN_OR_RETURN(int64_t seq,
+                          sql::ReserveEventSeqs(*db_, static_cast<int>(events.size())));
+  size_t next_change = 0;
+  int64_t txn = seq;
+  for (Event& event : events) {
+    event.seq = seq++;
+    if (next_change < change_starts.size() &&
+        &event == &events[change_starts[next_change]]) {
+      txn = event.seq;
+      ++next_change;
+    }
+    event.txn = txn;
+    KANBAN_RETURN_IF_ERROR(sql::InsertEvent(*db_, event));
+  }
+  return absl::OkStatus();
 }
 
 void Writer::CheckpointIfDue() {

@@ -29,7 +29,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "storage/clock.h"
-#include "storage/sqlite.h"
+#include "storage/db.h"
 #include "storage/types.h"
 
 namespace kanban::storage {
@@ -148,7 +148,13 @@ class Writer {
   // mutation that failed after changing rows, which only a rollback of the
   // whole transaction can undo.
   bool ApplyAll(std::vector<Job>& batch, bool isolate, std::vector<absl::Status>& results,
-                std::vector<Event>& committed_events, absl::Status& batch_status);
+                std::vector<Event>& committed_events, std::vector<size_t>& change_starts,
+                absl::Status& batch_status);
+  // Gives the batch's events their seqs (one block, reserved by the batch's
+  // last statement before COMMIT; each change's events share the seq of its
+  // first as txn) and inserts them.
+  absl::Status InsertEvents(std::vector<Event>& events,
+                            const std::vector<size_t>& change_starts);
   void RunAlone(Job& job) ABSL_LOCKS_EXCLUDED(answer_mu_);
   // Answers every job with `status` (on the answering thread).
   void RefuseAll(std::vector<Job>& jobs, const absl::Status& status)

@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 namespace kanban::crash {
 namespace {
@@ -313,7 +313,7 @@ class Checker {
 DbReport DbChecker::Check(const std::string& db_path, const Ledger& ledger) {
   DbReport report;
   absl::StatusOr<std::unique_ptr<Connection>> db =
-      Connection::Open(db_path, Connection::Options{});
+      SqliteConnection::Open(db_path, SqliteConnection::Options{});
   if (!db.ok()) {
     report.violations.push_back(
         absl::StrCat("cannot open ", db_path, ": ", db.status().ToString()));

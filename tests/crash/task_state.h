@@ -9,7 +9,7 @@
 #include <string>
 
 #include "kanban/v1/kanban.pb.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 namespace kanban::crash {
 

@@ -14,7 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "storage/rules.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 #include "storage/store.h"
 
 namespace kanban::testing {
@@ -164,10 +164,10 @@ std::map<std::string, int64_t> CheckDatabase(Store& store, const std::string& pa
   };
   std::map<std::string, int64_t> versions;
 
-  storage::Connection::Options read_only;
+  storage::SqliteConnection::Options read_only;
   read_only.read_only = true;
   absl::StatusOr<std::unique_ptr<storage::Connection>> db =
-      storage::Connection::Open(path, read_only);
+      storage::SqliteConnection::Open(path, read_only);
   absl::StatusOr<std::string> integrity =
       db.ok() ? (*db)->QueryText("PRAGMA integrity_check") : db.status();
   if (!integrity.ok() || *integrity != "ok") {

@@ -11,7 +11,7 @@
 #include <memory>
 
 #include "gtest/gtest.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::testing {
@@ -171,7 +171,7 @@ TEST_F(PowerLossVfsTest, FaultsMatchSuffixAndStartAfterN) {
 absl::StatusOr<int64_t> CommitThenCut(PowerLossVfs* vfs, const std::string& path,
                                       const char* synchronous) {
   {
-    auto setup = storage::Connection::Open(path, {});
+    auto setup = storage::SqliteConnection::Open(path, {});
     if (!setup.ok()) return setup.status();
     if (auto s = (*setup)->Exec("PRAGMA journal_mode=WAL; CREATE TABLE t(x)"); !s.ok()) {
       return s;
@@ -179,9 +179,9 @@ absl::StatusOr<int64_t> CommitThenCut(PowerLossVfs* vfs, const std::string& path
   }
   vfs->Reset();
   {
-    storage::Connection::Options options;
+    storage::SqliteConnection::Options options;
     options.vfs = vfs->name();
-    auto db = storage::Connection::Open(path, options);
+    auto db = storage::SqliteConnection::Open(path, options);
     if (!db.ok()) return db.status();
     if (auto s = (*db)->Exec(std::string("PRAGMA synchronous=") + synchronous +
                              "; INSERT INTO t VALUES (1)");
@@ -191,7 +191,7 @@ absl::StatusOr<int64_t> CommitThenCut(PowerLossVfs* vfs, const std::string& path
     vfs->Cut();
   }  // The close's checkpoint is dropped.
   if (auto s = vfs->Restore(PowerLossVfs::CutMode::kDropUnsynced); !s.ok()) return s;
-  auto db = storage::Connection::Open(path, {});
+  auto db = storage::SqliteConnection::Open(path, {});
   if (!db.ok()) return db.status();
   return (*db)->QueryInt("SELECT count(*) FROM t");
 }

@@ -22,7 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "storage/json_text.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 namespace kanban::fuzz {
 namespace {
@@ -70,7 +70,7 @@ bool Storable(absl::string_view s) {
 
 storage::Connection& Db() {
   static storage::Connection* db = [] {
-    auto opened = storage::Connection::Open(":memory:", {});
+    auto opened = storage::SqliteConnection::Open(":memory:", {});
     if (!opened.ok()) Fail("open :memory:", opened.status().ToString());
     return opened->release();
   }();

@@ -15,7 +15,7 @@
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -111,10 +111,10 @@ TEST_F(AdminServiceTest, BackupWhileWritingHoldsEveryEarlierWriteAndChecksClean)
 
   // The copy is a single file (no WAL needed), clean, with every task
   // acknowledged before the backup started.
-  storage::Connection::Options read_only;
+  storage::SqliteConnection::Options read_only;
   read_only.read_only = true;
   absl::StatusOr<std::unique_ptr<storage::Connection>> copy =
-      storage::Connection::Open(path, read_only);
+      storage::SqliteConnection::Open(path, read_only);
   ASSERT_TRUE(copy.ok()) << copy.status();
   EXPECT_EQ(*(*copy)->QueryText("PRAGMA journal_mode"), "delete");
   EXPECT_EQ(*(*copy)->QueryText("PRAGMA integrity_check"), "ok");

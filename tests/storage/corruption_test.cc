@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "storage/quarantine.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/quarantine.h"
+#include "storage/sqlite/connection.h"
 #include "storage/store.h"
 #include "tests/support/temp_dir.h"
 
@@ -48,9 +48,9 @@ std::vector<std::string> Fill(const std::string& path, int tasks) {
 void DamageTable(const std::string& path, const std::string& table) {
   int64_t root = 0, page_size = 0;
   {
-    Connection::Options options;
+    SqliteConnection::Options options;
     options.read_only = true;
-    absl::StatusOr<std::unique_ptr<Connection>> db = Connection::Open(path, options);
+    absl::StatusOr<std::unique_ptr<Connection>> db = SqliteConnection::Open(path, options);
     ASSERT_TRUE(db.ok()) << db.status();
     absl::StatusOr<int64_t> r = (*db)->QueryInt(
         "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = '" + table +

@@ -54,8 +54,8 @@ TEST_P(DurabilityModeTest, ResolvesAndIsInForceOnTheWriterConnection) {
   (*store)->Close();
 
   // journal_mode is a property of the file: a fresh connection sees WAL.
-  absl::StatusOr<std::unique_ptr<Connection>> db =
-      Connection::Open(options.path, Connection::Options());
+  absl::StatusOr<std::unique_ptr<SqliteConnection>> db =
+      SqliteConnection::Open(options.path, SqliteConnection::Options());
   ASSERT_TRUE(db.ok());
   EXPECT_EQ(*(*db)->QueryText("PRAGMA journal_mode"), "wal");
   // And a fresh connection does NOT inherit synchronous/autocheckpoint: they
@@ -103,8 +103,8 @@ TEST(DurabilityTest, WalIsSetOnlyWhenTheFileIsNotWalYet) {
   testing::TempDir dir;
   auto statements_of_apply = [&]() {
     std::vector<std::string> statements;
-    absl::StatusOr<std::unique_ptr<Connection>> db =
-        Connection::Open(dir.File("k.db"), Connection::Options());
+    absl::StatusOr<std::unique_ptr<SqliteConnection>> db =
+        SqliteConnection::Open(dir.File("k.db"), SqliteConnection::Options());
     EXPECT_TRUE(db.ok());
     (*db)->SetTrace([&](absl::string_view sql) { statements.emplace_back(sql); });
     EXPECT_TRUE(ApplyDurability(**db, DurabilitySettings()).ok());
@@ -132,8 +132,8 @@ TEST(DurabilityTest, ReopeningAWalFileKeepsItWal) {
 TEST(DurabilityTest, ConvertsARollbackJournalFileToWal) {
   testing::TempDir dir;
   {
-    absl::StatusOr<std::unique_ptr<Connection>> db =
-        Connection::Open(dir.File("old.db"), Connection::Options());
+    absl::StatusOr<std::unique_ptr<SqliteConnection>> db =
+        SqliteConnection::Open(dir.File("old.db"), SqliteConnection::Options());
     ASSERT_TRUE(db.ok());
     ASSERT_EQ(*(*db)->QueryText("PRAGMA journal_mode"), "delete");
   }

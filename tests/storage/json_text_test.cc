@@ -2,7 +2,7 @@
 #include "storage/json_text.h"
 
 #include "gtest/gtest.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {
@@ -28,7 +28,7 @@ TEST(JsonTextTest, RoundTripsAwkwardStrings) {
 
 TEST(JsonTextTest, DecodesWhatSqliteProduces) {
   testing::TempDir dir;
-  auto db = Connection::Open(dir.File("j.db"), Connection::Options());
+  auto db = SqliteConnection::Open(dir.File("j.db"), SqliteConnection::Options());
   ASSERT_TRUE(db.ok());
   ASSERT_TRUE((*db)->Exec("CREATE TABLE s(v TEXT)").ok());
   std::vector<std::string> values = {"a\"b", "c\\d", "e\nf", "g\x01h", "ü", "𝄞"};

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "storage/lease_mutations.h"
 #include "storage/store.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {
@@ -18,14 +19,18 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-class LeaseTest : public ::testing::Test {
+class LeaseTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
-  void SetUp() override { Reopen(); }
+  void SetUp() override {
+    target_ = testing::FreshDatabase(GetParam(), dir_.File("kanban.db"));
+    if (IsSkipped() || HasFailure()) return;
+    Reopen();
+  }
 
   void Reopen() {
     store_.reset();
     Store::Options options;
-    options.path = dir_.File("kanban.db");
+    options.path = target_;
     options.clock = &clock_;
     options.sweep_interval = absl::ZeroDuration();  // Tests sweep by hand.
     absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
@@ -111,11 +116,12 @@ class LeaseTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::string target_;  // The database: a file in dir_, or a PostgreSQL schema.
   FakeClock clock_{absl::FromUnixSeconds(1800000000)};
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(LeaseTest, ClaimTakesHighestPriorityThenOldest) {
+TEST_P(LeaseTest, ClaimTakesHighestPriorityThenOldest) {
   MustCreate("low", 1);
   clock_.Advance(absl::Seconds(1));
   Task high_old = MustCreate("high-old", 5);
@@ -141,7 +147,7 @@ TEST_F(LeaseTest, ClaimTakesHighestPriorityThenOldest) {
   EXPECT_GT(empty->observed_seq, 0);
 }
 
-TEST_F(LeaseTest, ClaimHonoursLabelsAssigneeAndNotBefore) {
+TEST_P(LeaseTest, ClaimHonoursLabelsAssigneeAndNotBefore) {
   MustCreate("gpu-big", 0, 0, {"gpu", "big"});
   MustCreate("for-alice", 9, 0, {}, "alice");
   NewTask later;
@@ -169,7 +175,7 @@ TEST_F(LeaseTest, ClaimHonoursLabelsAssigneeAndNotBefore) {
   EXPECT_EQ(MustClaim("w").task.title, "later");
 }
 
-TEST_F(LeaseTest, BadClaimsAreRefusedByField) {
+TEST_P(LeaseTest, BadClaimsAreRefusedByField) {
   EXPECT_EQ(TryClaim("").status().code(), absl::StatusCode::kInvalidArgument);
   absl::StatusOr<ClaimResult> r = TryClaim("w", absl::Milliseconds(500));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
@@ -185,7 +191,7 @@ TEST_F(LeaseTest, BadClaimsAreRefusedByField) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(LeaseTest, ThirtyTwoClaimersNeverShareATask) {
+TEST_P(LeaseTest, ThirtyTwoClaimersNeverShareATask) {
   constexpr int kTasks = 2000;
   for (int i = 0; i < kTasks; ++i) MustCreate("t" + std::to_string(i), i % 7);
   std::vector<std::vector<std::string>> got(32);
@@ -213,7 +219,7 @@ TEST_F(LeaseTest, ThirtyTwoClaimersNeverShareATask) {
       << "a task was claimed twice";
 }
 
-TEST_F(LeaseTest, CompleteFinishesAndPromotesChildren) {
+TEST_P(LeaseTest, CompleteFinishesAndPromotesChildren) {
   Task parent = MustCreate("parent");
   NewTask c;
   c.title = "child";
@@ -232,7 +238,7 @@ TEST_F(LeaseTest, CompleteFinishesAndPromotesChildren) {
   ExpectLeaseLost(Complete(claim.lease), "completed");
 }
 
-TEST_F(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderWins) {
+TEST_P(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderWins) {
   Task task = MustCreate("fenced");
   Claim first = MustClaim("w1", absl::Seconds(10));
   clock_.Advance(absl::Seconds(11));
@@ -267,7 +273,7 @@ TEST_F(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderWins) {
   EXPECT_EQ(Get(task.id).status, TaskStatus::kDone);
 }
 
-TEST_F(LeaseTest, ExpiriesBackOffThenGiveUp) {
+TEST_P(LeaseTest, ExpiriesBackOffThenGiveUp) {
   Task task = MustCreate("flaky", 0, /*max_attempts=*/3);
   absl::Duration previous_backoff = absl::ZeroDuration();
   for (int attempt = 1; attempt <= 3; ++attempt) {
@@ -298,7 +304,7 @@ TEST_F(LeaseTest, ExpiriesBackOffThenGiveUp) {
   }
 }
 
-TEST_F(LeaseTest, BackoffIsCapped) {
+TEST_P(LeaseTest, BackoffIsCapped) {
   mutations::RetryPolicy policy;
   absl::BitGen gen;
   for (int attempt : {1, 5, 10, 40, 1000}) {
@@ -309,7 +315,7 @@ TEST_F(LeaseTest, BackoffIsCapped) {
   EXPECT_GE(mutations::Backoff(1000, policy, gen), policy.backoff_cap / 2);
 }
 
-TEST_F(LeaseTest, FailWithAndWithoutRetryAndRelease) {
+TEST_P(LeaseTest, FailWithAndWithoutRetryAndRelease) {
   Task a = MustCreate("a", 3);
   Claim claim = MustClaim("w");
   absl::StatusOr<Task> failed = Fail(claim.lease, /*retry=*/true, "disk on fire");
@@ -348,7 +354,7 @@ TEST_F(LeaseTest, FailWithAndWithoutRetryAndRelease) {
   EXPECT_EQ(LastKind(), "gave_up");
 }
 
-TEST_F(LeaseTest, OperatorMoveCancelsTheLease) {
+TEST_P(LeaseTest, OperatorMoveCancelsTheLease) {
   Task task = MustCreate("stop me");
   Claim claim = MustClaim("w");
   TaskMove move{task.id, TaskStatus::kBlocked, 0, "wrong input"};
@@ -364,7 +370,7 @@ TEST_F(LeaseTest, OperatorMoveCancelsTheLease) {
   EXPECT_EQ(Get(task.id).status, TaskStatus::kBlocked);
 }
 
-TEST_F(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
+TEST_P(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
   Task a = MustCreate("a", 2);
   Task b = MustCreate("b", 1);
   Claim ca = MustClaim("w1", absl::Seconds(10));
@@ -396,7 +402,7 @@ TEST_F(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
   EXPECT_THAT((*workers)[0].task_ids, ::testing::ElementsAre(b.id));
 }
 
-TEST_F(LeaseTest, LeasesSurviveARestart) {
+TEST_P(LeaseTest, LeasesSurviveARestart) {
   Task short_task = MustCreate("short", 2);
   Task long_task = MustCreate("long", 1);
   Claim short_claim = MustClaim("w", absl::Seconds(10));
@@ -415,7 +421,7 @@ TEST_F(LeaseTest, LeasesSurviveARestart) {
   EXPECT_TRUE(Complete(long_claim.lease).ok());
 }
 
-TEST_F(LeaseTest, WrongTaskForTokenAndUnknownTask) {
+TEST_P(LeaseTest, WrongTaskForTokenAndUnknownTask) {
   Task a = MustCreate("a", 1);
   MustCreate("b");
   Claim claim = MustClaim("w");
@@ -455,7 +461,7 @@ void ExpectSameTask(const Task& a, const Task& b, const std::string& where) {
   EXPECT_EQ(a.lease_expires_at, b.lease_expires_at);
 }
 
-TEST_F(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
+TEST_P(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
   auto check = [&](const absl::StatusOr<Task>& returned, const std::string& step) {
     ASSERT_TRUE(returned.ok()) << step << ": " << returned.status();
     ExpectSameTask(*returned, Get(returned->id), step + " vs row");
@@ -504,6 +510,8 @@ TEST_F(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
   TaskMove stop{claim.task.id, TaskStatus::kBlocked, 0, "halt"};
   check(Await<Task>([&](auto done) { store_->MoveTask(stop, done); }), "cancel by move");
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::storage

@@ -1,6 +1,6 @@
 // The SQLite wrapper: statements, cached statements, transactions and
 // savepoints on a real file, and the result-code mapping.
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 #include <sqlite3.h>
 
@@ -11,8 +11,8 @@
 namespace kanban::storage {
 namespace {
 
-Connection::Options ReadOnly() {
-  Connection::Options options;
+SqliteConnection::Options ReadOnly() {
+  SqliteConnection::Options options;
   options.read_only = true;
   return options;
 }
@@ -22,7 +22,7 @@ using ::testing::HasSubstr;
 class SqliteTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto db = Connection::Open(dir_.File("s.db"), {});
+    auto db = SqliteConnection::Open(dir_.File("s.db"), {});
     ASSERT_TRUE(db.ok()) << db.status();
     db_ = *std::move(db);
     ASSERT_TRUE(db_->Exec("CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER)").ok());
@@ -108,14 +108,14 @@ TEST_F(SqliteTest, ErrorCodesMapToStatusCodes) {
 }
 
 TEST_F(SqliteTest, ReadOnlyConnectionCannotWrite) {
-  auto ro = Connection::Open(dir_.File("s.db"), ReadOnly());
+  auto ro = SqliteConnection::Open(dir_.File("s.db"), ReadOnly());
   ASSERT_TRUE(ro.ok());
   EXPECT_EQ((*ro)->Exec("INSERT INTO kv VALUES ('x', 1)").code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(SqliteTest, OpenFailureNamesThePath) {
-  auto db = Connection::Open(dir_.File("no/such/dir/x.db"), {});
+  auto db = SqliteConnection::Open(dir_.File("no/such/dir/x.db"), {});
   EXPECT_EQ(db.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(db.status().message()), HasSubstr("no/such/dir/x.db"));
 }

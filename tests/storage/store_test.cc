@@ -11,7 +11,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/rules.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {
@@ -21,14 +22,18 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
-class StoreTest : public ::testing::Test {
+class StoreTest : public ::testing::TestWithParam<testing::Backend> {
  protected:
-  void SetUp() override { Reopen(); }
+  void SetUp() override {
+    target_ = testing::FreshDatabase(GetParam(), dir_.File("kanban.db"));
+    if (IsSkipped() || HasFailure()) return;
+    Reopen();
+  }
 
   void Reopen() {
     store_.reset();
     Store::Options options;
-    options.path = dir_.File("kanban.db");
+    options.path = target_;
     options.clock = &clock_;
     options.on_commit = [this](const std::vector<Event>& events) {
       absl::MutexLock lock(&events_mu_);
@@ -79,13 +84,14 @@ class StoreTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::string target_;  // The database: a file in dir_, or a PostgreSQL schema.
   FakeClock clock_{absl::FromUnixSeconds(1800000000)};
   absl::Mutex events_mu_;
   std::vector<Event> published_ ABSL_GUARDED_BY(events_mu_);
   std::unique_ptr<Store> store_;
 };
 
-TEST_F(StoreTest, CreateTaskIsReadyWithDefaults) {
+TEST_P(StoreTest, CreateTaskIsReadyWithDefaults) {
   absl::StatusOr<Task> task = Create("write the report", 5);
   ASSERT_TRUE(task.ok()) << task.status();
   EXPECT_EQ(task->id.size(), 26u);
@@ -103,7 +109,7 @@ TEST_F(StoreTest, CreateTaskIsReadyWithDefaults) {
   EXPECT_EQ(read->created_at, task->created_at);
 }
 
-TEST_F(StoreTest, FieldsRoundTripIncludingAwkwardText) {
+TEST_P(StoreTest, FieldsRoundTripIncludingAwkwardText) {
   NewTask t;
   t.title = "quote \" backslash \\ tab\t and ünïcödé ✓";
   t.body = "line1\nline2\r\n\x01end";
@@ -133,7 +139,7 @@ TEST_F(StoreTest, FieldsRoundTripIncludingAwkwardText) {
   EXPECT_EQ(events[0].task->not_before, t.not_before);
 }
 
-TEST_F(StoreTest, TriageOnlyWhenAsked) {
+TEST_P(StoreTest, TriageOnlyWhenAsked) {
   NewTask t;
   t.title = "look at this";
   t.initial_status = TaskStatus::kTriage;
@@ -147,7 +153,7 @@ TEST_F(StoreTest, TriageOnlyWhenAsked) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("initial_status"));
 }
 
-TEST_F(StoreTest, InvalidInputWritesNothing) {
+TEST_P(StoreTest, InvalidInputWritesNothing) {
   ASSERT_TRUE(Create("keep me").ok());
   const size_t events_before = Events().size();
   struct Case {
@@ -197,7 +203,7 @@ TEST_F(StoreTest, InvalidInputWritesNothing) {
   EXPECT_EQ(Events().size(), events_before);
 }
 
-TEST_F(StoreTest, LimitsAreInclusiveAndCountCharacters) {
+TEST_P(StoreTest, LimitsAreInclusiveAndCountCharacters) {
   NewTask t;
   t.title = std::string(500, 'x');
   EXPECT_TRUE(Create(t).ok());
@@ -211,7 +217,7 @@ TEST_F(StoreTest, LimitsAreInclusiveAndCountCharacters) {
   EXPECT_TRUE(Create(t).ok());
 }
 
-TEST_F(StoreTest, IdempotencyKey) {
+TEST_P(StoreTest, IdempotencyKey) {
   NewTask t;
   t.title = "once";
   t.idempotency_key = "req-1";
@@ -240,7 +246,7 @@ TEST_F(StoreTest, IdempotencyKey) {
   EXPECT_NE(other_board->id, first->id);
 }
 
-TEST_F(StoreTest, UpdateChecksVersionAndBumpsIt) {
+TEST_P(StoreTest, UpdateChecksVersionAndBumpsIt) {
   absl::StatusOr<Task> task = Create("v");
   ASSERT_TRUE(task.ok());
   clock_.Advance(absl::Seconds(5));
@@ -272,7 +278,7 @@ TEST_F(StoreTest, UpdateChecksVersionAndBumpsIt) {
   EXPECT_EQ(Events().size(), events);
 }
 
-TEST_F(StoreTest, ManualMovesFollowTheTable) {
+TEST_P(StoreTest, ManualMovesFollowTheTable) {
   absl::StatusOr<Task> task = Create("m");
   ASSERT_TRUE(task.ok());
   for (TaskStatus to : {TaskStatus::kBlocked, TaskStatus::kReady, TaskStatus::kDone,
@@ -296,7 +302,7 @@ TEST_F(StoreTest, ManualMovesFollowTheTable) {
       << "a refused move changes nothing";
 }
 
-TEST_F(StoreTest, FinishingParentsPromotesChildrenInTheSameCommit) {
+TEST_P(StoreTest, FinishingParentsPromotesChildrenInTheSameCommit) {
   absl::StatusOr<Task> a = Create("a");
   absl::StatusOr<Task> b = Create("b");
   ASSERT_TRUE(a.ok() && b.ok());
@@ -330,7 +336,7 @@ TEST_F(StoreTest, FinishingParentsPromotesChildrenInTheSameCommit) {
   EXPECT_EQ(Events().back().kind, "demoted");
 }
 
-TEST_F(StoreTest, MoveToReadyWithUnfinishedParentGoesToTodo) {
+TEST_P(StoreTest, MoveToReadyWithUnfinishedParentGoesToTodo) {
   absl::StatusOr<Task> parent = Create("p");
   ASSERT_TRUE(parent.ok());
   absl::StatusOr<Task> child = Create("c", 0, {parent->id});
@@ -340,7 +346,7 @@ TEST_F(StoreTest, MoveToReadyWithUnfinishedParentGoesToTodo) {
   EXPECT_EQ(moved->status, TaskStatus::kTodo);
 }
 
-TEST_F(StoreTest, LinkingRefusesCyclesAndCrossBoardLinks) {
+TEST_P(StoreTest, LinkingRefusesCyclesAndCrossBoardLinks) {
   absl::StatusOr<Task> a = Create("a");
   absl::StatusOr<Task> b = Create("b");
   absl::StatusOr<Task> c = Create("c");
@@ -365,7 +371,7 @@ TEST_F(StoreTest, LinkingRefusesCyclesAndCrossBoardLinks) {
   EXPECT_EQ(Link("missing", a->id).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(StoreTest, LinkAndUnlinkMoveTheChild) {
+TEST_P(StoreTest, LinkAndUnlinkMoveTheChild) {
   absl::StatusOr<Task> parent = Create("p");
   absl::StatusOr<Task> child = Create("c");
   ASSERT_EQ(child->status, TaskStatus::kReady);
@@ -385,7 +391,7 @@ TEST_F(StoreTest, LinkAndUnlinkMoveTheChild) {
   EXPECT_EQ(Unlink(parent->id, child->id).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(StoreTest, CommentsAreKeptInOrder) {
+TEST_P(StoreTest, CommentsAreKeptInOrder) {
   absl::StatusOr<Task> task = Create("talk");
   for (const char* body : {"first", "second"}) {
     absl::StatusOr<Comment> c = Await<Comment>([&](auto done) {
@@ -408,7 +414,7 @@ TEST_F(StoreTest, CommentsAreKeptInOrder) {
             absl::StatusCode::kNotFound);
 }
 
-TEST_F(StoreTest, ListOrdersByPriorityThenAgeAndPages) {
+TEST_P(StoreTest, ListOrdersByPriorityThenAgeAndPages) {
   for (auto [title, priority] :
        std::vector<std::pair<std::string, int>>{{"low-old", 0},
                                                 {"high-old", 9},
@@ -454,7 +460,7 @@ TEST_F(StoreTest, ListOrdersByPriorityThenAgeAndPages) {
   EXPECT_EQ(List(f).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(StoreTest, ListFilters) {
+TEST_P(StoreTest, ListFilters) {
   NewTask t;
   t.title = "gpu-job";
   t.labels = {"gpu", "big"};
@@ -480,7 +486,7 @@ TEST_F(StoreTest, ListFilters) {
   EXPECT_EQ(List(f)->tasks.size(), 2u);
 }
 
-TEST_F(StoreTest, BoardsDefaultAndDuplicates) {
+TEST_P(StoreTest, BoardsDefaultAndDuplicates) {
   absl::StatusOr<std::vector<Board>> boards =
       Await<std::vector<Board>>([&](auto done) { store_->ListBoards(done); });
   ASSERT_TRUE(boards.ok());
@@ -499,7 +505,7 @@ TEST_F(StoreTest, BoardsDefaultAndDuplicates) {
 
 // Many threads writing at once: every acknowledged task is present, events
 // are gap-free, and the writer really batched (fewer commits than writes).
-TEST_F(StoreTest, ConcurrentWritersAreAllDurableAndSeqIsGapFree) {
+TEST_P(StoreTest, ConcurrentWritersAreAllDurableAndSeqIsGapFree) {
   constexpr int kThreads = 16;
   constexpr int kPerThread = 150;
   std::vector<std::vector<std::string>> ids(kThreads);
@@ -548,7 +554,7 @@ TEST_F(StoreTest, ConcurrentWritersAreAllDurableAndSeqIsGapFree) {
   }
 }
 
-TEST_F(StoreTest, PublishesCommittedEventsInOrder) {
+TEST_P(StoreTest, PublishesCommittedEventsInOrder) {
   absl::StatusOr<Task> parent = Create("p");
   absl::StatusOr<Task> child = Create("c", 0, {parent->id});
   ASSERT_TRUE(Move(parent->id, TaskStatus::kDone).ok());
@@ -563,7 +569,7 @@ TEST_F(StoreTest, PublishesCommittedEventsInOrder) {
   EXPECT_THAT(kinds, ElementsAre("created", "created", "moved", "promoted"));
 }
 
-TEST_F(StoreTest, DataSurvivesReopen) {
+TEST_P(StoreTest, DataSurvivesReopen) {
   absl::StatusOr<Task> task = Create("persist");
   ASSERT_TRUE(Move(task->id, TaskStatus::kBlocked).ok());
   store_->Close();
@@ -578,9 +584,10 @@ TEST_F(StoreTest, DataSurvivesReopen) {
   EXPECT_EQ(Events().size(), 2u);
 }
 
-TEST_F(StoreTest, OneStorePerDatabaseFile) {
+TEST_P(StoreTest, OneStorePerDatabaseFile) {
+  if (GetParam() != testing::Backend::kSqlite) GTEST_SKIP() << testing::kSqliteOnly;
   Store::Options options;
-  options.path = dir_.File("kanban.db");
+  options.path = target_;
   absl::StatusOr<std::unique_ptr<Store>> second = Store::Open(options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(second.status().message()),
@@ -591,20 +598,23 @@ TEST_F(StoreTest, OneStorePerDatabaseFile) {
   ASSERT_TRUE(second.ok()) << second.status();
 }
 
-TEST_F(StoreTest, RefusesADatabaseFromTheFuture) {
+TEST_P(StoreTest, RefusesADatabaseFromTheFuture) {
+  if (GetParam() != testing::Backend::kSqlite) GTEST_SKIP() << testing::kSqliteOnly;
   store_.reset();
   {
     absl::StatusOr<std::unique_ptr<Connection>> db =
-        Connection::Open(dir_.File("kanban.db"), {});
+        SqliteConnection::Open(dir_.File("kanban.db"), {});
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE((*db)->Exec("PRAGMA user_version=999").ok());
   }
   Store::Options options;
-  options.path = dir_.File("kanban.db");
+  options.path = target_;
   absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(options);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("999"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::storage

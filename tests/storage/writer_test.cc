@@ -16,7 +16,8 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
+#include "storage/sqlite/schema.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {
@@ -24,8 +25,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-Connection::Options ReadOnly() {
-  Connection::Options options;
+SqliteConnection::Options ReadOnly() {
+  SqliteConnection::Options options;
   options.read_only = true;
   return options;
 }
@@ -33,18 +34,20 @@ Connection::Options ReadOnly() {
 class WriterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto db = Connection::Open(dir_.File("w.db"), {});
+    auto db = SqliteConnection::Open(dir_.File("w.db"), {});
     ASSERT_TRUE(db.ok());
     ASSERT_TRUE((*db)
                     ->Exec("PRAGMA journal_mode=WAL; "
                            "CREATE TABLE t(v INTEGER PRIMARY KEY)")
                     .ok());
+    // The event log: the writer inserts each batch's events itself.
+    ASSERT_TRUE(Migrate(**db, absl::Now()).ok());
     Writer::Options options;
     writer_ = std::make_unique<Writer>(*std::move(db), options);
   }
 
   int64_t CountRows() {
-    auto db = Connection::Open(dir_.File("w.db"), ReadOnly());
+    auto db = SqliteConnection::Open(dir_.File("w.db"), ReadOnly());
     EXPECT_TRUE(db.ok());
     return *(*db)->QueryInt("SELECT count(*) FROM t");
   }
@@ -153,7 +156,7 @@ TEST_F(WriterTest, FailureAfterWritingPublishesOnlyWhatCommitted) {
     absl::MutexLock lock(&mu);
     for (const Event& e : events) published.push_back(e.task_id);
   };
-  auto db = Connection::Open(dir_.File("w.db"), {});
+  auto db = SqliteConnection::Open(dir_.File("w.db"), {});
   ASSERT_TRUE(db.ok());
   writer_ = std::make_unique<Writer>(*std::move(db), options);
 
@@ -254,9 +257,9 @@ TEST_F(WriterTest, BusyDatabaseFailsTheBatchAsUnavailable) {
   // Another process-like connection holds the write lock: BEGIN IMMEDIATE
   // times out with SQLITE_BUSY, which must surface as UNAVAILABLE (retry),
   // never as corruption.
-  Connection::Options options;
+  SqliteConnection::Options options;
   options.busy_timeout_ms = 0;
-  auto other = Connection::Open(dir_.File("w.db"), options);
+  auto other = SqliteConnection::Open(dir_.File("w.db"), options);
   ASSERT_TRUE(other.ok());
   ASSERT_TRUE((*other)->Exec("BEGIN IMMEDIATE").ok());
   absl::Notification done;
@@ -283,7 +286,7 @@ TEST_F(WriterTest, BusyDatabaseFailsTheBatchAsUnavailable) {
 // deterministically.
 TEST_F(WriterTest, FullQueueRefusesWithRetryPushback) {
   writer_.reset();  // Replaced by one with a small bound, on the same file.
-  auto db = Connection::Open(dir_.File("w.db"), {});
+  auto db = SqliteConnection::Open(dir_.File("w.db"), {});
   ASSERT_TRUE(db.ok());
   Writer::Options options;
   options.max_queue = 3;

@@ -1,4 +1,4 @@
-#include "storage/quarantine.h"
+#include "storage/sqlite/quarantine.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "storage/fsync.h"
+#include "storage/sqlite/fsync.h"
 
 namespace kanban::storage {
 namespace fs = std::filesystem;

@@ -6,8 +6,8 @@
 // like the one kanban replaces): when the newest set already holds exactly
 // the current files, it is reused instead of copied again, and at most
 // `keep` sets are kept (the oldest go first).
-#ifndef KANBAN_STORAGE_QUARANTINE_H_
-#define KANBAN_STORAGE_QUARANTINE_H_
+#ifndef KANBAN_STORAGE_SQLITE_QUARANTINE_H_
+#define KANBAN_STORAGE_SQLITE_QUARANTINE_H_
 
 #include <string>
 #include <vector>
@@ -34,4 +34,4 @@ std::vector<std::string> ListQuarantineSets(const std::string& db_path);
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_QUARANTINE_H_
+#endif  // KANBAN_STORAGE_SQLITE_QUARANTINE_H_

@@ -1,14 +1,14 @@
-#include "storage/restore.h"
+#include "storage/sqlite/restore.h"
 
 #include <filesystem>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "storage/file_lock.h"
-#include "storage/fsync.h"
-#include "storage/integrity.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/file_lock.h"
+#include "storage/sqlite/fsync.h"
+#include "storage/sqlite/integrity.h"
+#include "storage/sqlite/connection.h"
 #include "storage/status_macros.h"
 
 namespace kanban::storage {
@@ -20,10 +20,10 @@ absl::Status CheckBackup(const std::string& backup) {
   if (!fs::is_regular_file(backup, error)) {
     return absl::NotFoundError(absl::StrCat("restore_from: ", backup, " is not a file"));
   }
-  Connection::Options options;
+  SqliteConnection::Options options;
   options.read_only = true;
   KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db,
-                          Connection::Open(backup, options));
+                          SqliteConnection::Open(backup, options));
   absl::StatusOr<std::vector<std::string>> problems =
       FindProblems(*db, /*full=*/true, 20);
   if (!problems.ok()) {

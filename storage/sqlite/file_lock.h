@@ -2,8 +2,8 @@
 // as a Store is open, so that a second kanband on the same file refuses to
 // start instead of becoming a second writer. The lock dies with the process,
 // so a crashed kanband never leaves a stale lock behind.
-#ifndef KANBAN_STORAGE_FILE_LOCK_H_
-#define KANBAN_STORAGE_FILE_LOCK_H_
+#ifndef KANBAN_STORAGE_SQLITE_FILE_LOCK_H_
+#define KANBAN_STORAGE_SQLITE_FILE_LOCK_H_
 
 #include <memory>
 #include <string>
@@ -29,4 +29,4 @@ class FileLock {
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_FILE_LOCK_H_
+#endif  // KANBAN_STORAGE_SQLITE_FILE_LOCK_H_

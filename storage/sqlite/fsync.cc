@@ -1,4 +1,4 @@
-#include "storage/fsync.h"
+#include "storage/sqlite/fsync.h"
 
 #include <errno.h>
 #include <fcntl.h>

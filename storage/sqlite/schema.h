@@ -1,11 +1,11 @@
 // The database schema, versioned with PRAGMA user_version and upgraded by
 // forward-only migrations, each in its own transaction.
-#ifndef KANBAN_STORAGE_SCHEMA_H_
-#define KANBAN_STORAGE_SCHEMA_H_
+#ifndef KANBAN_STORAGE_SQLITE_SCHEMA_H_
+#define KANBAN_STORAGE_SQLITE_SCHEMA_H_
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 namespace kanban::storage {
 
@@ -19,4 +19,4 @@ absl::StatusOr<int> Migrate(Connection& db, absl::Time now);
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_SCHEMA_H_
+#endif  // KANBAN_STORAGE_SQLITE_SCHEMA_H_

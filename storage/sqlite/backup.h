@@ -3,8 +3,8 @@
 // carries every page the writer changes into the copy, where a copy from
 // any other connection would restart from scratch after each commit (and,
 // under steady writes, never finish).
-#ifndef KANBAN_STORAGE_BACKUP_H_
-#define KANBAN_STORAGE_BACKUP_H_
+#ifndef KANBAN_STORAGE_SQLITE_BACKUP_H_
+#define KANBAN_STORAGE_SQLITE_BACKUP_H_
 
 #include <cstdint>
 #include <memory>
@@ -12,7 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 struct sqlite3_backup;
 
@@ -42,7 +42,7 @@ absl::Status ValidateBackupPath(const std::string& path, bool overwrite,
 class BackupCopy {
  public:
   // Opens "<path>.partial" (replacing any left by an earlier attempt).
-  static absl::StatusOr<std::unique_ptr<BackupCopy>> Start(Connection& source,
+  static absl::StatusOr<std::unique_ptr<BackupCopy>> Start(SqliteConnection& source,
                                                            const std::string& path);
   ~BackupCopy();
   BackupCopy(const BackupCopy&) = delete;
@@ -58,11 +58,11 @@ class BackupCopy {
   absl::StatusOr<BackupResult> Finish();
 
  private:
-  BackupCopy(std::string path, std::unique_ptr<Connection> dest, sqlite3_backup* backup)
+  BackupCopy(std::string path, std::unique_ptr<SqliteConnection> dest, sqlite3_backup* backup)
       : path_(std::move(path)), dest_(std::move(dest)), backup_(backup) {}
 
   const std::string path_;
-  std::unique_ptr<Connection> dest_;
+  std::unique_ptr<SqliteConnection> dest_;
   sqlite3_backup* backup_;
   BackupProgress progress_;
   bool finished_ = false;
@@ -70,4 +70,4 @@ class BackupCopy {
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_BACKUP_H_
+#endif  // KANBAN_STORAGE_SQLITE_BACKUP_H_

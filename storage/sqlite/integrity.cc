@@ -1,4 +1,4 @@
-#include "storage/integrity.h"
+#include "storage/sqlite/integrity.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"

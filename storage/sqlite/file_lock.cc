@@ -1,4 +1,4 @@
-#include "storage/file_lock.h"
+#include "storage/sqlite/file_lock.h"
 
 #include <errno.h>
 #include <fcntl.h>

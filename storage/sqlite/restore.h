@@ -1,7 +1,7 @@
 // Restoring a database from a backup, with the server stopped: the backup is
 // checked before anything is replaced, and the files it replaces are kept.
-#ifndef KANBAN_STORAGE_RESTORE_H_
-#define KANBAN_STORAGE_RESTORE_H_
+#ifndef KANBAN_STORAGE_SQLITE_RESTORE_H_
+#define KANBAN_STORAGE_SQLITE_RESTORE_H_
 
 #include <string>
 
@@ -21,4 +21,4 @@ absl::StatusOr<std::string> RestoreFromBackup(const std::string& backup,
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_RESTORE_H_
+#endif  // KANBAN_STORAGE_SQLITE_RESTORE_H_

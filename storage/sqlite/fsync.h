@@ -1,8 +1,8 @@
 // fsync for the few places that write files outside SQLite (quarantine
 // copies, backups, restores): a copy or rename is durable only once the file
 // and then its folder are synced.
-#ifndef KANBAN_STORAGE_FSYNC_H_
-#define KANBAN_STORAGE_FSYNC_H_
+#ifndef KANBAN_STORAGE_SQLITE_FSYNC_H_
+#define KANBAN_STORAGE_SQLITE_FSYNC_H_
 
 #include <string>
 
@@ -20,4 +20,4 @@ absl::Status SyncParent(const std::string& path);
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_FSYNC_H_
+#endif  // KANBAN_STORAGE_SQLITE_FSYNC_H_

@@ -1,4 +1,4 @@
-#include "storage/backup.h"
+#include "storage/sqlite/backup.h"
 
 #include <sqlite3.h>
 
@@ -7,8 +7,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "storage/fsync.h"
-#include "storage/integrity.h"
+#include "storage/sqlite/fsync.h"
+#include "storage/sqlite/integrity.h"
 #include "storage/status_macros.h"
 
 namespace kanban::storage {
@@ -48,13 +48,13 @@ absl::Status ValidateBackupPath(const std::string& path, bool overwrite,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<BackupCopy>> BackupCopy::Start(Connection& source,
+absl::StatusOr<std::unique_ptr<BackupCopy>> BackupCopy::Start(SqliteConnection& source,
                                                               const std::string& path) {
   std::error_code error;
   fs::remove(Partial(path), error);
   fs::remove(Partial(path) + "-journal", error);
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> dest,
-                          Connection::Open(Partial(path), Connection::Options()));
+  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteConnection> dest,
+                          SqliteConnection::Open(Partial(path), SqliteConnection::Options()));
   sqlite3_backup* backup =
       sqlite3_backup_init(dest->handle(), "main", source.handle(), "main");
   if (backup == nullptr) {
@@ -101,7 +101,7 @@ absl::StatusOr<BackupResult> BackupCopy::Finish() {
   // self-contained file, so switch it to a rollback journal.
   {
     KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> copy,
-                            Connection::Open(Partial(path_), Connection::Options()));
+                            SqliteConnection::Open(Partial(path_), SqliteConnection::Options()));
     KANBAN_RETURN_IF_ERROR(copy->Exec("PRAGMA journal_mode=DELETE"));
     absl::Status check = QuickCheck(*copy);
     if (!check.ok()) {

@@ -1,13 +1,13 @@
 // SQLite's own consistency checks, as statuses and lists of problems.
-#ifndef KANBAN_STORAGE_INTEGRITY_H_
-#define KANBAN_STORAGE_INTEGRITY_H_
+#ifndef KANBAN_STORAGE_SQLITE_INTEGRITY_H_
+#define KANBAN_STORAGE_SQLITE_INTEGRITY_H_
 
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "storage/sqlite.h"
+#include "storage/sqlite/connection.h"
 
 namespace kanban::storage {
 
@@ -23,4 +23,4 @@ absl::Status QuickCheck(Connection& db);
 
 }  // namespace kanban::storage
 
-#endif  // KANBAN_STORAGE_INTEGRITY_H_
+#endif  // KANBAN_STORAGE_SQLITE_INTEGRITY_H_

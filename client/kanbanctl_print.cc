@@ -186,9 +186,16 @@ void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out) {
   Table table;
   table.AddRow({"version:", info.version()});
   table.AddRow({"database:", info.database_path()});
-  table.AddRow({"synchronous:", info.synchronous()});
-  table.AddRow({"wal_autocheckpoint:", absl::StrCat(info.wal_autocheckpoint())});
-  table.AddRow({"journal_mode:", info.journal_mode()});
+  if (!info.backend().empty()) {
+    table.AddRow({"backend:", absl::StrCat(info.backend(), " ", info.backend_version())});
+  }
+  if (info.backend() == "postgresql") {
+    table.AddRow({"synchronous_commit:", info.synchronous()});
+  } else {
+    table.AddRow({"synchronous:", info.synchronous()});
+    table.AddRow({"wal_autocheckpoint:", absl::StrCat(info.wal_autocheckpoint())});
+    table.AddRow({"journal_mode:", info.journal_mode()});
+  }
   table.AddRow({"schema_version:", absl::StrCat(info.schema_version())});
   // FormatDuration writes a zero duration as a bare "0".
   uptime = absl::Trunc(uptime, absl::Milliseconds(1));

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libcivetweb-dev
+  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libpq-dev
   libgtest-dev libgmock-dev
 )
 # The Python and Node clients' tests, systemd-analyze for the unit file's,
@@ -19,6 +19,9 @@ packages=(
 # browser tests (test only: serving needs none).
 if [ "${1:-run}" = test ]; then
   packages+=(python3-grpcio python3-protobuf systemd openssl chromium)
+  # The storage and service tests run against a private PostgreSQL 15 too
+  # (tests/support/postgres_server.sh: initdb/pg_ctl, never the system service).
+  packages+=(postgresql-15)
   # The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes.
   packages+=(clang libclang-rt-14-dev)
   # Callgrind counts the writer's instructions per create (tests/bench).
@@ -34,6 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "quickstart: installing ${missing[*]}" >&2
+  # The tests start their own PostgreSQL; the package's default cluster (a
+  # system service on port 5432) is not wanted.
+  if [[ " ${missing[*]} " == *" postgresql-15 "* && ! -e /etc/postgresql-common/createcluster.conf ]]; then
+    $sudo mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | $sudo tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null

@@ -309,6 +309,8 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::GetServerInfo(
   response->set_wal_autocheckpoint(info.wal_autocheckpoint);
   response->set_schema_version(info.schema_version);
   response->set_journal_mode(info.journal_mode);
+  response->set_backend(info.backend);
+  response->set_backend_version(info.server_version);
   absl::Duration uptime = absl::Now() - started_;
   response->mutable_uptime()->set_seconds(absl::ToInt64Seconds(uptime));
   auto* reactor = ctx->DefaultReactor();

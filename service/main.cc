@@ -21,8 +21,10 @@
 #include "absl/time/time.h"
 #include "service/log.h"
 #include "service/server.h"
+#include "service/migrate_command.h"
 #include "service/token_command.h"
 #include "storage/durability.h"
+#include "storage/postgres/connection.h"
 #include "storage/sqlite/restore.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7300",
@@ -149,12 +151,17 @@ int main(int argc, char** argv) {
       "kanband: the kanban task-board server.\n"
       "Usage: kanband [--listen=127.0.0.1:7300] [--db=./data/kanban.db] "
       "[--synchronous=normal|full] [--auth=none|token]\n"
-      "       kanband token create --db=PATH --role=admin [--name=NAME]\n"
+      "       kanband token create --db=PATH|URI --role=admin [--name=NAME]\n"
+      "       kanband migrate --from=SQLITE_FILE --to=postgresql://USER@HOST/DB\n"
       "Environment: KANBAN_SYNCHRONOUS_MODE=full turns on synchronous=FULL and "
       "wal_autocheckpoint=100.");
   // `kanband token create ...`: its own arguments, not the server's flags.
   if (argc > 1 && std::string(argv[1]) == "token") {
     return kanban::service::RunTokenCommand(argc - 1, argv + 1);
+  }
+  // `kanband migrate --from=FILE --to=URI`: SQLite into PostgreSQL.
+  if (argc > 1 && std::string(argv[1]) == "migrate") {
+    return kanban::service::RunMigrateCommand(argc - 1, argv + 1);
   }
   std::vector<std::string> arg_storage;
   std::vector<char*> args = NormalizeFlagNames(argc, argv, arg_storage);
@@ -194,7 +201,12 @@ int main(int argc, char** argv) {
   if (!durability->warning.empty()) LogWarning(durability->warning);
 
   const std::string db_path = absl::GetFlag(FLAGS_db);
-  std::filesystem::path dir = std::filesystem::path(db_path).parent_path();
+  const bool postgres = kanban::storage::IsPostgresTarget(db_path);
+  // What logs may show of --db: a PostgreSQL target loses its password.
+  const std::string db_shown =
+      postgres ? kanban::storage::RedactPostgresTarget(db_path) : db_path;
+  std::filesystem::path dir =
+      postgres ? std::filesystem::path() : std::filesystem::path(db_path).parent_path();
   if (!dir.empty()) {
     std::error_code error;
     std::filesystem::create_directories(dir, error);
@@ -206,6 +218,13 @@ int main(int argc, char** argv) {
   }
 
   if (const std::string backup = absl::GetFlag(FLAGS_restore_from); !backup.empty()) {
+    if (postgres) {
+      LogError(absl::StrCat(
+          "restore: --restore_from restores SQLite files; ", db_shown,
+          " is PostgreSQL: restore it with the server's own tools (pg_restore from a "
+          "pg_dump, or a pg_basebackup with its WAL)"));
+      return kExitConfig;
+    }
     absl::StatusOr<std::string> aside =
         kanban::storage::RestoreFromBackup(backup, db_path, absl::Now());
     if (!aside.ok()) {
@@ -397,8 +416,8 @@ int main(int argc, char** argv) {
     if (tokens == 0) {
       LogWarning(absl::StrCat(
           "--auth=token but the database has no tokens: every call will be refused. "
-          "Stop kanband and run: kanband token create --db=",
-          db_path, " --role=admin"));
+          "Run: kanband token create --db=", postgres ? "'<the same --db>'" : db_path,
+          " --role=admin"));
     } else {
       LogInfo(absl::StrCat("auth: bearer tokens required (", tokens, " active)"));
     }
@@ -406,11 +425,20 @@ int main(int argc, char** argv) {
     LogInfo("auth: none (loopback only unless --insecure_no_auth; see --auth)");
   }
   const kanban::storage::DurabilityInfo& info = (*server)->store().durability();
-  LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,
-                       ", journal_mode=", info.journal_mode, ")"));
-  LogInfo(absl::StrCat("durability: synchronous=", info.synchronous,
-                       " wal_autocheckpoint=", info.wal_autocheckpoint, " (from ",
-                       durability->source, ")"));
+  if (postgres) {
+    LogInfo(absl::StrCat("database ", db_shown, " (PostgreSQL ", info.server_version,
+                         ", schema ", info.schema_version, ")"));
+    LogInfo(absl::StrCat("durability: synchronous_commit=", info.synchronous, " (from ",
+                         durability->source == "default" ? "the server's setting"
+                                                         : durability->source,
+                         ")"));
+  } else {
+    LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,
+                         ", journal_mode=", info.journal_mode, ")"));
+    LogInfo(absl::StrCat("durability: synchronous=", info.synchronous,
+                         " wal_autocheckpoint=", info.wal_autocheckpoint, " (from ",
+                         durability->source, ")"));
+  }
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   LogInfo(absl::StrCat("kanband ", KANBAN_VERSION, " listening on ", host, ":",
                        (*server)->port()));

@@ -137,14 +137,18 @@ class Metrics::LiveCollector final : public prometheus::Collectable {
     out.push_back(std::move(tasks));
     out.push_back(std::move(held));
 
-    auto bytes = MakeFamily("kanban_database_bytes",
-                            "Size of the database file and of its write-ahead log.",
-                            MetricType::Gauge);
-    bytes.metric.push_back(
-        Value(FileBytes(store->path()), MetricType::Gauge, {{"file", "db"}}));
-    bytes.metric.push_back(
-        Value(FileBytes(store->path() + "-wal"), MetricType::Gauge, {{"file", "wal"}}));
-    out.push_back(std::move(bytes));
+    // On PostgreSQL the files are the server's (pg_database_size and its
+    // own exporters tell them).
+    if (!store->is_postgres()) {
+      auto bytes = MakeFamily("kanban_database_bytes",
+                              "Size of the database file and of its write-ahead log.",
+                              MetricType::Gauge);
+      bytes.metric.push_back(
+          Value(FileBytes(store->path()), MetricType::Gauge, {{"file", "db"}}));
+      bytes.metric.push_back(Value(FileBytes(store->path() + "-wal"), MetricType::Gauge,
+                                   {{"file", "wal"}}));
+      out.push_back(std::move(bytes));
+    }
 
     const storage::DurabilityInfo& d = store->durability();
     auto durability = MakeFamily("kanban_durability_info",

@@ -13,6 +13,7 @@
 #include "service/auth.h"
 #include "storage/durability.h"
 #include "storage/rules.h"
+#include "storage/postgres/connection.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -97,7 +98,9 @@ int RunTokenCommand(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<storage::Store>> store =
       storage::Store::Open(std::move(options));
   if (!store.ok()) {
-    std::cerr << "kanband token: cannot open " << db << ": " << store.status().message()
+    std::cerr << "kanband token: cannot open "
+              << (storage::IsPostgresTarget(db) ? storage::RedactPostgresTarget(db) : db)
+              << ": " << store.status().message()
               << (store.status().code() == absl::StatusCode::kFailedPrecondition
                       ? "\n(is kanband running on it? then use kanbanctl token create)"
                       : "")

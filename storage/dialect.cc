@@ -13,10 +13,14 @@ std::string JsonArrayOf(Dialect d, absl::string_view expr, absl::string_view fro
                       ")");
 }
 
-std::string JsonField(Dialect d, absl::string_view column, absl::string_view key) {
-  if (d == Dialect::kSqlite) return absl::StrCat("json_extract(", column, ", '$.", key, "')");
-  // ->> on json (not jsonb) gives an array back as the text that was stored.
-  return absl::StrCat("(CAST(", column, " AS json) ->> '", key, "')");
+std::string EventsWithSnapshot(Dialect d) {
+  if (d == Dialect::kSqlite) return "events e";
+  return "events e LEFT JOIN LATERAL (SELECT CAST(e.task AS jsonb) AS j) snapshot ON true";
+}
+
+std::string SnapshotField(Dialect d, absl::string_view key) {
+  if (d == Dialect::kSqlite) return absl::StrCat("json_extract(e.task, '$.", key, "')");
+  return absl::StrCat("(snapshot.j ->> '", key, "')");
 }
 
 std::string JsonArrayHas(Dialect d, absl::string_view array, absl::string_view value) {

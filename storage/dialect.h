@@ -39,9 +39,14 @@ class PerDialect {
 // none: `(SELECT <agg> FROM ...)`.
 std::string JsonArrayOf(Dialect d, absl::string_view expr, absl::string_view from_where);
 
-// The value of top-level `key` of the JSON text in `column`: a scalar as
-// SQL text or number, an array as JSON text, JSON null as NULL.
-std::string JsonField(Dialect d, absl::string_view column, absl::string_view key);
+// The events table with its snapshot column (JSON text) ready for
+// SnapshotField: on PostgreSQL the text is parsed once per row (as jsonb, in
+// a lateral join), not once per field.
+std::string EventsWithSnapshot(Dialect d);
+// The value of top-level `key` of the snapshot of `EventsWithSnapshot`'s
+// row: a scalar as SQL text or number, an array as JSON text, JSON null as
+// NULL.
+std::string SnapshotField(Dialect d, absl::string_view key);
 
 // A boolean: the JSON string array (text) `array` has an element equal to
 // the text `value`.

@@ -74,6 +74,8 @@ absl::Status ApplyDurability(Connection& db, const DurabilitySettings& settings)
 
 absl::StatusOr<DurabilityInfo> ReadDurability(Connection& db) {
   DurabilityInfo info;
+  info.backend = "sqlite";
+  KANBAN_ASSIGN_OR_RETURN(info.server_version, db.QueryText("SELECT sqlite_version()"));
   KANBAN_ASSIGN_OR_RETURN(int64_t sync, db.QueryInt("PRAGMA synchronous"));
   switch (sync) {
     case 0:

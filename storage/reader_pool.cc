@@ -65,6 +65,9 @@ void ReaderPool::Run(Connection* db) {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
+    // A server connection that broke comes back here (at most every so
+    // often); while it cannot, the job's own query fails UNAVAILABLE.
+    (void)db->EnsureConnected();
     job(db);
   }
 }

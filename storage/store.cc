@@ -209,6 +209,12 @@ void Store::Read(std::function<absl::StatusOr<T>(Connection&)> query, Done<T> do
           return;
         }
         absl::StatusOr<T> result = query(*db);
+        // A read is safe to repeat: one that found its server connection
+        // broken runs once more on a new one.
+        if (absl::IsUnavailable(result.status()) && db->dialect() == Dialect::kPostgres &&
+            db->EnsureConnected().ok()) {
+          result = query(*db);
+        }
         // Corruption seen by a reader ends writing as it would on the writer:
         // writing on into a damaged file would spread the damage.
         if (result.status().code() == absl::StatusCode::kDataLoss) {

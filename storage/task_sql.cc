@@ -110,7 +110,7 @@ std::string EncodeTaskJson(const Task& t) {
 std::string SnapshotColumns(Dialect d) {
   std::vector<std::string> parts;
   for (const Field& f : kTaskFields) {
-    parts.push_back(dialect::JsonField(d, "e.task", f.key));
+    parts.push_back(dialect::SnapshotField(d, f.key));
   }
   return absl::StrJoin(parts, ", ");
 }
@@ -628,7 +628,8 @@ absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after
                                                    int limit) {
   static const dialect::PerDialect sql([](Dialect d) {
     return absl::StrCat("SELECT ", EventColumns(d),
-                        " FROM events e WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
+                        " FROM ", dialect::EventsWithSnapshot(d),
+                        " WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
   });
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindInt(1, after_seq).BindInt(2, limit);
@@ -638,7 +639,8 @@ absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after
   static const dialect::PerDialect rest([](Dialect d) {
     return absl::StrCat(
         "SELECT ", EventColumns(d),
-        " FROM events e WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq");
+        " FROM ", dialect::EventsWithSnapshot(d),
+        " WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq");
   });
   KANBAN_ASSIGN_OR_RETURN(Statement more, db.Cached(rest.For(db)));
   more.BindInt(1, events.back().txn).BindInt(2, events.back().seq);

@@ -257,6 +257,12 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
 }
 
 void Writer::ApplyBatch(std::vector<Job>& batch) {
+  // A server connection that broke is reopened first; while it cannot be,
+  // every write is refused at once (UNAVAILABLE), so none waits on it.
+  if (absl::Status connected = db_->EnsureConnected(); !connected.ok()) {
+    RefuseAll(batch, connected);
+    return;
+  }
   std::vector<absl::Status> results(batch.size());
   std::vector<Event> committed_events;
   std::vector<size_t> change_starts;  // Index of each change's first event.

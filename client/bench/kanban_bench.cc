@@ -43,10 +43,12 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
   std::unique_ptr<KanbandChild> child;
   std::string address = options.server;
   if (options.own_server()) {
+    std::vector<std::string> args = {"--synchronous=" + options.synchronous};
+    // Later flags win: this replaces the child's fresh SQLite file.
+    if (!options.db.empty()) args.push_back("--db=" + options.db);
     child = std::make_unique<KanbandChild>(
         options.kanband, options.dir,
-        absl::StrCat("kanban-bench-", options.scenario, "-", options.synchronous),
-        std::vector<std::string>{"--synchronous=" + options.synchronous});
+        absl::StrCat("kanban-bench-", options.scenario, "-", options.synchronous), args);
     address = child->address();
   }
   Target target(address, options);

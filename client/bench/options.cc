@@ -60,6 +60,8 @@ Flags (--flag=value or --flag value):
   --kanband PATH      kanband to start (default: the one beside this program)
   --dir DIR           where fresh databases go (default: $TMPDIR or /tmp)
   --synchronous MODE  normal or full, for a kanband we start (default normal)
+  --db TARGET         the started kanband's --db: a PostgreSQL URI (default: a
+                      fresh SQLite file in --dir); give it an empty database
   --concurrency N     calls in flight (default 64)
   --count N           stop after N calls
   --duration D        or run for D, e.g. 10s (default 10s)
@@ -127,6 +129,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
       o.kanband = value;
     } else if (name == "dir") {
       o.dir = value;
+    } else if (name == "db") {
+      o.db = value;
     } else if (name == "synchronous") {
       o.synchronous = absl::AsciiStrToLower(value);
       if (o.synchronous != "normal" && o.synchronous != "full") {

@@ -25,6 +25,9 @@ struct Options {
   std::string dir;
   // --synchronous for a kanband we start: "normal" or "full". Default: normal.
   std::string synchronous = "normal";
+  // --db for a kanband we start (a PostgreSQL URI). Default: a fresh SQLite
+  // file in `dir`.
+  std::string db;
   // Calls in flight (for watch: CreateTask calls in flight). Default: 64.
   int concurrency = 64;
   // Stop after this many calls (cycles for claim-complete, writes for

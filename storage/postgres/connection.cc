@@ -67,6 +67,7 @@ class PgStatement final : public StatementImpl {
   }
   void BindNull(int index) override {
     if (!CheckIndex(index)) return;
+    Clear();
     is_null_[index - 1] = true;
   }
 
@@ -103,8 +104,11 @@ class PgStatement final : public StatementImpl {
     }
     return false;
   }
+  // Binding starts the next execution, as sqlite3_step does after the
+  // last row: a statement is reused row after row without a Reset.
   void Set(int index, std::string value) {
     if (!CheckIndex(index)) return;
+    Clear();
     values_[index - 1] = std::move(value);
     is_null_[index - 1] = false;
   }
@@ -228,6 +232,9 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(Options options
     return absl::UnavailableError(absl::StrCat("cannot connect to PostgreSQL at ",
                                                Describe(options.target), ": ", message));
   }
+  // The server's NOTICEs ("relation ... already exists, skipping") are not
+  // for kanband's users: libpq would print them on stderr.
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<PgConnection> db(new PgConnection(conn, std::move(options)));
   KANBAN_RETURN_IF_ERROR(db->StartSession());
   return db;
@@ -325,6 +332,12 @@ bool PgConnection::TransactionFailed() const {
 }
 
 absl::Status PgConnection::EnsureConnected() {
+  // An idle connection learns that the server went away only by reading:
+  // a non-blocking read here sees the closed socket (or the server's
+  // termination message) before a statement fails on it.
+  if (PQstatus(conn_) == CONNECTION_OK && PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+    (void)PQconsumeInput(conn_);
+  }
   if (PQstatus(conn_) == CONNECTION_OK) return absl::OkStatus();
   const absl::Time now = absl::Now();
   if (now < next_reconnect_) {

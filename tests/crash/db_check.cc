@@ -312,8 +312,8 @@ class Checker {
 
 DbReport DbChecker::Check(const std::string& db_path, const Ledger& ledger) {
   DbReport report;
-  absl::StatusOr<std::unique_ptr<Connection>> db =
-      SqliteConnection::Open(db_path, SqliteConnection::Options{});
+  absl::StatusOr<std::unique_ptr<storage::SqliteConnection>> db =
+      storage::SqliteConnection::Open(db_path, storage::SqliteConnection::Options{});
   if (!db.ok()) {
     report.violations.push_back(
         absl::StrCat("cannot open ", db_path, ": ", db.status().ToString()));
@@ -321,7 +321,7 @@ DbReport DbChecker::Check(const std::string& db_path, const Ledger& ledger) {
   }
   // Closing the last connection would checkpoint the WAL; keep it, so the
   // restarted kanband recovers from the files exactly as the kill left them.
-  sqlite3_db_config((*db)->handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+  (*db)->DisableCheckpointOnClose();
   Checker(**db, ledger, *this, report).Run();
   return report;
 }

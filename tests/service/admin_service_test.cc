@@ -16,6 +16,7 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
 #include "storage/sqlite/connection.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -186,6 +187,44 @@ TEST_F(AdminServiceTest, CheckIntegrityReportsOkAndValidatesItsLimit) {
   EXPECT_THAT(status.error_message(), StartsWith("max_problems:"));
   // A clean check leaves writes on.
   EXPECT_TRUE(Create("after", &task).ok());
+}
+
+// Backup and CheckIntegrity are SQLite tools. On PostgreSQL they refuse
+// with FAILED_PRECONDITION and name the server's own tools instead.
+TEST(AdminServicePostgresTest, SqliteToolsReferToPostgresTools) {
+  if (!testing::PostgresServer().has_value()) GTEST_SKIP() << "no PostgreSQL for tests";
+  absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
+  ASSERT_TRUE(db.ok()) << db.status();
+  testing::TempDir dir;
+  Server::Options options;
+  options.listen = "127.0.0.1:0";
+  options.store.path = *db;
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", (*server)->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto admin = v1::AdminService::NewStub(channel);
+
+  v1::BackupRequest backup;
+  backup.set_path(dir.File("copy.db"));
+  grpc::ClientContext backup_context;
+  backup_context.set_deadline(Deadline());
+  auto reader = admin->Backup(&backup_context, backup);
+  v1::BackupProgress progress;
+  while (reader->Read(&progress)) {
+  }
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("pg_dump"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("copy.db")));
+
+  v1::CheckIntegrityRequest check;
+  v1::CheckIntegrityResponse checked;
+  grpc::ClientContext check_context;
+  check_context.set_deadline(Deadline());
+  status = admin->CheckIntegrity(&check_context, check, &checked);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("amcheck"));
 }
 
 }  // namespace

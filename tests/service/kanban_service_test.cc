@@ -21,6 +21,8 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
 #include "storage/durability.h"
+#include "storage/postgres/connection.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -57,13 +59,14 @@ void ExpectInvalid(const grpc::Status& status, const std::string& field) {
   EXPECT_THAT(status.error_message(), StartsWith(field)) << Describe(status);
 }
 
-class KanbanServiceTest : public ::testing::Test {
+class KanbanServiceTest : public testing::BackendTest {
  protected:
   // Variants adjust the options before the server starts.
   virtual void Configure(Server::Options& options) {}
 
   void SetUp() override {
-    db_path_ = dir_.File("kanban.db");
+    db_path_ = Database(dir_.File("kanban.db"));
+    if (db_path_.empty()) return;
     Server::Options options;
     options.listen = "127.0.0.1:0";
     options.store.path = db_path_;
@@ -212,7 +215,7 @@ class KanbanServiceTest : public ::testing::Test {
 
 // ---- CreateTask / GetTask --------------------------------------------------
 
-TEST_F(KanbanServiceTest, CreateTaskFillsServerFieldsAndGetReturnsTheSame) {
+TEST_P(KanbanServiceTest, CreateTaskFillsServerFieldsAndGetReturnsTheSame) {
   v1::CreateTaskRequest r;
   r.set_title("write the tests");
   r.set_body("all of them");
@@ -245,7 +248,7 @@ TEST_F(KanbanServiceTest, CreateTaskFillsServerFieldsAndGetReturnsTheSame) {
       << "\ngot:     " << got.ShortDebugString();
 }
 
-TEST_F(KanbanServiceTest, CreateTaskKeepsExplicitMaxAttemptsAndNotBefore) {
+TEST_P(KanbanServiceTest, CreateTaskKeepsExplicitMaxAttemptsAndNotBefore) {
   v1::CreateTaskRequest r;
   r.set_title("later");
   r.set_max_attempts(7);
@@ -259,7 +262,7 @@ TEST_F(KanbanServiceTest, CreateTaskKeepsExplicitMaxAttemptsAndNotBefore) {
   EXPECT_EQ(Get(task.id()).not_before().nanos(), 123456000);
 }
 
-TEST_F(KanbanServiceTest, CreateTaskInTriageWhenAsked) {
+TEST_P(KanbanServiceTest, CreateTaskInTriageWhenAsked) {
   v1::CreateTaskRequest r;
   r.set_title("look at this");
   r.set_initial_status(v1::TRIAGE);
@@ -268,7 +271,7 @@ TEST_F(KanbanServiceTest, CreateTaskInTriageWhenAsked) {
   EXPECT_EQ(Get(task.id()).status(), v1::TRIAGE);
 }
 
-TEST_F(KanbanServiceTest, CreateTaskRejectsInitialStatusOtherThanTriage) {
+TEST_P(KanbanServiceTest, CreateTaskRejectsInitialStatusOtherThanTriage) {
   v1::CreateTaskRequest r;
   r.set_title("t");
   r.set_initial_status(v1::DONE);
@@ -281,7 +284,7 @@ TEST_F(KanbanServiceTest, CreateTaskRejectsInitialStatusOtherThanTriage) {
   ExpectInvalid(CreateStatus(r), "initial_status");
 }
 
-TEST_F(KanbanServiceTest, CreateTaskRejectsOutOfRangeNotBefore) {
+TEST_P(KanbanServiceTest, CreateTaskRejectsOutOfRangeNotBefore) {
   v1::CreateTaskRequest r;
   r.set_title("t");
   r.mutable_not_before()->set_seconds(253402300800);  // Year 10000.
@@ -293,7 +296,7 @@ TEST_F(KanbanServiceTest, CreateTaskRejectsOutOfRangeNotBefore) {
 
 // ---- Validation ------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, InvalidTasksAreRejectedNamingTheFieldAndNothingIsWritten) {
+TEST_P(KanbanServiceTest, InvalidTasksAreRejectedNamingTheFieldAndNothingIsWritten) {
   auto with_title = [](const std::string& title) {
     v1::CreateTaskRequest r;
     r.set_title(title);
@@ -363,7 +366,7 @@ TEST_F(KanbanServiceTest, InvalidTasksAreRejectedNamingTheFieldAndNothingIsWritt
   EXPECT_TRUE(all.next_page_token().empty());
 }
 
-TEST_F(KanbanServiceTest, LimitsAreInclusive) {
+TEST_P(KanbanServiceTest, LimitsAreInclusive) {
   v1::CreateTaskRequest r;
   r.set_title(std::string(500, 'x'));
   r.set_body(std::string(64 * 1024, 'b'));
@@ -385,7 +388,7 @@ TEST_F(KanbanServiceTest, LimitsAreInclusive) {
 
 // ---- NOT_FOUND -------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, UnknownThingsAreNotFound) {
+TEST_P(KanbanServiceTest, UnknownThingsAreNotFound) {
   v1::Task task;
   v1::GetTaskRequest get;
   get.set_task_id("01nosuchtask");
@@ -429,7 +432,7 @@ TEST_F(KanbanServiceTest, UnknownThingsAreNotFound) {
   EXPECT_THAT(Ids(List(v1::ListTasksRequest())), IsEmpty());
 }
 
-TEST_F(KanbanServiceTest, EmptyTaskIdIsInvalid) {
+TEST_P(KanbanServiceTest, EmptyTaskIdIsInvalid) {
   v1::Task task;
   grpc::Status s = Call(&Stub::GetTask, v1::GetTaskRequest(), &task);
   ExpectInvalid(s, "task_id");
@@ -437,7 +440,7 @@ TEST_F(KanbanServiceTest, EmptyTaskIdIsInvalid) {
 
 // ---- Boards ----------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, BoardsAreCreatedAndListed) {
+TEST_P(KanbanServiceTest, BoardsAreCreatedAndListed) {
   v1::ListBoardsResponse boards;
   grpc::Status s = Call(&Stub::ListBoards, v1::ListBoardsRequest(), &boards);
   ASSERT_TRUE(s.ok()) << Describe(s);
@@ -478,7 +481,7 @@ TEST_F(KanbanServiceTest, BoardsAreCreatedAndListed) {
 
 // ---- Idempotency -----------------------------------------------------------
 
-TEST_F(KanbanServiceTest, IdempotencyKeyReturnsTheOriginalTask) {
+TEST_P(KanbanServiceTest, IdempotencyKeyReturnsTheOriginalTask) {
   ASSERT_TRUE(CreateBoard("ops").ok());
   v1::CreateTaskRequest r;
   r.set_title("deploy");
@@ -514,7 +517,7 @@ TEST_F(KanbanServiceTest, IdempotencyKeyReturnsTheOriginalTask) {
 
 // ---- UpdateTask ------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, UpdateChangesOnlySetFields) {
+TEST_P(KanbanServiceTest, UpdateChangesOnlySetFields) {
   v1::CreateTaskRequest c;
   c.set_title("old title");
   c.set_body("old body");
@@ -574,7 +577,7 @@ TEST_F(KanbanServiceTest, UpdateChangesOnlySetFields) {
   EXPECT_EQ(Get(task.id()).title(), "new title");
 }
 
-TEST_F(KanbanServiceTest, UpdateWithStaleVersionIsAbortedNamingTheCurrentVersion) {
+TEST_P(KanbanServiceTest, UpdateWithStaleVersionIsAbortedNamingTheCurrentVersion) {
   v1::Task task = Create("t");
   v1::UpdateTaskRequest u;
   u.set_task_id(task.id());
@@ -602,7 +605,7 @@ TEST_F(KanbanServiceTest, UpdateWithStaleVersionIsAbortedNamingTheCurrentVersion
   ExpectInvalid(Call(&Stub::UpdateTask, u, &updated), "expected_version");
 }
 
-TEST_F(KanbanServiceTest, NoOpUpdateKeepsTheVersion) {
+TEST_P(KanbanServiceTest, NoOpUpdateKeepsTheVersion) {
   v1::CreateTaskRequest c;
   c.set_title("same");
   c.add_labels("x");
@@ -625,7 +628,7 @@ TEST_F(KanbanServiceTest, NoOpUpdateKeepsTheVersion) {
   EXPECT_EQ(Get(task.id()).version(), 1);
 }
 
-TEST_F(KanbanServiceTest, UpdateValidatesLikeCreate) {
+TEST_P(KanbanServiceTest, UpdateValidatesLikeCreate) {
   v1::Task task = Create("t");
   v1::UpdateTaskRequest u;
   u.set_task_id(task.id());
@@ -641,7 +644,7 @@ TEST_F(KanbanServiceTest, UpdateValidatesLikeCreate) {
   EXPECT_EQ(Get(task.id()).version(), 1);
 }
 
-TEST_F(KanbanServiceTest, ArchivedTasksCannotBeUpdated) {
+TEST_P(KanbanServiceTest, ArchivedTasksCannotBeUpdated) {
   v1::Task task = Create("t");
   MustMove(task.id(), v1::ARCHIVED);
   v1::UpdateTaskRequest u;
@@ -655,7 +658,7 @@ TEST_F(KanbanServiceTest, ArchivedTasksCannotBeUpdated) {
 
 // ---- MoveTask --------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, AllowedMovesSucceedAndBumpTheVersion) {
+TEST_P(KanbanServiceTest, AllowedMovesSucceedAndBumpTheVersion) {
   v1::Task task = Create("t");
   int64_t version = task.version();
   for (v1::Status to : {v1::BLOCKED, v1::READY, v1::DONE, v1::READY, v1::ARCHIVED}) {
@@ -667,7 +670,7 @@ TEST_F(KanbanServiceTest, AllowedMovesSucceedAndBumpTheVersion) {
   }
 }
 
-TEST_F(KanbanServiceTest, IllegalMovesFailNamingBothStatuses) {
+TEST_P(KanbanServiceTest, IllegalMovesFailNamingBothStatuses) {
   v1::Task archived = Create("archived");
   MustMove(archived.id(), v1::ARCHIVED);
   grpc::Status s = Move(archived.id(), v1::READY);
@@ -691,7 +694,7 @@ TEST_F(KanbanServiceTest, IllegalMovesFailNamingBothStatuses) {
   EXPECT_EQ(Get(t.id()).status(), v1::TRIAGE);
 }
 
-TEST_F(KanbanServiceTest, MoveWithWrongVersionIsAborted) {
+TEST_P(KanbanServiceTest, MoveWithWrongVersionIsAborted) {
   v1::Task task = Create("t");
   v1::Task moved;
   grpc::Status s = Move(task.id(), v1::BLOCKED, &moved, /*expected_version=*/2);
@@ -705,7 +708,7 @@ TEST_F(KanbanServiceTest, MoveWithWrongVersionIsAborted) {
   EXPECT_EQ(moved.version(), 2);
 }
 
-TEST_F(KanbanServiceTest, MoveToUnknownOrUnsetStatusIsInvalid) {
+TEST_P(KanbanServiceTest, MoveToUnknownOrUnsetStatusIsInvalid) {
   v1::Task task = Create("t");
   ExpectInvalid(Move(task.id(), static_cast<v1::Status>(99)), "to_status");
   ExpectInvalid(Move(task.id(), v1::STATUS_UNSPECIFIED), "to_status");
@@ -720,7 +723,7 @@ TEST_F(KanbanServiceTest, MoveToUnknownOrUnsetStatusIsInvalid) {
 
 // ---- Dependencies ----------------------------------------------------------
 
-TEST_F(KanbanServiceTest, ChildWaitsForParentAndFollowsItsReopening) {
+TEST_P(KanbanServiceTest, ChildWaitsForParentAndFollowsItsReopening) {
   v1::Task parent = Create("parent");
   v1::Task child = Create("child", 0, "", {parent.id()});
   EXPECT_EQ(child.status(), v1::TODO);
@@ -737,7 +740,7 @@ TEST_F(KanbanServiceTest, ChildWaitsForParentAndFollowsItsReopening) {
   EXPECT_EQ(Create("late child", 0, "", {parent.id()}).status(), v1::READY);
 }
 
-TEST_F(KanbanServiceTest, ChildCannotBeMadeReadyWhileAParentIsUnfinished) {
+TEST_P(KanbanServiceTest, ChildCannotBeMadeReadyWhileAParentIsUnfinished) {
   v1::Task parent = Create("parent");
   v1::Task child = Create("child", 0, "", {parent.id()});
   ASSERT_EQ(child.status(), v1::TODO);
@@ -751,7 +754,7 @@ TEST_F(KanbanServiceTest, ChildCannotBeMadeReadyWhileAParentIsUnfinished) {
   EXPECT_EQ(MustMove(child.id(), v1::READY).status(), v1::TODO);
 }
 
-TEST_F(KanbanServiceTest, ChildWithTwoParentsWaitsForBoth) {
+TEST_P(KanbanServiceTest, ChildWithTwoParentsWaitsForBoth) {
   v1::Task p1 = Create("p1");
   v1::Task p2 = Create("p2");
   v1::Task child = Create("child", 0, "", {p1.id(), p2.id()});
@@ -762,7 +765,7 @@ TEST_F(KanbanServiceTest, ChildWithTwoParentsWaitsForBoth) {
   EXPECT_EQ(Get(child.id()).status(), v1::READY);
 }
 
-TEST_F(KanbanServiceTest, LinkRejectsCyclesAndCrossBoardAndSelfLinks) {
+TEST_P(KanbanServiceTest, LinkRejectsCyclesAndCrossBoardAndSelfLinks) {
   v1::Task a = Create("a");
   v1::Task b = Create("b");
   v1::Task c = Create("c");
@@ -797,7 +800,7 @@ TEST_F(KanbanServiceTest, LinkRejectsCyclesAndCrossBoardAndSelfLinks) {
   EXPECT_EQ(s.error_code(), StatusCode::NOT_FOUND) << Describe(s);
 }
 
-TEST_F(KanbanServiceTest, CreateWithParentOnAnotherBoardFails) {
+TEST_P(KanbanServiceTest, CreateWithParentOnAnotherBoardFails) {
   ASSERT_TRUE(CreateBoard("ops").ok());
   v1::Task parent = Create("parent");
   v1::CreateTaskRequest r;
@@ -811,7 +814,7 @@ TEST_F(KanbanServiceTest, CreateWithParentOnAnotherBoardFails) {
   EXPECT_THAT(Ids(List(ops)), IsEmpty());
 }
 
-TEST_F(KanbanServiceTest, UnlinkOfMissingLinkIsNotFound) {
+TEST_P(KanbanServiceTest, UnlinkOfMissingLinkIsNotFound) {
   v1::Task a = Create("a");
   v1::Task b = Create("b");
   grpc::Status s = Unlink(a.id(), b.id());
@@ -819,7 +822,7 @@ TEST_F(KanbanServiceTest, UnlinkOfMissingLinkIsNotFound) {
   EXPECT_EQ(Get(b.id()).version(), 1);
 }
 
-TEST_F(KanbanServiceTest, LinkingToUnfinishedParentDemotesAndUnlinkingPromotes) {
+TEST_P(KanbanServiceTest, LinkingToUnfinishedParentDemotesAndUnlinkingPromotes) {
   v1::Task parent = Create("parent");
   v1::Task child = Create("child");
   ASSERT_EQ(child.status(), v1::READY);
@@ -845,7 +848,7 @@ TEST_F(KanbanServiceTest, LinkingToUnfinishedParentDemotesAndUnlinkingPromotes) 
 
 // ---- ListTasks -------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, ListOrdersByPriorityThenAge) {
+TEST_P(KanbanServiceTest, ListOrdersByPriorityThenAge) {
   v1::Task low_old = Create("low old", 1);
   v1::Task high_old = Create("high old", 3);
   v1::Task low_new = Create("low new", 1);
@@ -863,7 +866,7 @@ TEST_F(KanbanServiceTest, ListOrdersByPriorityThenAge) {
                                            low_old.id(), low_new.id(), negative.id()));
 }
 
-TEST_F(KanbanServiceTest, ListFiltersByStatusLabelAssigneeAndBoard) {
+TEST_P(KanbanServiceTest, ListFiltersByStatusLabelAssigneeAndBoard) {
   ASSERT_TRUE(CreateBoard("ops").ok());
   v1::CreateTaskRequest r;
   r.set_title("a");
@@ -931,7 +934,7 @@ TEST_F(KanbanServiceTest, ListFiltersByStatusLabelAssigneeAndBoard) {
   EXPECT_THAT(Ids(List(q)), ElementsAre(a.id()));
 }
 
-TEST_F(KanbanServiceTest, PagesVisitEveryTaskOnceInOrder) {
+TEST_P(KanbanServiceTest, PagesVisitEveryTaskOnceInOrder) {
   std::vector<std::string> expected;
   // Priorities chosen so that order differs from creation order.
   std::vector<v1::Task> created;
@@ -970,7 +973,7 @@ TEST_F(KanbanServiceTest, PagesVisitEveryTaskOnceInOrder) {
   EXPECT_THAT(Ids(ListAll(q)), ElementsAreArray(expected));
 }
 
-TEST_F(KanbanServiceTest, ListRejectsBadArguments) {
+TEST_P(KanbanServiceTest, ListRejectsBadArguments) {
   v1::ListTasksResponse response;
   v1::ListTasksRequest q;
   q.set_page_size(1001);
@@ -1002,7 +1005,7 @@ TEST_F(KanbanServiceTest, ListRejectsBadArguments) {
 
 // ---- Comments --------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, CommentsAreListedOldestFirst) {
+TEST_P(KanbanServiceTest, CommentsAreListedOldestFirst) {
   v1::Task task = Create("t");
   std::vector<v1::Comment> added;
   for (const auto& [author, body] : std::vector<std::pair<std::string, std::string>>{
@@ -1043,7 +1046,7 @@ TEST_F(KanbanServiceTest, CommentsAreListedOldestFirst) {
   EXPECT_EQ(listed.comments_size(), 0);
 }
 
-TEST_F(KanbanServiceTest, EmptyCommentIsInvalid) {
+TEST_P(KanbanServiceTest, EmptyCommentIsInvalid) {
   v1::Task task = Create("t");
   v1::AddCommentRequest r;
   r.set_task_id(task.id());
@@ -1067,17 +1070,48 @@ TEST_F(KanbanServiceTest, EmptyCommentIsInvalid) {
 
 // ---- GetServerInfo ---------------------------------------------------------
 
-TEST_F(KanbanServiceTest, ServerInfoReportsNormalDurabilityByDefault) {
+TEST_P(KanbanServiceTest, ServerInfoReportsNormalDurabilityByDefault) {
   v1::ServerInfo info;
   grpc::Status s = Call(&Stub::GetServerInfo, v1::GetServerInfoRequest(), &info);
   ASSERT_TRUE(s.ok()) << Describe(s);
-  EXPECT_EQ(info.synchronous(), "NORMAL");
-  EXPECT_EQ(info.wal_autocheckpoint(), 1000);
-  EXPECT_EQ(info.journal_mode(), "wal");
   EXPECT_GE(info.schema_version(), 1);
-  EXPECT_EQ(info.database_path(), db_path_);
+  if (OnPostgres()) {
+    // No choice made: the server's own synchronous_commit, read back (the
+    // suite's server runs with off; PostgreSQL's default would be on).
+    EXPECT_EQ(info.backend(), "postgresql");
+    EXPECT_THAT(info.backend_version(), StartsWith("15."));
+    EXPECT_EQ(info.synchronous(), "off");
+    EXPECT_EQ(info.journal_mode(), "");
+    EXPECT_EQ(info.database_path(), storage::RedactPostgresTarget(db_path_));
+    EXPECT_THAT(info.database_path(), StartsWith("postgresql://kanban@127.0.0.1:"));
+  } else {
+    EXPECT_EQ(info.backend(), "sqlite");
+    EXPECT_THAT(info.backend_version(), StartsWith("3."));
+    EXPECT_EQ(info.synchronous(), "NORMAL");
+    EXPECT_EQ(info.wal_autocheckpoint(), 1000);
+    EXPECT_EQ(info.journal_mode(), "wal");
+    EXPECT_EQ(info.database_path(), db_path_);
+  }
   EXPECT_FALSE(info.version().empty());
   EXPECT_GE(info.uptime().seconds(), 0);
+}
+
+// NORMAL, chosen: on PostgreSQL that is synchronous_commit=off.
+class KanbanServiceNormalTest : public KanbanServiceTest {
+ protected:
+  void Configure(Server::Options& options) override {
+    absl::StatusOr<storage::DurabilitySettings> normal =
+        storage::ResolveDurability(std::nullopt, "normal");
+    ASSERT_TRUE(normal.ok()) << normal.status();
+    options.store.durability = *normal;
+  }
+};
+
+TEST_P(KanbanServiceNormalTest, ServerInfoReportsTheChoiceReadBack) {
+  v1::ServerInfo info;
+  grpc::Status s = Call(&Stub::GetServerInfo, v1::GetServerInfoRequest(), &info);
+  ASSERT_TRUE(s.ok()) << Describe(s);
+  EXPECT_EQ(info.synchronous(), OnPostgres() ? "off" : "NORMAL");
 }
 
 class KanbanServiceFullTest : public KanbanServiceTest {
@@ -1091,15 +1125,19 @@ class KanbanServiceFullTest : public KanbanServiceTest {
   }
 };
 
-TEST_F(KanbanServiceFullTest, ServerInfoReportsFullDurability) {
+TEST_P(KanbanServiceFullTest, ServerInfoReportsFullDurability) {
   v1::ServerInfo info;
   grpc::Status s = Call(&Stub::GetServerInfo, v1::GetServerInfoRequest(), &info);
   ASSERT_TRUE(s.ok()) << Describe(s);
-  EXPECT_EQ(info.synchronous(), "FULL");
-  EXPECT_EQ(info.wal_autocheckpoint(), 100);
-  EXPECT_EQ(info.journal_mode(), "wal");
   EXPECT_GE(info.schema_version(), 1);
-  EXPECT_EQ(info.database_path(), db_path_);
+  if (OnPostgres()) {
+    EXPECT_EQ(info.synchronous(), "on");
+  } else {
+    EXPECT_EQ(info.synchronous(), "FULL");
+    EXPECT_EQ(info.wal_autocheckpoint(), 100);
+    EXPECT_EQ(info.journal_mode(), "wal");
+    EXPECT_EQ(info.database_path(), db_path_);
+  }
 
   // And it still stores things.
   v1::Task task = Create("durable");
@@ -1108,7 +1146,7 @@ TEST_F(KanbanServiceFullTest, ServerInfoReportsFullDurability) {
 
 // ---- Health ----------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, HealthCheckKnowsTheServices) {
+TEST_P(KanbanServiceTest, HealthCheckKnowsTheServices) {
   for (const std::string& service :
        {std::string(""), std::string("kanban.v1.KanbanService")}) {
     HealthCheckRequest r;
@@ -1130,7 +1168,7 @@ TEST_F(KanbanServiceTest, HealthCheckKnowsTheServices) {
   EXPECT_EQ(s.error_code(), StatusCode::NOT_FOUND) << Describe(s);
 }
 
-TEST_F(KanbanServiceTest, HealthWatchOfUnknownServiceSaysSo) {
+TEST_P(KanbanServiceTest, HealthWatchOfUnknownServiceSaysSo) {
   HealthCheckRequest r;
   r.set_service("no.such.Service");
   grpc::ClientContext ctx;
@@ -1146,7 +1184,7 @@ TEST_F(KanbanServiceTest, HealthWatchOfUnknownServiceSaysSo) {
   stream->Finish();
 }
 
-TEST_F(KanbanServiceTest, HealthWatchEndsWhenTheServerShutsDown) {
+TEST_P(KanbanServiceTest, HealthWatchEndsWhenTheServerShutsDown) {
   HealthCheckRequest r;
   r.set_service("kanban.v1.KanbanService");
   grpc::ClientContext ctx;
@@ -1171,7 +1209,7 @@ TEST_F(KanbanServiceTest, HealthWatchEndsWhenTheServerShutsDown) {
 
 // ---- Concurrency -----------------------------------------------------------
 
-TEST_F(KanbanServiceTest, ConcurrentCreatesAreAllStored) {
+TEST_P(KanbanServiceTest, ConcurrentCreatesAreAllStored) {
   constexpr int kThreads = 16;
   constexpr int kPerThread = 100;
   std::vector<std::vector<std::string>> ids(kThreads);
@@ -1242,7 +1280,10 @@ TEST(ServerStartTest, UnusableAddressIsUnavailable) {
   EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable) << server.status();
 }
 
-TEST_F(KanbanServiceTest, PortInUseIsUnavailable) {
+TEST_P(KanbanServiceTest, PortInUseIsUnavailable) {
+  // SQLite only: the second server needs a database of its own to reach the
+  // port check, and a file in another directory is that.
+  if (OnPostgres()) GTEST_SKIP() << "the second server's database is a file";
   kanban::testing::TempDir other_dir;
   Server::Options options;
   options.listen = "127.0.0.1:" + std::to_string(server_->port());
@@ -1255,7 +1296,7 @@ TEST_F(KanbanServiceTest, PortInUseIsUnavailable) {
 
 // ---- Shutdown --------------------------------------------------------------
 
-TEST_F(KanbanServiceTest, CallsAfterShutdownAreUnavailable) {
+TEST_P(KanbanServiceTest, CallsAfterShutdownAreUnavailable) {
   v1::Task task = Create("before");
   ASSERT_FALSE(task.id().empty());
   server_->Shutdown();
@@ -1274,7 +1315,7 @@ TEST_F(KanbanServiceTest, CallsAfterShutdownAreUnavailable) {
   EXPECT_EQ(s.error_code(), StatusCode::UNAVAILABLE) << Describe(s);
 }
 
-TEST_F(KanbanServiceTest, DataSurvivesARestartOnTheSameFile) {
+TEST_P(KanbanServiceTest, DataSurvivesARestartOnTheSameFile) {
   v1::Task task = Create("persistent");
   server_->Shutdown();
   server_.reset();
@@ -1292,6 +1333,11 @@ TEST_F(KanbanServiceTest, DataSurvivesARestartOnTheSameFile) {
   EXPECT_EQ(got.title(), "persistent");
   EXPECT_EQ(got.version(), task.version());
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceNormalTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceFullTest, testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

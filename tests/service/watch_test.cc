@@ -27,6 +27,7 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
 #include "storage/store.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -159,16 +160,19 @@ class Watch {
   bool finished_ = false;
 };
 
-class WatchFixture : public ::testing::Test {
+class WatchFixture : public testing::BackendTest {
  protected:
-  void SetUp() override { ASSERT_NO_FATAL_FAILURE(StartServer(BaseOptions())); }
+  void SetUp() override {
+    if (Database(dir_.File("kanban.db")).empty()) return;
+    ASSERT_NO_FATAL_FAILURE(StartServer(BaseOptions()));
+  }
 
   void TearDown() override { StopServer(); }
 
   Server::Options BaseOptions() {
     Server::Options options;
     options.listen = "127.0.0.1:0";
-    options.store.path = dir_.File("kanban.db");
+    options.store.path = Database(dir_.File("kanban.db"));
     return options;
   }
 
@@ -271,7 +275,7 @@ using WatchInputTest = WatchFixture;
 
 // ---- Start positions ----------------------------------------------------------
 
-TEST_F(WatchStartTest, FromNowStartsWithBookmarkAtHeadThenLiveEventsInOrder) {
+TEST_P(WatchStartTest, FromNowStartsWithBookmarkAtHeadThenLiveEventsInOrder) {
   for (int i = 0; i < 3; ++i) Create(absl::StrCat("before ", i));
   ASSERT_EQ(AwaitPublished(3), 3);
 
@@ -294,7 +298,7 @@ TEST_F(WatchStartTest, FromNowStartsWithBookmarkAtHeadThenLiveEventsInOrder) {
   EXPECT_EQ(events[1].task_id(), b.id());
 }
 
-TEST_F(WatchStartTest, AfterSeqZeroDeliversAllHistoryThenLiveEvents) {
+TEST_P(WatchStartTest, AfterSeqZeroDeliversAllHistoryThenLiveEvents) {
   for (int i = 0; i < 5; ++i) Create(absl::StrCat("t", i));
 
   Watch watch(stub_.get(), AfterSeq(0));
@@ -308,7 +312,7 @@ TEST_F(WatchStartTest, AfterSeqZeroDeliversAllHistoryThenLiveEvents) {
   EXPECT_EQ(events.back().task().title(), "live");
 }
 
-TEST_F(WatchStartTest, AfterSeqNDeliversExactlyTheLaterEvents) {
+TEST_P(WatchStartTest, AfterSeqNDeliversExactlyTheLaterEvents) {
   for (int i = 0; i < 5; ++i) Create(absl::StrCat("t", i));
 
   Watch watch(stub_.get(), AfterSeq(3));
@@ -324,7 +328,7 @@ TEST_F(WatchStartTest, AfterSeqNDeliversExactlyTheLaterEvents) {
   EXPECT_THAT(Seqs(events), ElementsAre(4, 5, 6));
 }
 
-TEST_F(WatchStartTest, EventsOfOneChangeArriveInOneResponse) {
+TEST_P(WatchStartTest, EventsOfOneChangeArriveInOneResponse) {
   const v1::Task parent = Create("parent");
   const v1::Task c1 = Create("child 1", "", "", {parent.id()});
   const v1::Task c2 = Create("child 2", "", "", {parent.id()});
@@ -418,7 +422,7 @@ class WatchFilterEvents : public WatchFixture {
   v1::Task a_, b_, c_;
 };
 
-TEST_F(WatchFilterEvents, ByBoard) {
+TEST_P(WatchFilterEvents, ByBoard) {
   v1::WatchEventsRequest r;
   r.set_board("other");
   EXPECT_THAT(Filtered(r), ElementsAre(1, 3, 5));
@@ -426,7 +430,7 @@ TEST_F(WatchFilterEvents, ByBoard) {
   EXPECT_THAT(Filtered(r), ElementsAre(2, 4, 6));
 }
 
-TEST_F(WatchFilterEvents, ByTaskIds) {
+TEST_P(WatchFilterEvents, ByTaskIds) {
   v1::WatchEventsRequest r;
   r.add_task_ids(a_.id());
   EXPECT_THAT(Filtered(r), ElementsAre(2, 6));
@@ -434,7 +438,7 @@ TEST_F(WatchFilterEvents, ByTaskIds) {
   EXPECT_THAT(Filtered(r), ElementsAre(2, 4, 6));
 }
 
-TEST_F(WatchFilterEvents, ByKinds) {
+TEST_P(WatchFilterEvents, ByKinds) {
   v1::WatchEventsRequest r;
   r.add_kinds("moved");
   EXPECT_THAT(Filtered(r), ElementsAre(5, 6));
@@ -442,14 +446,14 @@ TEST_F(WatchFilterEvents, ByKinds) {
   EXPECT_THAT(Filtered(r), ElementsAre(1, 5, 6));
 }
 
-TEST_F(WatchFilterEvents, CombinedFiltersAllApply) {
+TEST_P(WatchFilterEvents, CombinedFiltersAllApply) {
   v1::WatchEventsRequest r;
   r.set_board("default");
   r.add_kinds("created");
   EXPECT_THAT(Filtered(r), ElementsAre(2, 4));
 }
 
-TEST_F(WatchFilterEvents, IdleFilteredStreamBookmarkReachesHead) {
+TEST_P(WatchFilterEvents, IdleFilteredStreamBookmarkReachesHead) {
   v1::WatchEventsRequest r = FromNow();
   r.set_board("other");
   SetBookmarkInterval(absl::Milliseconds(200), &r);
@@ -467,7 +471,7 @@ TEST_F(WatchFilterEvents, IdleFilteredStreamBookmarkReachesHead) {
 
 // ---- Bookmarks ----------------------------------------------------------------
 
-TEST_F(WatchBookmarkTest, IdleStreamGetsBookmarksEveryInterval) {
+TEST_P(WatchBookmarkTest, IdleStreamGetsBookmarksEveryInterval) {
   Create("a");
   Create("b");
   v1::WatchEventsRequest r = FromNow();
@@ -490,7 +494,7 @@ TEST_F(WatchBookmarkTest, IdleStreamGetsBookmarksEveryInterval) {
   }
 }
 
-TEST_F(WatchBookmarkTest, ZeroIntervalSendsOnlyTheFirstBookmark) {
+TEST_P(WatchBookmarkTest, ZeroIntervalSendsOnlyTheFirstBookmark) {
   Create("a");
   v1::WatchEventsRequest r = FromNow();
   SetBookmarkInterval(absl::ZeroDuration(), &r);
@@ -507,7 +511,7 @@ TEST_F(WatchBookmarkTest, ZeroIntervalSendsOnlyTheFirstBookmark) {
 
 // ---- Resume exactness -----------------------------------------------------------
 
-TEST_F(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
+TEST_P(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
   constexpr int kPairs = 2500;  // Each a create and a move: 5,000 events.
   constexpr int64_t kTotal = 2 * kPairs;
   std::thread writer([&] {
@@ -524,7 +528,7 @@ TEST_F(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
   const SteadyClock::time_point start = SteadyClock::now();
   // In a lambda so that a failed ASSERT still joins the writer.
   auto watch_all = [&] {
-    while (cursor < kTotal && Since(start) < absl::Seconds(20)) {
+    while (cursor < kTotal && Since(start) < absl::Seconds(60)) {
       ++streams;
       Watch watch(stub_.get(), AfterSeq(cursor));
       int responses_left = std::uniform_int_distribution<int>(1, 6)(rng);
@@ -559,11 +563,11 @@ TEST_F(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
   writer.join();
   EXPECT_EQ(Head(), kTotal);
   EXPECT_GT(streams, 10);
-  ASSERT_EQ(cursor, kTotal) << "did not catch up within 20 s";
+  ASSERT_EQ(cursor, kTotal) << "did not catch up within 60 s (a guard against a hang, not a speed target)";
   EXPECT_EQ(received, Range(1, kTotal));
 }
 
-TEST_F(WatchResumeTest, ResumeAfterServerRestartGetsExactlyTheMissedEvents) {
+TEST_P(WatchResumeTest, ResumeAfterServerRestartGetsExactlyTheMissedEvents) {
   for (int i = 0; i < 5; ++i) Create(absl::StrCat("t", i));
   int64_t cursor = 0;
   {
@@ -593,7 +597,7 @@ TEST_F(WatchResumeTest, ResumeAfterServerRestartGetsExactlyTheMissedEvents) {
 
 // ---- Slow and stalled watchers -----------------------------------------------
 
-TEST_F(WatchFlowTest, SlowWatcherCatchesUpFromDatabaseWhileOthersKeepUp) {
+TEST_P(WatchFlowTest, SlowWatcherCatchesUpFromDatabaseWhileOthersKeepUp) {
   Server::Options options = BaseOptions();
   options.store.event_ring = 16;
   ASSERT_NO_FATAL_FAILURE(StartServer(options));
@@ -633,7 +637,7 @@ TEST_F(WatchFlowTest, SlowWatcherCatchesUpFromDatabaseWhileOthersKeepUp) {
 // A backlog of large events must still reach a client that keeps gRPC's
 // default 4 MB receive limit: responses have to be split by size, not only
 // by event count.
-TEST_F(WatchFlowTest, LargeBacklogFitsTheClientsDefaultMessageLimit) {
+TEST_P(WatchFlowTest, LargeBacklogFitsTheClientsDefaultMessageLimit) {
   constexpr int kTasks = 100;  // About 6 MB of bodies in all.
   const std::string body(60 * 1024, 'x');
   for (int i = 0; i < kTasks; ++i) Create(absl::StrCat("big ", i), "", body);
@@ -650,7 +654,7 @@ TEST_F(WatchFlowTest, LargeBacklogFitsTheClientsDefaultMessageLimit) {
   for (const auto& r : responses) EXPECT_LE(r.ByteSizeLong(), kClientMaxMessageBytes);
 }
 
-TEST_F(WatchFlowTest, StalledWatcherIsEndedOthersAreNot) {
+TEST_P(WatchFlowTest, StalledWatcherIsEndedOthersAreNot) {
   Server::Options options = BaseOptions();
   options.store.event_ring = 16;
   options.watch_stall_timeout = absl::Milliseconds(500);
@@ -767,7 +771,7 @@ class WatchRetention : public WatchFixture {
   }
 };
 
-TEST_F(WatchRetention, OutOfRangeWhenCatchingUpFromDatabase) {
+TEST_P(WatchRetention, OutOfRangeWhenCatchingUpFromDatabase) {
   ASSERT_NO_FATAL_FAILURE(StartAndTrim(/*ring=*/16));
   ExpectOutOfRange(0);
   ExpectOutOfRange(50);
@@ -777,7 +781,7 @@ TEST_F(WatchRetention, OutOfRangeWhenCatchingUpFromDatabase) {
 // The same with the default ring, which still holds the deleted events in
 // memory: the contract ("OUT_OF_RANGE when events after it were already
 // deleted by retention") does not depend on the ring.
-TEST_F(WatchRetention, OutOfRangeEvenWhileTheRingStillHoldsDeletedEvents) {
+TEST_P(WatchRetention, OutOfRangeEvenWhileTheRingStillHoldsDeletedEvents) {
   ASSERT_NO_FATAL_FAILURE(StartAndTrim(/*ring=*/65536));
   ExpectOutOfRange(0);
   ExpectOutOfRange(89);
@@ -786,7 +790,7 @@ TEST_F(WatchRetention, OutOfRangeEvenWhileTheRingStillHoldsDeletedEvents) {
 
 // ---- Lifecycle ----------------------------------------------------------------
 
-TEST_F(WatchLifecycleTest, ServerShutdownEndsOpenStreamWithUnavailable) {
+TEST_P(WatchLifecycleTest, ServerShutdownEndsOpenStreamWithUnavailable) {
   Watch watch(stub_.get(), FromNow());
   v1::WatchEventsResponse first;
   ASSERT_TRUE(watch.Read(&first));
@@ -805,7 +809,7 @@ TEST_F(WatchLifecycleTest, ServerShutdownEndsOpenStreamWithUnavailable) {
 
 // ---- Bad input --------------------------------------------------------------------
 
-TEST_F(WatchInputTest, BadBoardIsInvalidArgument) {
+TEST_P(WatchInputTest, BadBoardIsInvalidArgument) {
   v1::WatchEventsRequest r = FromNow();
   r.set_board("Bad Board");
   Watch watch(stub_.get(), r);
@@ -815,14 +819,14 @@ TEST_F(WatchInputTest, BadBoardIsInvalidArgument) {
   EXPECT_THAT(s.error_message(), HasSubstr("Bad Board")) << Describe(s);
 }
 
-TEST_F(WatchInputTest, NegativeAfterSeqIsInvalidArgument) {
+TEST_P(WatchInputTest, NegativeAfterSeqIsInvalidArgument) {
   Watch watch(stub_.get(), AfterSeq(-1));
   const grpc::Status s = watch.Finish();
   EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT) << Describe(s);
   EXPECT_THAT(s.error_message(), StartsWith("after_seq:")) << Describe(s);
 }
 
-TEST_F(WatchInputTest, NegativeBookmarkIntervalIsInvalidArgument) {
+TEST_P(WatchInputTest, NegativeBookmarkIntervalIsInvalidArgument) {
   v1::WatchEventsRequest r = FromNow();
   r.mutable_bookmark_interval()->set_seconds(-1);
   Watch watch(stub_.get(), r);
@@ -830,6 +834,15 @@ TEST_F(WatchInputTest, NegativeBookmarkIntervalIsInvalidArgument) {
   EXPECT_EQ(s.error_code(), StatusCode::INVALID_ARGUMENT) << Describe(s);
   EXPECT_THAT(s.error_message(), StartsWith("bookmark_interval:")) << Describe(s);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, WatchStartTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchBookmarkTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchResumeTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchFlowTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchLifecycleTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchInputTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchFilterEvents, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchRetention, testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/server.h"
+#include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::service {
@@ -156,12 +157,13 @@ int AwaitAnyEnd(const std::vector<AsyncClaim*>& claims, absl::Duration timeout) 
   return -1;
 }
 
-class WorkerFixture : public ::testing::Test {
+class WorkerFixture : public testing::BackendTest {
  protected:
   void SetUp() override {
     Server::Options options;
     options.listen = "127.0.0.1:0";
-    options.store.path = dir_.File("kanban.db");
+    options.store.path = Database(dir_.File("kanban.db"));
+    if (options.store.path.empty()) return;
     options.store.sweep_interval = absl::Milliseconds(50);
     options.store.retry.backoff_base = absl::Milliseconds(10);
     options.store.retry.backoff_cap = absl::Milliseconds(50);
@@ -321,7 +323,7 @@ using WorkerProtocolTest = WorkerFixture;
 
 // ---- ClaimTask, answered at once ---------------------------------------------
 
-TEST_F(ClaimTaskTest, EmptyBoardAnswersAtOnceWithNoTask) {
+TEST_P(ClaimTaskTest, EmptyBoardAnswersAtOnceWithNoTask) {
   const SteadyClock::time_point start = SteadyClock::now();
   v1::ClaimTaskResponse response;
   grpc::Status s = Claim(ClaimRequest("w1"), &response);
@@ -331,7 +333,7 @@ TEST_F(ClaimTaskTest, EmptyBoardAnswersAtOnceWithNoTask) {
   EXPECT_LT(absl::FromChrono(SteadyClock::now() - start), absl::Seconds(2));
 }
 
-TEST_F(ClaimTaskTest, ClaimsHighestPriorityThenOldest) {
+TEST_P(ClaimTaskTest, ClaimsHighestPriorityThenOldest) {
   v1::Task low = Create("low", 1);
   v1::Task first_high = Create("first high", 5);
   v1::Task second_high = Create("second high", 5);
@@ -347,7 +349,7 @@ TEST_F(ClaimTaskTest, ClaimsHighestPriorityThenOldest) {
   EXPECT_FALSE(MustClaim("w9").has_task());
 }
 
-TEST_F(ClaimTaskTest, ClaimMakesTheTaskRunningUnderANewLease) {
+TEST_P(ClaimTaskTest, ClaimMakesTheTaskRunningUnderANewLease) {
   v1::Task created = Create("work");
   v1::ClaimTaskRequest request = ClaimRequest("worker-1");
   SetDuration(absl::Seconds(5), request.mutable_lease_duration());
@@ -386,7 +388,7 @@ TEST_F(ClaimTaskTest, ClaimMakesTheTaskRunningUnderANewLease) {
             absl::Milliseconds(1));
 }
 
-TEST_F(ClaimTaskTest, LeaseDefaultsToSixtySeconds) {
+TEST_P(ClaimTaskTest, LeaseDefaultsToSixtySeconds) {
   Create("work");
   const absl::Time before = absl::Now();
   v1::ClaimTaskResponse r = MustClaim("w1");
@@ -399,7 +401,7 @@ TEST_F(ClaimTaskTest, LeaseDefaultsToSixtySeconds) {
   EXPECT_LE(expires, after + absl::Seconds(60) + absl::Milliseconds(1));
 }
 
-TEST_F(ClaimTaskTest, LimitsOfLeaseDurationAndWaitAreAccepted) {
+TEST_P(ClaimTaskTest, LimitsOfLeaseDurationAndWaitAreAccepted) {
   Create("a");
   Create("b");
   Create("c");
@@ -422,7 +424,7 @@ TEST_F(ClaimTaskTest, LimitsOfLeaseDurationAndWaitAreAccepted) {
   EXPECT_LT(absl::FromChrono(SteadyClock::now() - start), kPrompt);
 }
 
-TEST_F(ClaimTaskTest, TaskMustCarryEveryRequestedLabel) {
+TEST_P(ClaimTaskTest, TaskMustCarryEveryRequestedLabel) {
   v1::CreateTaskRequest gpu;
   gpu.set_title("gpu only");
   gpu.set_priority(9);
@@ -453,7 +455,7 @@ TEST_F(ClaimTaskTest, TaskMustCarryEveryRequestedLabel) {
   EXPECT_EQ(r.task().id(), gpu_task.id());
 }
 
-TEST_F(ClaimTaskTest, AssignedTaskGoesOnlyToItsAssignee) {
+TEST_P(ClaimTaskTest, AssignedTaskGoesOnlyToItsAssignee) {
   v1::CreateTaskRequest for_ann;
   for_ann.set_title("ann's");
   for_ann.set_priority(9);
@@ -483,7 +485,7 @@ TEST_F(ClaimTaskTest, AssignedTaskGoesOnlyToItsAssignee) {
   EXPECT_EQ(r.task().id(), later.id());
 }
 
-TEST_F(ClaimTaskTest, FutureNotBeforeIsNotClaimable) {
+TEST_P(ClaimTaskTest, FutureNotBeforeIsNotClaimable) {
   v1::CreateTaskRequest later;
   later.set_title("later");
   SetTime(absl::Now() + absl::Hours(1), later.mutable_not_before());
@@ -496,7 +498,7 @@ TEST_F(ClaimTaskTest, FutureNotBeforeIsNotClaimable) {
   EXPECT_EQ(got.attempt(), 0);
 }
 
-TEST_F(ClaimTaskTest, InvalidRequestsNameTheFieldAndClaimNothing) {
+TEST_P(ClaimTaskTest, InvalidRequestsNameTheFieldAndClaimNothing) {
   v1::Task task = Create("bystander");
   v1::ClaimTaskResponse response;
 
@@ -519,7 +521,7 @@ TEST_F(ClaimTaskTest, InvalidRequestsNameTheFieldAndClaimNothing) {
   EXPECT_EQ(got.version(), task.version());
 }
 
-TEST_F(ClaimTaskTest, UnknownBoardIsNotFound) {
+TEST_P(ClaimTaskTest, UnknownBoardIsNotFound) {
   v1::ClaimTaskRequest r = ClaimRequest("w1");
   r.set_board("nosuchboard");
   v1::ClaimTaskResponse response;
@@ -536,7 +538,7 @@ TEST_F(ClaimTaskTest, UnknownBoardIsNotFound) {
 
 // ---- ClaimTask as a long poll ----------------------------------------------
 
-TEST_F(ClaimWaitTest, NewTaskWakesAWaitingClaim) {
+TEST_P(ClaimWaitTest, NewTaskWakesAWaitingClaim) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Seconds(10)));
   absl::SleepFor(kParkTime);
   v1::Task task = Create("new work");
@@ -550,7 +552,7 @@ TEST_F(ClaimWaitTest, NewTaskWakesAWaitingClaim) {
   EXPECT_LT(claim.elapsed(), kPrompt);
 }
 
-TEST_F(ClaimWaitTest, ChildPromotedByCompletedParentWakesAWaitingClaim) {
+TEST_P(ClaimWaitTest, ChildPromotedByCompletedParentWakesAWaitingClaim) {
   v1::Task parent = Create("parent");
   v1::CreateTaskRequest child_request;
   child_request.set_title("child");
@@ -575,7 +577,7 @@ TEST_F(ClaimWaitTest, ChildPromotedByCompletedParentWakesAWaitingClaim) {
   EXPECT_EQ(claim.response().task().status(), v1::RUNNING);
 }
 
-TEST_F(ClaimWaitTest, ExpiredWaitAnswersOkWithNoTask) {
+TEST_P(ClaimWaitTest, ExpiredWaitAnswersOkWithNoTask) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Milliseconds(300)));
   ASSERT_TRUE(claim.AwaitEnd(kPrompt));
   EXPECT_EQ(claim.status().error_code(), StatusCode::OK) << Describe(claim.status());
@@ -583,7 +585,7 @@ TEST_F(ClaimWaitTest, ExpiredWaitAnswersOkWithNoTask) {
   EXPECT_GE(claim.elapsed(), absl::Milliseconds(290));
 }
 
-TEST_F(ClaimWaitTest, CallerDeadlineShorterThanWaitAnswersEmptyNotDeadlineExceeded) {
+TEST_P(ClaimWaitTest, CallerDeadlineShorterThanWaitAnswersEmptyNotDeadlineExceeded) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Seconds(10)),
                    std::chrono::milliseconds(1500));
   ASSERT_TRUE(claim.AwaitEnd(kPrompt));
@@ -592,7 +594,7 @@ TEST_F(ClaimWaitTest, CallerDeadlineShorterThanWaitAnswersEmptyNotDeadlineExceed
   EXPECT_GE(claim.elapsed(), absl::Milliseconds(1000));
 }
 
-TEST_F(ClaimWaitTest, WaitingClaimGetsExistingTaskOnceNotBeforePasses) {
+TEST_P(ClaimWaitTest, WaitingClaimGetsExistingTaskOnceNotBeforePasses) {
   v1::CreateTaskRequest later;
   later.set_title("soon");
   SetTime(absl::Now() + absl::Milliseconds(400), later.mutable_not_before());
@@ -608,7 +610,7 @@ TEST_F(ClaimWaitTest, WaitingClaimGetsExistingTaskOnceNotBeforePasses) {
   EXPECT_LT(claim.elapsed(), absl::Seconds(4));
 }
 
-TEST_F(ClaimWaitTest, WaitingClaimGetsTaskCreatedWithNotBeforeOnceItPasses) {
+TEST_P(ClaimWaitTest, WaitingClaimGetsTaskCreatedWithNotBeforeOnceItPasses) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Seconds(5)));
   absl::SleepFor(kParkTime);
   v1::CreateTaskRequest later;
@@ -625,7 +627,7 @@ TEST_F(ClaimWaitTest, WaitingClaimGetsTaskCreatedWithNotBeforeOnceItPasses) {
   EXPECT_LT(claim.elapsed(), absl::Seconds(4));
 }
 
-TEST_F(ClaimWaitTest, ClaimWhoseLabelsDoNotMatchKeepsWaiting) {
+TEST_P(ClaimWaitTest, ClaimWhoseLabelsDoNotMatchKeepsWaiting) {
   // The mismatched claim parks first, so it is the oldest waiter.
   v1::ClaimTaskRequest gpu = ClaimRequest("gpu-worker", absl::Milliseconds(1500));
   gpu.add_labels("gpu");
@@ -654,7 +656,7 @@ TEST_F(ClaimWaitTest, ClaimWhoseLabelsDoNotMatchKeepsWaiting) {
   EXPECT_GE(mismatched.elapsed(), absl::Milliseconds(1400)) << "ended before its wait";
 }
 
-TEST_F(ClaimWaitTest, OneNewTaskGoesToExactlyOneOfTwoWaitingClaims) {
+TEST_P(ClaimWaitTest, OneNewTaskGoesToExactlyOneOfTwoWaitingClaims) {
   AsyncClaim a(stub_.get(), ClaimRequest("wa", absl::Seconds(10)));
   AsyncClaim b(stub_.get(), ClaimRequest("wb", absl::Seconds(10)));
   absl::SleepFor(kParkTime);
@@ -684,7 +686,7 @@ TEST_F(ClaimWaitTest, OneNewTaskGoesToExactlyOneOfTwoWaitingClaims) {
 // the wake-up for the high-priority task goes to a "gpu" claim that finds it
 // gone. The low-priority task must still reach the third waiting claim, not
 // sit READY until that claim's wait runs out.
-TEST_F(ClaimWaitTest, WakeUpIsNotLostWhenTheWokenClaimTakesAnotherTask) {
+TEST_P(ClaimWaitTest, WakeUpIsNotLostWhenTheWokenClaimTakesAnotherTask) {
   v1::Task parent = Create("parent");
   v1::CreateTaskRequest plain_request;
   plain_request.set_title("plain, low priority");
@@ -726,7 +728,7 @@ TEST_F(ClaimWaitTest, WakeUpIsNotLostWhenTheWokenClaimTakesAnotherTask) {
       << last.ShortDebugString();
 }
 
-TEST_F(ClaimWaitTest, ClientCancelEndsCancelledAndHoldsNothing) {
+TEST_P(ClaimWaitTest, ClientCancelEndsCancelledAndHoldsNothing) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Seconds(10)));
   absl::SleepFor(kParkTime);
   std::thread canceller([&claim] { claim.Cancel(); });
@@ -757,7 +759,7 @@ TEST_F(ClaimWaitTest, ClientCancelEndsCancelledAndHoldsNothing) {
 
 // ---- Whole-server behaviour -------------------------------------------------
 
-TEST_F(WorkerProtocolTest, ShutdownEndsAWaitingClaimWithUnavailable) {
+TEST_P(WorkerProtocolTest, ShutdownEndsAWaitingClaimWithUnavailable) {
   AsyncClaim claim(stub_.get(), ClaimRequest("w1", absl::Seconds(10)));
   absl::SleepFor(kParkTime);
 
@@ -777,7 +779,7 @@ TEST_F(WorkerProtocolTest, ShutdownEndsAWaitingClaimWithUnavailable) {
   EXPECT_TRUE(server_down) << "Shutdown waited for the claim's grace period";
 }
 
-TEST_F(WorkerProtocolTest, ConcurrentWorkersCompleteEveryTaskExactlyOnce) {
+TEST_P(WorkerProtocolTest, ConcurrentWorkersCompleteEveryTaskExactlyOnce) {
   constexpr int kTasks = 500;
   constexpr int kWorkers = 32;
   std::set<std::string> created;
@@ -836,7 +838,7 @@ TEST_F(WorkerProtocolTest, ConcurrentWorkersCompleteEveryTaskExactlyOnce) {
   }
 }
 
-TEST_F(WorkerProtocolTest, ListWorkersShowsHoldersAndFiltersByBoard) {
+TEST_P(WorkerProtocolTest, ListWorkersShowsHoldersAndFiltersByBoard) {
   v1::CreateBoardRequest board;
   board.set_name("other");
   v1::Board ignored;
@@ -889,7 +891,7 @@ TEST_F(WorkerProtocolTest, ListWorkersShowsHoldersAndFiltersByBoard) {
 
 // ---- Fencing, failure, release ----------------------------------------------
 
-TEST_F(LeaseTest, WrongTokenIsLeaseLostAndChangesNothing) {
+TEST_P(LeaseTest, WrongTokenIsLeaseLostAndChangesNothing) {
   Create("work");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -922,7 +924,7 @@ TEST_F(LeaseTest, WrongTokenIsLeaseLostAndChangesNothing) {
   ExpectLeaseLost(Complete(id, r.lease().token()), "completed");
 }
 
-TEST_F(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderCompletes) {
+TEST_P(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderCompletes) {
   v1::Task created = Create("work");
   v1::ClaimTaskRequest request = ClaimRequest("w1");
   SetDuration(absl::Seconds(1), request.mutable_lease_duration());
@@ -969,7 +971,7 @@ TEST_F(LeaseTest, ReclaimedLeaseIsFencedAndTheNewHolderCompletes) {
   EXPECT_EQ(done.attempt(), 2);
 }
 
-TEST_F(LeaseTest, FailWithRetryRequeuesAfterABackoff) {
+TEST_P(LeaseTest, FailWithRetryRequeuesAfterABackoff) {
   Create("flaky");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -999,7 +1001,7 @@ TEST_F(LeaseTest, FailWithRetryRequeuesAfterABackoff) {
   EXPECT_GE(again.ended_at(), FromProto(failed.not_before()));
 }
 
-TEST_F(LeaseTest, FailWithoutRetryBlocks) {
+TEST_P(LeaseTest, FailWithoutRetryBlocks) {
   Create("broken");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -1014,7 +1016,7 @@ TEST_F(LeaseTest, FailWithoutRetryBlocks) {
   EXPECT_FALSE(MustClaim("w2").has_task());
 }
 
-TEST_F(LeaseTest, FailWithRetryOnTheLastAttemptBlocks) {
+TEST_P(LeaseTest, FailWithRetryOnTheLastAttemptBlocks) {
   v1::CreateTaskRequest once;
   once.set_title("one shot");
   once.set_max_attempts(1);
@@ -1031,7 +1033,7 @@ TEST_F(LeaseTest, FailWithRetryOnTheLastAttemptBlocks) {
   EXPECT_FALSE(MustClaim("w2").has_task());
 }
 
-TEST_F(LeaseTest, ReleaseRequeuesAtOnceWithoutCountingTheAttempt) {
+TEST_P(LeaseTest, ReleaseRequeuesAtOnceWithoutCountingTheAttempt) {
   Create("hand back");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -1053,7 +1055,7 @@ TEST_F(LeaseTest, ReleaseRequeuesAtOnceWithoutCountingTheAttempt) {
 
 // ---- Heartbeats ---------------------------------------------------------------
 
-TEST_F(HeartbeatTest, ExtendsALeaseStillHeld) {
+TEST_P(HeartbeatTest, ExtendsALeaseStillHeld) {
   Create("long job");
   v1::ClaimTaskRequest request = ClaimRequest("w1");
   SetDuration(absl::Seconds(30), request.mutable_lease_duration());
@@ -1079,7 +1081,7 @@ TEST_F(HeartbeatTest, ExtendsALeaseStillHeld) {
   EXPECT_TRUE(s.ok()) << Describe(s);
 }
 
-TEST_F(HeartbeatTest, AnotherWorkersLeaseIsNotHeldAndUnknownTokensAreUnknown) {
+TEST_P(HeartbeatTest, AnotherWorkersLeaseIsNotHeldAndUnknownTokensAreUnknown) {
   Create("work");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -1102,7 +1104,7 @@ TEST_F(HeartbeatTest, AnotherWorkersLeaseIsNotHeldAndUnknownTokensAreUnknown) {
   EXPECT_TRUE(s.ok()) << Describe(s);
 }
 
-TEST_F(HeartbeatTest, InvalidHeartbeatsNameTheField) {
+TEST_P(HeartbeatTest, InvalidHeartbeatsNameTheField) {
   v1::HeartbeatRequest r;
   v1::HeartbeatResponse response;
   ExpectInvalid(Call(heartbeat_.get(), &HeartbeatStub::Heartbeat, r, &response),
@@ -1114,7 +1116,7 @@ TEST_F(HeartbeatTest, InvalidHeartbeatsNameTheField) {
                 "leases[0].lease_token");
 }
 
-TEST_F(HeartbeatTest, OperatorMoveOutOfRunningCancelsTheLease) {
+TEST_P(HeartbeatTest, OperatorMoveOutOfRunningCancelsTheLease) {
   Create("stuck");
   v1::ClaimTaskResponse r = MustClaim("w1");
   ASSERT_TRUE(r.has_task());
@@ -1134,6 +1136,12 @@ TEST_F(HeartbeatTest, OperatorMoveOutOfRunningCancelsTheLease) {
   ExpectLeaseLost(Complete(id, r.lease().token()), "cancelled");
   EXPECT_EQ(Get(id).status(), v1::BLOCKED);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, ClaimTaskTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ClaimWaitTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, HeartbeatTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerProtocolTest, testing::AllBackends(), testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

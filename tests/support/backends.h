@@ -42,6 +42,22 @@ absl::StatusOr<std::string> NewPostgresDatabase();
 // skipped when the suite started no server (check IsSkipped()).
 std::string FreshDatabase(Backend backend, const std::string& sqlite_file);
 
+// A fixture run against each backend (TEST_P; instantiate with AllBackends).
+class BackendTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  // The test's database: made on the first call (FreshDatabase), the same
+  // after. Empty when the test was skipped or failed making it: the
+  // caller's SetUp returns then.
+  const std::string& Database(const std::string& sqlite_file) {
+    if (database_.empty()) database_ = FreshDatabase(GetParam(), sqlite_file);
+    return database_;
+  }
+  bool OnPostgres() const { return GetParam() == Backend::kPostgres; }
+
+ private:
+  std::string database_;
+};
+
 }  // namespace kanban::testing
 
 #endif  // KANBAN_TESTS_SUPPORT_BACKENDS_H_

@@ -5,12 +5,16 @@
 #                                        free port; writes STATE_DIR/target (a
 #                                        libpq URI for the `postgres` database)
 #   postgres_server.sh stop STATE_DIR    pg_ctl stop, and removes the cluster
+#   postgres_server.sh crash STATE_DIR   pg_ctl stop -m immediate (as a power cut
+#                                        or a killed server would: no shutdown
+#                                        checkpoint; the next start replays WAL)
+#   postgres_server.sh resume STATE_DIR  starts the same cluster on the same port
 # The cluster lives in a fresh directory under /tmp, owned by an unprivileged
 # user when run as root (initdb and postgres refuse to run as root). No system
 # service is touched.
 set -euo pipefail
-cmd="${1:?usage: postgres_server.sh start|stop STATE_DIR}"
-state="${2:?usage: postgres_server.sh start|stop STATE_DIR}"
+cmd="${1:?usage: postgres_server.sh start|stop|crash|resume STATE_DIR}"
+state="${2:?usage: postgres_server.sh start|stop|crash|resume STATE_DIR}"
 bin="${KANBAN_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 as_owner() {
@@ -35,14 +39,27 @@ case "$cmd" in
     port="$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     as_owner "$bin/initdb" -D "$cluster/data" -A trust -U kanban -E UTF8 --no-locale \
       >"$cluster/initdb.log" 2>&1 || { cat "$cluster/initdb.log" >&2; exit 1; }
-    # fsync stays on: the suite's durability tests mean it. Small buffers:
-    # the suite's databases are tiny and the machine has other work.
-    as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 \
-      -o "-p $port -k $cluster -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=32MB" \
-      start >/dev/null || { cat "$cluster/server.log" >&2; exit 1; }
-    echo "postgresql://kanban@127.0.0.1:$port/postgres" >"$state/target"
     echo "$port" >"$state/port"
+    "$0" resume "$state"
+    echo "postgresql://kanban@127.0.0.1:$port/postgres" >"$state/target"
     echo "postgres_server: PostgreSQL on 127.0.0.1:$port, data in $cluster/data"
+    ;;
+  resume)
+    cluster="$(cat "$state/cluster")"
+    port="$(cat "$state/port")"
+    # fsync stays on: the suite's durability tests mean it, and they ask for
+    # synchronous_commit=on (kanband --synchronous=full). The server's own
+    # default is off: most tests commit one write at a time, and a WAL flush
+    # each would make them slow without testing anything more; it also
+    # shows that kanband leaves the server's setting alone when not told.
+    # Small buffers: the databases are tiny and the machine has other work.
+    as_owner "$bin/pg_ctl" -D "$cluster/data" -l "$cluster/server.log" -w -t 60 \
+      -o "-p $port -k $cluster -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=32MB -c synchronous_commit=off" \
+      start >/dev/null || { cat "$cluster/server.log" >&2; exit 1; }
+    ;;
+  crash)
+    cluster="$(cat "$state/cluster")"
+    as_owner "$bin/pg_ctl" -D "$cluster/data" -m immediate -w stop >/dev/null
     ;;
   stop)
     [ -f "$state/cluster" ] || exit 0
@@ -54,7 +71,7 @@ case "$cmd" in
     rm -f "$state/cluster" "$state/target" "$state/port"
     ;;
   *)
-    echo "usage: postgres_server.sh start|stop STATE_DIR" >&2
+    echo "usage: postgres_server.sh start|stop|crash|resume STATE_DIR" >&2
     exit 2
     ;;
 esac

@@ -197,6 +197,18 @@ Metrics::Metrics(Options options)
                          .Help("Events deleted by retention.")
                          .Register(*registry_)
                          .Add({});
+  http_refused_ = &prometheus::BuildCounter()
+                       .Name("kanban_http_connections_refused_total")
+                       .Help("HTTP door connections closed by its bounds: over "
+                             "--http_max_connections_per_peer (per_peer) or "
+                             "--http_max_connections (total) at accept, or without a "
+                             "complete request within --http_request_timeout "
+                             "(request_timeout).")
+                       .Register(*registry_);
+  // Present (at 0) before the first refusal, so that alerts can rate() them.
+  for (const char* reason : {"per_peer", "total", "request_timeout"}) {
+    http_refused_->Add({{"reason", reason}});
+  }
   live_ = std::make_shared<LiveCollector>(this);
 }
 
@@ -241,6 +253,10 @@ void Metrics::OnRpc(absl::string_view full_method, absl::string_view code,
       .Increment();
   rpc_seconds_->Add({{"service", service}, {"method", method}}, RpcBuckets())
       .Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::OnHttpRefused(absl::string_view reason) {
+  http_refused_->Add({{"reason", std::string(reason)}}).Increment();
 }
 
 void Metrics::OnBatch(int mutations, absl::Duration commit) {

@@ -62,6 +62,9 @@ class Metrics {
              absl::Duration latency);
   void OnBatch(int mutations, absl::Duration commit);
   void OnSweep(const storage::SweepResult& result);
+  // The HTTP door closed a connection: beyond a cap ("per_peer", "total")
+  // or past --http_request_timeout ("request_timeout").
+  void OnHttpRefused(absl::string_view reason);
 
  private:
   class LiveCollector;
@@ -82,6 +85,7 @@ class Metrics {
   prometheus::Counter* leases_reclaimed_;
   prometheus::Counter* leases_gave_up_;
   prometheus::Counter* events_deleted_;
+  prometheus::Family<prometheus::Counter>* http_refused_;
   std::shared_ptr<LiveCollector> live_;
 
   storage::Store* store_ = nullptr;  // Set before Serve.

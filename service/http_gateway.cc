@@ -313,44 +313,6 @@ void LogMhd(void* cls, const char* format, va_list args) {
   LogWarning(absl::StrCat("http: ", absl::StripTrailingAsciiWhitespace(text)));
 }
 
-// The socket address for a host:port: names are not resolved, so
-// "localhost" is 127.0.0.1; an empty host is every IPv4 interface.
-absl::Status ParseListen(absl::string_view listen, sockaddr_storage* out) {
-  const size_t colon = listen.rfind(':');
-  if (colon == absl::string_view::npos || colon + 1 == listen.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_listen: expected host:port, got \"", listen, "\""));
-  }
-  absl::string_view host = listen.substr(0, colon);
-  absl::string_view port = listen.substr(colon + 1);
-  int number = 0;
-  if (!absl::SimpleAtoi(port, &number) || number < 0 || number > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("http_listen: bad port in \"", listen, "\""));
-  }
-  std::memset(out, 0, sizeof(*out));
-  if (host == "localhost") host = "127.0.0.1";
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(out);
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(static_cast<uint16_t>(number));
-    const std::string text(host.substr(1, host.size() - 2));
-    if (inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) == 1) return absl::OkStatus();
-  } else {
-    auto* in4 = reinterpret_cast<sockaddr_in*>(out);
-    in4->sin_family = AF_INET;
-    in4->sin_port = htons(static_cast<uint16_t>(number));
-    if (host.empty()) {
-      in4->sin_addr.s_addr = htonl(INADDR_ANY);
-      return absl::OkStatus();
-    }
-    const std::string text(host);
-    if (inet_pton(AF_INET, text.c_str(), &in4->sin_addr) == 1) return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "http_listen: \"", host, "\" is not an IP address (names are not resolved)"));
-}
-
 }  // namespace
 
 // ---- EventStream ------------------------------------------------------------
@@ -558,6 +520,46 @@ class HttpGateway::EventStream final
 
 // ---- HttpGateway --------------------------------------------------------------
 
+// The socket address for a host:port: names are not resolved, so
+// "localhost" is 127.0.0.1; an empty host is every IPv4 interface.
+absl::Status ParseListenAddress(absl::string_view flag, absl::string_view listen,
+                                sockaddr_storage* out) {
+  const size_t colon = listen.rfind(':');
+  if (colon == absl::string_view::npos || colon + 1 == listen.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": expected host:port, got \"", listen, "\""));
+  }
+  absl::string_view host = listen.substr(0, colon);
+  absl::string_view port = listen.substr(colon + 1);
+  int number = 0;
+  if (!absl::SimpleAtoi(port, &number) || number < 0 || number > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": bad port in \"", listen, "\""));
+  }
+  std::memset(out, 0, sizeof(*out));
+  if (host == "localhost") host = "127.0.0.1";
+  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(out);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(number));
+    const std::string text(host.substr(1, host.size() - 2));
+    if (inet_pton(AF_INET6, text.c_str(), &in6->sin6_addr) == 1) return absl::OkStatus();
+  } else {
+    auto* in4 = reinterpret_cast<sockaddr_in*>(out);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(static_cast<uint16_t>(number));
+    if (host.empty()) {
+      in4->sin_addr.s_addr = htonl(INADDR_ANY);
+      return absl::OkStatus();
+    }
+    const std::string text(host);
+    if (inet_pton(AF_INET, text.c_str(), &in4->sin_addr) == 1) return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      flag, ": \"", host, "\" is not an IP address (names are not resolved)"));
+}
+
+
 HttpGateway::HttpGateway(Options options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       loopback_only_(IsLoopbackAddress(options_.listen)),
@@ -573,7 +575,10 @@ HttpGateway::HttpGateway(Options options, std::shared_ptr<grpc::Channel> channel
 absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
     Options options, std::shared_ptr<grpc::Channel> channel) {
   sockaddr_storage address;
-  if (absl::Status s = ParseListen(options.listen, &address); !s.ok()) return s;
+  if (absl::Status s = ParseListenAddress("http_listen", options.listen, &address);
+      !s.ok()) {
+    return s;
+  }
   std::unique_ptr<HttpGateway> gateway(
       new HttpGateway(std::move(options), std::move(channel)));
   const Options& o = gateway->options_;

@@ -200,6 +200,13 @@ class HttpGateway {
   absl::flat_hash_map<std::string, absl::Time> last_logged_ ABSL_GUARDED_BY(conn_mu_);
 };
 
+// The socket address for a --`flag` value "host:port" ("[::1]:port" for
+// IPv6): names are not resolved, so "localhost" is 127.0.0.1; an empty
+// host is every IPv4 interface. INVALID_ARGUMENT, naming `flag`, if it
+// cannot be parsed. (The metrics endpoint uses it too.)
+absl::Status ParseListenAddress(absl::string_view flag, absl::string_view listen,
+                                sockaddr_storage* out);
+
 }  // namespace kanban::service
 
 #endif  // KANBAN_SERVICE_HTTP_GATEWAY_H_

@@ -1,6 +1,6 @@
 // Metrics: kanband's Prometheus metrics, served in the text format at
-// http://<--metrics_listen>/metrics by prometheus-cpp's exposer (civetweb,
-// its own threads). Counters and histograms are updated where things happen
+// http://<--metrics_listen>/metrics by libmicrohttpd (its own event loop;
+// see Serve in metrics.cc for its bounds on clients). Counters and histograms are updated where things happen
 // (RPC interceptor, writer, sweeper); gauges that describe state (queue
 // depth, open streams, task counts, file sizes) are read at scrape time.
 //
@@ -8,6 +8,7 @@
 #ifndef KANBAN_SERVICE_METRICS_H_
 #define KANBAN_SERVICE_METRICS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,9 +21,10 @@
 #include "storage/store.h"
 #include "storage/types.h"
 
+struct MHD_Daemon;
+
 namespace prometheus {
 class Counter;
-class Exposer;
 class Histogram;
 class Registry;
 template <typename T>
@@ -95,7 +97,8 @@ class Metrics {
   TaskCounts counts_ ABSL_GUARDED_BY(counts_mu_);
 
   absl::Mutex serve_mu_;
-  std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(serve_mu_);
+  MHD_Daemon* daemon_ ABSL_GUARDED_BY(serve_mu_) = nullptr;
+  std::function<std::string()> scrape_;  // Set by Serve: the text of /metrics.
   int port_ = 0;
 };
 

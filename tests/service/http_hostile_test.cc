@@ -349,5 +349,31 @@ TEST_F(HttpHostileTest, ConnectionsPastTheTotalCapAreRefusedAtOnce) {
   ExpectOtherClientAnswered(absl::Seconds(5));
 }
 
+// /metrics is served the same way: connections that never finish their
+// headers (prometheus-cpp's exposer had two threads for them) leave
+// another scraper served; beyond 8 from one address they are closed.
+TEST_F(HttpHostileTest, MetricsServeThroughHalfOpenConnections) {
+  ASSERT_NO_FATAL_FAILURE(Start([](Server::Options&) {}));
+  std::vector<int> slow;
+  for (int i = 0; i < 50; ++i) {
+    absl::StatusOr<int> fd = ConnectLoopback(server_->metrics_port());
+    ASSERT_TRUE(fd.ok()) << fd.status();
+    held_.push_back(*fd);
+    slow.push_back(*fd);
+    SendAll(*fd, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  }
+  const absl::Time look_until = absl::Now() + absl::Milliseconds(500);
+  int closed = 0;
+  for (int fd : slow) closed += ClosedBy(fd, look_until) ? 1 : 0;
+  EXPECT_EQ(closed, 50 - 8);
+  const absl::Time start = absl::Now();
+  auto scrape = HttpFetch(server_->metrics_port(), "GET", "/metrics", {}, "",
+                          absl::Seconds(1), kOther);
+  ASSERT_TRUE(scrape.ok()) << scrape.status();
+  EXPECT_EQ(scrape->status, 200);
+  EXPECT_THAT(scrape->body, HasSubstr("kanban_http_connections_refused_total"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(1));
+}
+
 }  // namespace
 }  // namespace kanban::service

@@ -345,6 +345,7 @@ class HttpGateway::EventStream final
       MHD_suspend_connection(connection_);
       suspended_ = true;
       reading_ = true;
+      held_ = true;  // Taken below; until then Cancel must not release it.
     }
     gateway_->kanban_->async()->WatchEvents(&ctx, &request, this);
     StartRead(&response_);
@@ -508,7 +509,7 @@ class HttpGateway::EventStream final
   MHD_Connection* connection_ ABSL_GUARDED_BY(mu_);  // Null once detached.
   bool suspended_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
-  bool held_ ABSL_GUARDED_BY(mu_) = true;
+  bool held_ ABSL_GUARDED_BY(mu_) = false;  // The hold Start takes.
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool failed_ ABSL_GUARDED_BY(mu_) = false;  // A read came back empty.
   bool started_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,7 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "service/http_gateway.h"  // ParseListenAddress.
+#include "service/http/http_gateway.h"  // ParseListenAddress.
 #include "service/watch_registry.h"
 
 namespace kanban::service {

@@ -15,7 +15,7 @@
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
-#include "service/http_gateway.h"
+#include "service/http/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
 #include "service/watch_registry.h"
@@ -62,7 +62,7 @@ class Server {
     // Default: off. (kanband refuses a non-loopback listen address without
     // it unless told --insecure_no_auth; the Server itself does not check.)
     bool auth = false;
-    // ---- The HTTP door (service/http_gateway.h). ----
+    // ---- The HTTP door (service/http/http_gateway.h). ----
     // host:port for the JSON API, the event stream and the web page (port 0
     // picks a free one); empty turns it off. Like `listen`, kanband refuses a
     // non-loopback address without auth. Default: off.

@@ -45,8 +45,8 @@
 // idle_timeout is closed; connections beyond max_connections_per_peer from
 // one address, or max_connections in all, are closed at once on accept,
 // counted (on_refused) and logged at most once per address a minute.
-#ifndef KANBAN_SERVICE_HTTP_GATEWAY_H_
-#define KANBAN_SERVICE_HTTP_GATEWAY_H_
+#ifndef KANBAN_SERVICE_HTTP_HTTP_GATEWAY_H_
+#define KANBAN_SERVICE_HTTP_HTTP_GATEWAY_H_
 
 #include <grpcpp/channel.h>
 #include <sys/socket.h>
@@ -209,4 +209,4 @@ absl::Status ParseListenAddress(absl::string_view flag, absl::string_view listen
 
 }  // namespace kanban::service
 
-#endif  // KANBAN_SERVICE_HTTP_GATEWAY_H_
+#endif  // KANBAN_SERVICE_HTTP_HTTP_GATEWAY_H_

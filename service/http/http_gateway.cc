@@ -1,4 +1,4 @@
-#include "service/http_gateway.h"
+#include "service/http/http_gateway.h"
 
 // libmicrohttpd's header wants these first.
 #include <sys/types.h>
@@ -33,9 +33,9 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "service/auth.h"
-#include "service/http_status.h"
+#include "service/http/http_status.h"
 #include "service/log.h"
-#include "service/web_assets.h"
+#include "service/http/web_assets.h"
 
 namespace kanban::service {
 

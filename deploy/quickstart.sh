@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(
   g++ cmake ninja-build pkg-config
   protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libgrpc++-dev
-  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libcivetweb-dev libpq-dev
+  libabsl-dev libsqlite3-dev libssl-dev prometheus-cpp-dev libmicrohttpd-dev libpq-dev
   libgtest-dev libgmock-dev
 )
 # The Python and Node clients' tests, systemd-analyze for the unit file's,

@@ -1,5 +1,6 @@
 // kanband: serves the kanban task board over gRPC from one SQLite file.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -77,7 +78,19 @@ ABSL_FLAG(std::string, http_listen, "",
 ABSL_FLAG(std::string, http_port_file, "",
           "write the bound HTTP port to this file once serving (for tests and scripts)");
 ABSL_FLAG(int, http_max_event_streams, 40,
-          "HTTP event streams (/api/v1/events) open at once, at most 48; more get 429");
+          "HTTP event streams (/api/v1/events) open at once; more get 429");
+ABSL_FLAG(absl::Duration, http_request_timeout, absl::Seconds(10),
+          "an HTTP request's headers and body must arrive within this of the "
+          "connection opening (or of its previous answer, plus --http_idle_timeout); "
+          "else the connection is closed");
+ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(15),
+          "close an HTTP connection that sends and is sent nothing this long (whole "
+          "seconds; event streams waiting for events are not idle)");
+ABSL_FLAG(int, http_max_connections, 1024,
+          "HTTP connections open at once; beyond, new ones are closed at once");
+ABSL_FLAG(int, http_max_connections_per_peer, 128,
+          "HTTP connections open at once from one client address (a proxy in front "
+          "counts as one); beyond, new ones from it are closed at once");
 // ---- TLS ----
 ABSL_FLAG(
     std::string, tls_cert, "",
@@ -360,10 +373,43 @@ int main(int argc, char** argv) {
   }
   options.http_listen = absl::GetFlag(FLAGS_http_listen);
   options.http_max_event_streams = absl::GetFlag(FLAGS_http_max_event_streams);
-  if (options.http_max_event_streams < 1 || options.http_max_event_streams > 48) {
-    LogError(
-        "--http_max_event_streams: must be between 1 and 48 (the door has 50 threads)");
+  options.http_request_timeout = absl::GetFlag(FLAGS_http_request_timeout);
+  options.http_idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  options.http_max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  options.http_max_connections_per_peer =
+      absl::GetFlag(FLAGS_http_max_connections_per_peer);
+  if (options.http_max_connections < 1 || options.http_max_connections_per_peer < 1) {
+    LogError("--http_max_connections and --http_max_connections_per_peer: must be >= 1");
     return kExitConfig;
+  }
+  if (options.http_max_event_streams < 1 ||
+      options.http_max_event_streams > options.http_max_connections) {
+    LogError(
+        "--http_max_event_streams: must be between 1 and --http_max_connections (each "
+        "stream is a connection)");
+    return kExitConfig;
+  }
+  if (options.http_request_timeout <= absl::ZeroDuration() ||
+      options.http_idle_timeout < absl::Seconds(1)) {
+    LogError(
+        "--http_request_timeout: must be positive; --http_idle_timeout: at least 1s");
+    return kExitConfig;
+  }
+  // Each HTTP connection is a descriptor: raise the soft limit (often 1024)
+  // toward the hard one, so that --http_max_connections can be reached
+  // before accept fails for want of descriptors.
+  if (!options.http_listen.empty()) {
+    rlimit limit{};
+    const rlim_t wanted = static_cast<rlim_t>(options.http_max_connections) + 1024;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < wanted) {
+      limit.rlim_cur = std::min(wanted, limit.rlim_max);
+      setrlimit(RLIMIT_NOFILE, &limit);
+      if (limit.rlim_cur < wanted) {
+        LogWarning(absl::StrCat("--http_max_connections=", options.http_max_connections,
+                                ": only ", limit.rlim_cur,
+                                " file descriptors allowed (ulimit -n / LimitNOFILE)"));
+      }
+    }
   }
   if (options.http_listen.empty() && !absl::GetFlag(FLAGS_http_port_file).empty()) {
     LogError("--http_port_file needs --http_listen");

@@ -2,17 +2,25 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/histogram.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <sys/stat.h>
+// libmicrohttpd's header wants these first.
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <microhttpd.h>
 
 #include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "service/http/http_gateway.h"  // ParseListenAddress.
 #include "service/watch_registry.h"
 
 namespace kanban::service {
@@ -88,7 +96,7 @@ std::pair<std::string, std::string> SplitMethod(absl::string_view full) {
 
 }  // namespace
 
-// The values read at scrape time, on the exposer's thread.
+// The values read at scrape time, on the metrics endpoint's event loop.
 class Metrics::LiveCollector final : public prometheus::Collectable {
  public:
   explicit LiveCollector(Metrics* metrics) : metrics_(metrics) {}
@@ -201,6 +209,18 @@ Metrics::Metrics(Options options)
                          .Help("Events deleted by retention.")
                          .Register(*registry_)
                          .Add({});
+  http_refused_ = &prometheus::BuildCounter()
+                       .Name("kanban_http_connections_refused_total")
+                       .Help("HTTP door connections closed by its bounds: over "
+                             "--http_max_connections_per_peer (per_peer) or "
+                             "--http_max_connections (total) at accept, or without a "
+                             "complete request within --http_request_timeout "
+                             "(request_timeout).")
+                       .Register(*registry_);
+  // Present (at 0) before the first refusal, so that alerts can rate() them.
+  for (const char* reason : {"per_peer", "total", "request_timeout"}) {
+    http_refused_->Add({{"reason", reason}});
+  }
   live_ = std::make_shared<LiveCollector>(this);
 }
 
@@ -211,31 +231,92 @@ void Metrics::SetSources(storage::Store* store, WatchRegistry* watchers) {
   watchers_ = watchers;
 }
 
+// Served by libmicrohttpd, as the HTTP door is, rather than by
+// prometheus-cpp's exposer: that is civetweb with two threads, which two
+// connections that never finish their headers would take for 30 s each.
+// Here every connection is on one event loop; one address may hold
+// kMetricsPerPeer at once (more are closed at accept by libmicrohttpd,
+// uncounted: a scraper needs one), a silent connection is closed after
+// kMetricsIdle, and a request's head must fit in 16 KiB.
+namespace {
+constexpr unsigned int kMetricsPerPeer = 8;
+constexpr unsigned int kMetricsConnections = 256;
+constexpr unsigned int kMetricsIdleSeconds = 10;
+
+MHD_Result AnswerScrape(void* cls, MHD_Connection* connection, const char* url,
+                        const char* method, const char*, const char*,
+                        size_t* upload_data_size, void** con_cls) {
+  if (*con_cls == nullptr) {  // Headers in; a body (if any) is dropped.
+    *con_cls = connection;
+    return MHD_YES;
+  }
+  if (*upload_data_size > 0) {
+    *upload_data_size = 0;
+    return MHD_YES;
+  }
+  std::string body;
+  unsigned int status = MHD_HTTP_OK;
+  const char* type = "text/plain; version=0.0.4; charset=utf-8";
+  if (std::string(url) != "/metrics") {
+    status = MHD_HTTP_NOT_FOUND;
+    body = "not found: the metrics are at /metrics\n";
+    type = "text/plain; charset=utf-8";
+  } else if (std::string(method) != "GET" && std::string(method) != "HEAD") {
+    status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    body = "method not allowed\n";
+    type = "text/plain; charset=utf-8";
+  } else {
+    body = static_cast<const std::function<std::string()>*>(cls)->operator()();
+  }
+  MHD_Response* response =
+      MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(response, "Content-Type", type);
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) {
+    MHD_add_response_header(response, "Allow", "GET, HEAD");
+  }
+  const MHD_Result queued = MHD_queue_response(connection, status, response);
+  MHD_destroy_response(response);
+  return queued;
+}
+}  // namespace
+
 absl::Status Metrics::Serve(const std::string& listen) {
   absl::MutexLock lock(&serve_mu_);
-  std::unique_ptr<prometheus::Exposer> exposer;
-  // civetweb reports a failed bind by throwing; nothing else here throws.
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics_listen: cannot serve on ", listen, ": ", e.what()));
+  sockaddr_storage address;
+  if (absl::Status s = ParseListenAddress("metrics_listen", listen, &address); !s.ok()) {
+    return s;
   }
-  std::vector<int> ports = exposer->GetListeningPorts();
-  if (ports.empty() || ports.front() == 0) {
+  scrape_ = [this] {
+    std::vector<prometheus::MetricFamily> families = registry_->Collect();
+    std::vector<prometheus::MetricFamily> live = live_->Collect();
+    families.insert(families.end(), std::make_move_iterator(live.begin()),
+                    std::make_move_iterator(live.end()));
+    return prometheus::TextSerializer().Serialize(families);
+  };
+  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD;
+  if (address.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  MHD_Daemon* daemon = MHD_start_daemon(
+      flags, 0, nullptr, nullptr, &AnswerScrape, &scrape_,          //
+      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&address),  //
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMetricsPerPeer,          //
+      MHD_OPTION_CONNECTION_LIMIT, kMetricsConnections,             //
+      MHD_OPTION_CONNECTION_TIMEOUT, kMetricsIdleSeconds,           //
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 << 10),  //
+      MHD_OPTION_END);
+  if (daemon == nullptr) {
     return absl::UnavailableError(
         absl::StrCat("metrics_listen: cannot serve on ", listen));
   }
-  exposer->RegisterCollectable(registry_);
-  exposer->RegisterCollectable(live_);
-  port_ = ports.front();
-  exposer_ = std::move(exposer);
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+  port_ = info != nullptr ? info->port : 0;
+  daemon_ = daemon;
   return absl::OkStatus();
 }
 
 void Metrics::StopServing() {
   absl::MutexLock lock(&serve_mu_);
-  exposer_.reset();  // Joins civetweb's threads.
+  if (daemon_ != nullptr) MHD_stop_daemon(daemon_);  // Waits for a scrape in flight.
+  daemon_ = nullptr;
 }
 
 void Metrics::OnRpc(absl::string_view full_method, absl::string_view code,
@@ -245,6 +326,10 @@ void Metrics::OnRpc(absl::string_view full_method, absl::string_view code,
       .Increment();
   rpc_seconds_->Add({{"service", service}, {"method", method}}, RpcBuckets())
       .Observe(absl::ToDoubleSeconds(latency));
+}
+
+void Metrics::OnHttpRefused(absl::string_view reason) {
+  http_refused_->Add({{"reason", std::string(reason)}}).Increment();
 }
 
 void Metrics::OnBatch(int mutations, absl::Duration commit) {
@@ -262,7 +347,7 @@ std::vector<storage::TaskCount> Metrics::CurrentTaskCounts() {
   absl::MutexLock lock(&counts_mu_);
   const absl::Time now = absl::Now();
   if (now - counts_.read_at >= options_.task_count_interval) {
-    // On the exposer's thread, never a gRPC one: waiting for a reader is fine.
+    // On the metrics endpoint's loop, never a gRPC thread: waiting for a reader is fine.
     absl::StatusOr<std::vector<storage::TaskCount>> counts =
         storage::Await<std::vector<storage::TaskCount>>(
             [&](auto done) { store_->CountTasks(done); });

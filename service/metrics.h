@@ -1,6 +1,6 @@
 // Metrics: kanband's Prometheus metrics, served in the text format at
-// http://<--metrics_listen>/metrics by prometheus-cpp's exposer (civetweb,
-// its own threads). Counters and histograms are updated where things happen
+// http://<--metrics_listen>/metrics by libmicrohttpd (its own event loop;
+// see Serve in metrics.cc for its bounds on clients). Counters and histograms are updated where things happen
 // (RPC interceptor, writer, sweeper); gauges that describe state (queue
 // depth, open streams, task counts, file sizes) are read at scrape time.
 //
@@ -8,6 +8,7 @@
 #ifndef KANBAN_SERVICE_METRICS_H_
 #define KANBAN_SERVICE_METRICS_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,9 +21,10 @@
 #include "storage/store.h"
 #include "storage/types.h"
 
+struct MHD_Daemon;
+
 namespace prometheus {
 class Counter;
-class Exposer;
 class Histogram;
 class Registry;
 template <typename T>
@@ -62,6 +64,9 @@ class Metrics {
              absl::Duration latency);
   void OnBatch(int mutations, absl::Duration commit);
   void OnSweep(const storage::SweepResult& result);
+  // The HTTP door closed a connection: beyond a cap ("per_peer", "total")
+  // or past --http_request_timeout ("request_timeout").
+  void OnHttpRefused(absl::string_view reason);
 
  private:
   class LiveCollector;
@@ -82,6 +87,7 @@ class Metrics {
   prometheus::Counter* leases_reclaimed_;
   prometheus::Counter* leases_gave_up_;
   prometheus::Counter* events_deleted_;
+  prometheus::Family<prometheus::Counter>* http_refused_;
   std::shared_ptr<LiveCollector> live_;
 
   storage::Store* store_ = nullptr;  // Set before Serve.
@@ -91,7 +97,8 @@ class Metrics {
   TaskCounts counts_ ABSL_GUARDED_BY(counts_mu_);
 
   absl::Mutex serve_mu_;
-  std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(serve_mu_);
+  MHD_Daemon* daemon_ ABSL_GUARDED_BY(serve_mu_) = nullptr;
+  std::function<std::string()> scrape_;  // Set by Serve: the text of /metrics.
   int port_ = 0;
 };
 

@@ -142,6 +142,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     http_options.keepalive = options.http_keepalive;
     http_options.max_event_streams = options.http_max_event_streams;
     http_options.max_body_bytes = static_cast<size_t>(options.max_request_bytes);
+    http_options.request_timeout = options.http_request_timeout;
+    http_options.idle_timeout = options.http_idle_timeout;
+    http_options.max_connections = options.http_max_connections;
+    http_options.max_connections_per_peer = options.http_max_connections_per_peer;
+    if (Metrics* metrics = server->metrics_.get(); metrics != nullptr) {
+      http_options.on_refused = [metrics](absl::string_view reason) {
+        metrics->OnHttpRefused(reason);
+      };
+    }
     absl::StatusOr<std::unique_ptr<HttpGateway>> http =
         HttpGateway::Start(http_options, server->grpc_->InProcessChannel(args));
     if (!http.ok()) {

@@ -15,7 +15,7 @@
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
-#include "service/http_gateway.h"
+#include "service/http/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
 #include "service/watch_registry.h"
@@ -62,7 +62,7 @@ class Server {
     // Default: off. (kanband refuses a non-loopback listen address without
     // it unless told --insecure_no_auth; the Server itself does not check.)
     bool auth = false;
-    // ---- The HTTP door (service/http_gateway.h). ----
+    // ---- The HTTP door (service/http/http_gateway.h). ----
     // host:port for the JSON API, the event stream and the web page (port 0
     // picks a free one); empty turns it off. Like `listen`, kanband refuses a
     // non-loopback address without auth. Default: off.
@@ -70,9 +70,15 @@ class Server {
     // How often an idle HTTP event stream gets a bookmark or a keep-alive
     // comment. Default: 15 s.
     absl::Duration http_keepalive = absl::Seconds(15);
-    // HTTP event streams open at once (each holds one of the door's 50
-    // threads). Default: 40.
+    // HTTP event streams open at once. Default: 40.
     int http_max_event_streams = 40;
+    // The door's bounds against slow and idle clients (see
+    // HttpGateway::Options): request (headers and body) timeout, idle
+    // keep-alive timeout, connections in all and per client address.
+    absl::Duration http_request_timeout = absl::Seconds(10);
+    absl::Duration http_idle_timeout = absl::Seconds(15);
+    int http_max_connections = 1024;
+    int http_max_connections_per_peer = 128;
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE

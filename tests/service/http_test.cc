@@ -23,7 +23,7 @@
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/auth.h"
-#include "service/http_status.h"
+#include "service/http/http_status.h"
 #include "service/server.h"
 #include "storage/store.h"
 #include "tests/service/seed_token.h"

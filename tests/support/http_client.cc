@@ -40,28 +40,48 @@ std::string HttpResponse::Header(const std::string& name) const {
   return it == headers.end() ? "" : it->second;
 }
 
-absl::StatusOr<std::unique_ptr<SseStream>> SseStream::Open(int port,
-                                                           const std::string& target,
-                                                           const HttpHeaders& headers,
-                                                           absl::Duration timeout) {
-  return OpenRequest(port, "GET", target, headers, "", timeout);
-}
-
-absl::StatusOr<std::unique_ptr<SseStream>> SseStream::OpenRequest(
-    int port, const std::string& method, const std::string& target,
-    const HttpHeaders& headers, const std::string& body, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  std::unique_ptr<SseStream> s(new SseStream());
-  s->fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s->fd_ < 0) return absl::InternalError("socket failed");
+absl::StatusOr<int> ConnectLoopback(int port, const std::string& source) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  if (!source.empty()) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+        bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+      close(fd);
+      return absl::InternalError(absl::StrCat("bind ", source, ": ", std::strerror(errno)));
+    }
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(s->fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int error = errno;
+    close(fd);
     return absl::UnavailableError(
-        absl::StrCat("connect 127.0.0.1:", port, ": ", std::strerror(errno)));
+        absl::StrCat("connect 127.0.0.1:", port, ": ", std::strerror(error)));
   }
+  return fd;
+}
+
+absl::StatusOr<std::unique_ptr<SseStream>> SseStream::Open(int port,
+                                                           const std::string& target,
+                                                           const HttpHeaders& headers,
+                                                           absl::Duration timeout,
+                                                           const std::string& source) {
+  return OpenRequest(port, "GET", target, headers, "", timeout, source);
+}
+
+absl::StatusOr<std::unique_ptr<SseStream>> SseStream::OpenRequest(
+    int port, const std::string& method, const std::string& target,
+    const HttpHeaders& headers, const std::string& body, absl::Duration timeout,
+    const std::string& source) {
+  const absl::Time deadline = absl::Now() + timeout;
+  std::unique_ptr<SseStream> s(new SseStream());
+  absl::StatusOr<int> fd = ConnectLoopback(port, source);
+  if (!fd.ok()) return fd.status();
+  s->fd_ = *fd;
   // Host and, for a body, Content-Type: application/json unless given.
   bool has_host = false, has_type = false;
   for (const auto& [name, value] : headers) {
@@ -222,10 +242,11 @@ std::string SseStream::RestOfBody(absl::Duration timeout) {
 absl::StatusOr<HttpResponse> HttpFetch(int port, const std::string& method,
                                        const std::string& target,
                                        const HttpHeaders& headers,
-                                       const std::string& body, absl::Duration timeout) {
+                                       const std::string& body, absl::Duration timeout,
+                                       const std::string& source) {
   const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<std::unique_ptr<SseStream>> stream =
-      SseStream::OpenRequest(port, method, target, headers, body, timeout);
+      SseStream::OpenRequest(port, method, target, headers, body, timeout, source);
   if (!stream.ok()) return stream.status();
   HttpResponse response;
   response.status = (*stream)->status();

@@ -30,12 +30,20 @@ struct HttpResponse {
 
 // Sends one request to 127.0.0.1:`port` and reads the whole response.
 // UNAVAILABLE when the connection fails, DEADLINE_EXCEEDED after `timeout`,
-// INTERNAL for a response that is not HTTP.
+// INTERNAL for a response that is not HTTP. A non-empty `source` (another
+// loopback address, "127.0.0.2") is the client's own address, so that a
+// test can be a second client as the server sees it.
 absl::StatusOr<HttpResponse> HttpFetch(int port, const std::string& method,
                                        const std::string& target,
                                        const HttpHeaders& headers = {},
                                        const std::string& body = "",
-                                       absl::Duration timeout = absl::Seconds(30));
+                                       absl::Duration timeout = absl::Seconds(30),
+                                       const std::string& source = "");
+
+// A TCP connection to 127.0.0.1:`port` from `source` (as HttpFetch; ""
+// lets the kernel choose): the descriptor, for tests that speak HTTP
+// badly on purpose. The caller closes it.
+absl::StatusOr<int> ConnectLoopback(int port, const std::string& source = "");
 
 // One Server-Sent Event: the fields of one blank-line-terminated block.
 struct SseEvent {
@@ -50,11 +58,12 @@ class SseStream {
   // Sends the request and reads the response head. Errors as HttpFetch.
   static absl::StatusOr<std::unique_ptr<SseStream>> Open(
       int port, const std::string& target, const HttpHeaders& headers = {},
-      absl::Duration timeout = absl::Seconds(30));
+      absl::Duration timeout = absl::Seconds(30), const std::string& source = "");
   // Any request, read the same way (HttpFetch uses it).
   static absl::StatusOr<std::unique_ptr<SseStream>> OpenRequest(
       int port, const std::string& method, const std::string& target,
-      const HttpHeaders& headers, const std::string& body, absl::Duration timeout);
+      const HttpHeaders& headers, const std::string& body, absl::Duration timeout,
+      const std::string& source = "");
   ~SseStream();  // Closes the connection.
 
   int status() const { return status_; }

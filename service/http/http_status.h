@@ -1,8 +1,8 @@
 // How the HTTP door reports a gRPC status: the HTTP status code for each
 // gRPC code, and the JSON error body {"code":"NOT_FOUND","message":"..."}.
 // Pure functions; thread-safe.
-#ifndef KANBAN_SERVICE_HTTP_STATUS_H_
-#define KANBAN_SERVICE_HTTP_STATUS_H_
+#ifndef KANBAN_SERVICE_HTTP_HTTP_STATUS_H_
+#define KANBAN_SERVICE_HTTP_HTTP_STATUS_H_
 
 #include <grpcpp/support/status.h>
 
@@ -32,4 +32,4 @@ std::string ErrorJson(grpc::StatusCode code, absl::string_view message,
 
 }  // namespace kanban::service
 
-#endif  // KANBAN_SERVICE_HTTP_STATUS_H_
+#endif  // KANBAN_SERVICE_HTTP_HTTP_STATUS_H_

@@ -1,9 +1,9 @@
-// The board's web page (service/web/*: HTML, CSS, JavaScript), compiled into
+// The board's web page (service/http/web/*: HTML, CSS, JavaScript), compiled into
 // kanband: CMake turns the files into a generated web_assets.cc (see
-// service/web/embed_assets.cmake), so the binary needs no files at run time
+// service/http/web/embed_assets.cmake), so the binary needs no files at run time
 // and there is no build step for the page itself.
-#ifndef KANBAN_SERVICE_WEB_ASSETS_H_
-#define KANBAN_SERVICE_WEB_ASSETS_H_
+#ifndef KANBAN_SERVICE_HTTP_WEB_ASSETS_H_
+#define KANBAN_SERVICE_HTTP_WEB_ASSETS_H_
 
 #include "absl/strings/string_view.h"
 
@@ -20,4 +20,4 @@ const WebAsset* FindWebAsset(absl::string_view path);
 
 }  // namespace kanban::service
 
-#endif  // KANBAN_SERVICE_WEB_ASSETS_H_
+#endif  // KANBAN_SERVICE_HTTP_WEB_ASSETS_H_

@@ -1,6 +1,6 @@
 # Writes OUT, a C++ file defining kanban::service::FindWebAsset (see
-# service/web_assets.h), from the files in service/web/. Run by the build:
-#   cmake -DWEB_DIR=service/web -DOUT=web_assets.cc -P embed_assets.cmake
+# service/http/web_assets.h), from the files in service/http/web/. Run by the build:
+#   cmake -DWEB_DIR=service/http/web -DOUT=web_assets.cc -P embed_assets.cmake
 # index.html is served at "/", every other file at "/<name>". Bytes are
 # written as hex so that no file content can break the C++ source.
 set(types_html "text/html; charset=utf-8")
@@ -31,8 +31,8 @@ foreach(name ${files})
   math(EXPR i "${i} + 1")
 endforeach()
 
-file(WRITE ${OUT}.tmp "// Generated from service/web/ by embed_assets.cmake; do not edit.
-#include \"service/web_assets.h\"
+file(WRITE ${OUT}.tmp "// Generated from service/http/web/ by embed_assets.cmake; do not edit.
+#include \"service/http/web_assets.h\"
 
 namespace kanban::service {
 namespace {

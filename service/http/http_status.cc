@@ -1,4 +1,4 @@
-#include "service/http_status.h"
+#include "service/http/http_status.h"
 
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>

@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "client/kanbanctl_args.h"
+#include "client/kanbanctl/args.h"
 #include "google/protobuf/duration.pb.h"
 #include "kanban/v1/kanban.pb.h"
 

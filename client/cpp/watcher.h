@@ -10,8 +10,8 @@
 //   });
 //   // OK after Stop(); OUT_OF_RANGE: the history was trimmed, re-list and
 //   // start over from a fresh position.
-#ifndef KANBAN_CLIENT_WATCHER_H_
-#define KANBAN_CLIENT_WATCHER_H_
+#ifndef KANBAN_CLIENT_CPP_WATCHER_H_
+#define KANBAN_CLIENT_CPP_WATCHER_H_
 
 #include <cstdint>
 #include <functional>
@@ -148,4 +148,4 @@ class Watcher {
 
 }  // namespace kanban::client
 
-#endif  // KANBAN_CLIENT_WATCHER_H_
+#endif  // KANBAN_CLIENT_CPP_WATCHER_H_

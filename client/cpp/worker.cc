@@ -1,4 +1,4 @@
-#include "client/worker.h"
+#include "client/cpp/worker.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_health.h"
+#include "client/kanbanctl/health.h"
 
 #include <memory>
 #include <string>

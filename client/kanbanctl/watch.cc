@@ -1,4 +1,4 @@
-#include "client/kanbanctl_watch.h"
+#include "client/kanbanctl/watch.h"
 
 #include <cstdint>
 #include <memory>
@@ -9,10 +9,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "client/channel.h"
-#include "client/kanbanctl_print.h"
-#include "client/kanbanctl_signals.h"
-#include "client/watcher.h"
+#include "client/cpp/channel.h"
+#include "client/kanbanctl/print.h"
+#include "client/kanbanctl/signals.h"
+#include "client/cpp/watcher.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace kanban::client {

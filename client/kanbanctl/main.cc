@@ -1,7 +1,7 @@
 // kanbanctl: the command-line client of kanband. Parses the command line,
 // opens a channel (plaintext, or TLS with the --tls-* flags; with --token or
 // $KANBAN_TOKEN, every call carries the bearer token) and runs one command
-// from the table in kanbanctl_commands.h. Run `kanbanctl help` for the
+// from the table in commands.h. Run `kanbanctl help` for the
 // commands.
 
 #include <cstdlib>
@@ -15,10 +15,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "client/channel.h"
-#include "client/kanbanctl_args.h"
-#include "client/kanbanctl_commands.h"
-#include "client/tls.h"
+#include "client/cpp/channel.h"
+#include "client/kanbanctl/args.h"
+#include "client/kanbanctl/commands.h"
+#include "client/cpp/tls.h"
 #include "grpc/support/log.h"
 #include "grpcpp/security/credentials.h"
 #include "kanban/v1/kanban.grpc.pb.h"

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_requests.h"
+#include "client/kanbanctl/requests.h"
 
 #include <cerrno>
 #include <cstdlib>

@@ -1,7 +1,7 @@
 // kanbanctl's commands as a table: each has a name, a usage line, its own
 // flags and a handler that builds one request, calls one RPC and prints the
 // response (except `work`, a worker loop, and `watch`, a feed follower; see
-// kanbanctl_work.h and kanbanctl_watch.h). The table is constant and safe to
+// work.h and watch.h). The table is constant and safe to
 // read from any thread.
 #ifndef KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
 #define KANBAN_CLIENT_KANBANCTL_COMMANDS_H_
@@ -14,8 +14,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "client/kanbanctl_args.h"
-#include "client/tls.h"
+#include "client/kanbanctl/args.h"
+#include "client/cpp/tls.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/support/status.h"
 #include "kanban/v1/kanban.grpc.pb.h"

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_db.h"
+#include "client/kanbanctl/db.h"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
-#include "client/kanbanctl_print.h"
+#include "client/kanbanctl/print.h"
 #include "grpcpp/client_context.h"
 
 namespace kanban::client {

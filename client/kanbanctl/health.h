@@ -6,7 +6,7 @@
 #ifndef KANBAN_CLIENT_KANBANCTL_HEALTH_H_
 #define KANBAN_CLIENT_KANBANCTL_HEALTH_H_
 
-#include "client/kanbanctl_commands.h"
+#include "client/kanbanctl/commands.h"
 
 namespace kanban::client {
 

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_work.h"
+#include "client/kanbanctl/work.h"
 
 #include <signal.h>
 
@@ -16,9 +16,9 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "client/kanbanctl_signals.h"
-#include "client/kanbanctl_subprocess.h"
-#include "client/worker.h"
+#include "client/kanbanctl/signals.h"
+#include "client/cpp/subprocess.h"
+#include "client/cpp/worker.h"
 
 namespace kanban::client {
 namespace {

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_commands.h"
+#include "client/kanbanctl/commands.h"
 
 #include <algorithm>
 #include <string>
@@ -7,13 +7,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "client/kanbanctl_db.h"
-#include "client/kanbanctl_health.h"
-#include "client/kanbanctl_print.h"
-#include "client/kanbanctl_requests.h"
-#include "client/kanbanctl_token.h"
-#include "client/kanbanctl_watch.h"
-#include "client/kanbanctl_work.h"
+#include "client/kanbanctl/db.h"
+#include "client/kanbanctl/health.h"
+#include "client/kanbanctl/print.h"
+#include "client/kanbanctl/requests.h"
+#include "client/kanbanctl/token.h"
+#include "client/kanbanctl/watch.h"
+#include "client/kanbanctl/work.h"
 #include "grpcpp/client_context.h"
 
 namespace kanban::client {

@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/kanbanctl_args.h"
-#include "client/kanbanctl_commands.h"
+#include "client/kanbanctl/args.h"
+#include "client/kanbanctl/commands.h"
 #include "kanban/v1/kanban.pb.h"
 
 namespace kanban::client {

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_token.h"
+#include "client/kanbanctl/token.h"
 
 #include <memory>
 #include <string>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "client/kanbanctl_print.h"
+#include "client/kanbanctl/print.h"
 #include "grpcpp/client_context.h"
 
 namespace kanban::client {

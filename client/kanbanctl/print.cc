@@ -1,4 +1,4 @@
-#include "client/kanbanctl_print.h"
+#include "client/kanbanctl/print.h"
 
 #include <algorithm>
 #include <utility>

@@ -7,8 +7,8 @@
 //   if (!security.ok()) ...;
 //   auto channel = grpc::CreateCustomChannel(address, security->credentials,
 //                                            security->args);
-#ifndef KANBAN_CLIENT_TLS_H_
-#define KANBAN_CLIENT_TLS_H_
+#ifndef KANBAN_CLIENT_CPP_TLS_H_
+#define KANBAN_CLIENT_CPP_TLS_H_
 
 #include <memory>
 #include <string>
@@ -48,4 +48,4 @@ absl::StatusOr<ChannelSecurity> LoadChannelSecurity(const TlsFiles& files);
 
 }  // namespace kanban::client
 
-#endif  // KANBAN_CLIENT_TLS_H_
+#endif  // KANBAN_CLIENT_CPP_TLS_H_

@@ -10,8 +10,8 @@
 //     if (task.cancelled()) return absl::CancelledError("lease lost");
 //     return "result";
 //   });
-#ifndef KANBAN_CLIENT_WORKER_H_
-#define KANBAN_CLIENT_WORKER_H_
+#ifndef KANBAN_CLIENT_CPP_WORKER_H_
+#define KANBAN_CLIENT_CPP_WORKER_H_
 
 #include <functional>
 #include <memory>
@@ -226,4 +226,4 @@ class Worker {
 
 }  // namespace kanban::client
 
-#endif  // KANBAN_CLIENT_WORKER_H_
+#endif  // KANBAN_CLIENT_CPP_WORKER_H_

@@ -1,4 +1,4 @@
-#include "client/kanbanctl_signals.h"
+#include "client/kanbanctl/signals.h"
 
 #include <fcntl.h>
 #include <signal.h>

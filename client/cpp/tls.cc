@@ -1,4 +1,4 @@
-#include "client/tls.h"
+#include "client/cpp/tls.h"
 
 #include <fstream>
 #include <sstream>

@@ -2,12 +2,12 @@
 // event as it arrives (flushed at once), human-readable or, with --json, the
 // Event message as one line of JSON. It starts from now unless --after N is
 // given, and resumes by itself after a dropped connection or a server
-// restart (client/watcher.h), with no gap and no duplicate. SIGINT or
+// restart (client/cpp/watcher.h), with no gap and no duplicate. SIGINT or
 // SIGTERM ends it with status 0.
 #ifndef KANBAN_CLIENT_KANBANCTL_WATCH_H_
 #define KANBAN_CLIENT_KANBANCTL_WATCH_H_
 
-#include "client/kanbanctl_commands.h"
+#include "client/kanbanctl/commands.h"
 
 namespace kanban::client {
 

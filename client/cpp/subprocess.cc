@@ -1,4 +1,4 @@
-#include "client/kanbanctl_subprocess.h"
+#include "client/cpp/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>

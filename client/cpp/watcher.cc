@@ -1,4 +1,4 @@
-#include "client/watcher.h"
+#include "client/cpp/watcher.h"
 
 #include <algorithm>
 #include <utility>

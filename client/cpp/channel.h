@@ -13,8 +13,8 @@
 // 127.0.0.1 or behind a TLS-terminating proxy is plaintext. On a plaintext
 // channel the token crosses the network unencrypted; use TLS beyond
 // localhost.
-#ifndef KANBAN_CLIENT_CHANNEL_H_
-#define KANBAN_CLIENT_CHANNEL_H_
+#ifndef KANBAN_CLIENT_CPP_CHANNEL_H_
+#define KANBAN_CLIENT_CPP_CHANNEL_H_
 
 #include <memory>
 #include <string>
@@ -22,7 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "client/tls.h"
+#include "client/cpp/tls.h"
 #include "grpcpp/channel.h"
 
 namespace kanban::client {
@@ -51,4 +51,4 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenChannel(const std::string& ad
 
 }  // namespace kanban::client
 
-#endif  // KANBAN_CLIENT_CHANNEL_H_
+#endif  // KANBAN_CLIENT_CPP_CHANNEL_H_

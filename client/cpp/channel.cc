@@ -1,4 +1,4 @@
-#include "client/channel.h"
+#include "client/cpp/channel.h"
 
 #include <map>
 #include <utility>

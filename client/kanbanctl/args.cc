@@ -1,4 +1,4 @@
-#include "client/kanbanctl_args.h"
+#include "client/kanbanctl/args.h"
 
 #include <algorithm>
 #include <cctype>

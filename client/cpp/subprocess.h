@@ -3,8 +3,8 @@
 // then SIGKILL after a grace period) when asked to stop. Thread-compatible;
 // the calling process must ignore SIGPIPE (a program that does not read its
 // stdin would otherwise kill it).
-#ifndef KANBAN_CLIENT_KANBANCTL_SUBPROCESS_H_
-#define KANBAN_CLIENT_KANBANCTL_SUBPROCESS_H_
+#ifndef KANBAN_CLIENT_CPP_SUBPROCESS_H_
+#define KANBAN_CLIENT_CPP_SUBPROCESS_H_
 
 #include <cstddef>
 #include <functional>
@@ -65,4 +65,4 @@ absl::StatusOr<std::string> FindExecutable(const std::string& name);
 
 }  // namespace kanban::client
 
-#endif  // KANBAN_CLIENT_KANBANCTL_SUBPROCESS_H_
+#endif  // KANBAN_CLIENT_CPP_SUBPROCESS_H_

@@ -25,6 +25,10 @@ namespace kanban::client {
 namespace {
 
 constexpr int kPollMillis = 50;
+// Once stdout and stderr are closed the program has (almost always) exited:
+// check for that more often, so a short program costs its caller little (the
+// tests run hundreds of them).
+constexpr int kExitPollMillis = 2;
 // After the program exits, at most this much more is read from pipes that
 // its surviving children may still be writing to.
 constexpr size_t kMaxDrainBytes = 1 << 20;
@@ -67,68 +71,30 @@ absl::StatusOr<Pipe> MakePipe() {
   return Pipe{Fd(fds[0]), Fd(fds[1])};
 }
 
+absl::string_view VariableName(absl::string_view entry) {
+  return entry.substr(0, entry.find('='));
+}
+
 std::vector<std::string> BuildEnvironment(const std::vector<std::string>& extra) {
-  std::set<std::string> replaced;
-  for (const std::string& entry : extra)
-    replaced.insert(entry.substr(0, entry.find('=')));
+  std::set<absl::string_view> replaced;
+  for (const std::string& entry : extra) replaced.insert(VariableName(entry));
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
-    absl::string_view text(*entry);
-    if (replaced.count(std::string(text.substr(0, text.find('=')))) == 0) {
-      env.emplace_back(text);
-    }
+    if (replaced.count(VariableName(*entry)) == 0) env.emplace_back(*entry);
   }
-  env.insert(env.end(), extra.begin(), extra.end());
+  for (const std::string& entry : extra) {
+    if (entry.find('=') != std::string::npos) env.push_back(entry);
+  }
   return env;
 }
 
+// The char* array that exec wants; points into `strings`, which must outlive
+// the array.
 std::vector<char*> CArray(std::vector<std::string>& strings) {
   std::vector<char*> pointers;
   for (std::string& s : strings) pointers.push_back(s.data());
   pointers.push_back(nullptr);
   return pointers;
-}
-
-absl::StatusOr<pid_t> Spawn(const std::string& path, const SubprocessOptions& options,
-                            int in, int out, int err) {
-  std::vector<std::string> args = options.argv;
-  std::vector<std::string> env = BuildEnvironment(options.env);
-  std::vector<char*> c_args = CArray(args);
-  std::vector<char*> c_env = CArray(env);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in, 0);
-  posix_spawn_file_actions_adddup2(&actions, out, 1);
-  posix_spawn_file_actions_adddup2(&actions, err, 2);
-  // kanbanctl ignores SIGPIPE; the program should not inherit that.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none;
-  sigset_t defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                            POSIX_SPAWN_SETPGROUP);
-  pid_t pid = -1;
-  const int rc =
-      posix_spawn(&pid, path.c_str(), &actions, &attributes, c_args.data(), c_env.data());
-  posix_spawnattr_destroy(&attributes);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot start ", path, ": ", std::strerror(rc)));
-  }
-  return pid;
-}
-
-int DecodeWaitStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
 }
 
 // Collects what the program writes: the head of stdout, the tail of stderr.
@@ -181,6 +147,56 @@ size_t ReadSome(Fd& fd, bool is_stdout, OutputSink& sink) {
 
 }  // namespace
 
+absl::StatusOr<pid_t> SpawnProcess(const std::string& path,
+                                   const std::vector<std::string>& argv,
+                                   const std::vector<std::string>& env,
+                                   const std::vector<std::pair<int, int>>& redirects,
+                                   bool own_process_group) {
+  if (argv.empty()) return absl::InvalidArgumentError("no command to run");
+  std::vector<std::string> args = argv;
+  std::vector<std::string> environment = BuildEnvironment(env);
+  std::vector<char*> c_args = CArray(args);
+  std::vector<char*> c_env = CArray(environment);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  for (const auto& [from, to] : redirects) {
+    posix_spawn_file_actions_adddup2(&actions, from, to);
+  }
+  // Callers ignore SIGPIPE (see the header); the program should not inherit
+  // that, nor a blocked signal.
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigset_t defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &defaults);
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  if (own_process_group) {
+    posix_spawnattr_setpgroup(&attributes, 0);
+    flags |= POSIX_SPAWN_SETPGROUP;
+  }
+  posix_spawnattr_setflags(&attributes, flags);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, path.c_str(), &actions, &attributes, c_args.data(),
+                             c_env.data());
+  posix_spawnattr_destroy(&attributes);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot start ", path, ": ", std::strerror(rc)));
+  }
+  return pid;
+}
+
+int DecodeWaitStatus(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
 absl::StatusOr<std::string> FindExecutable(const std::string& name) {
   if (name.empty()) return absl::NotFoundError("empty command name");
   if (name.find('/') != std::string::npos) {
@@ -206,8 +222,10 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options)
   for (const auto* pipe : {&in, &out, &err}) {
     if (!pipe->ok()) return pipe->status();
   }
-  absl::StatusOr<pid_t> pid =
-      Spawn(*path, options, in->read.get(), out->write.get(), err->write.get());
+  absl::StatusOr<pid_t> pid = SpawnProcess(
+      *path, options.argv, options.env,
+      {{in->read.get(), 0}, {out->write.get(), 1}, {err->write.get(), 2}},
+      /*own_process_group=*/true);
   if (!pid.ok()) return pid.status();
   // Only the program may hold these ends, or the reads below never see EOF.
   in->read.Close();
@@ -241,7 +259,9 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options)
     if (err_fd >= 0) fds.push_back({err_fd, POLLIN, 0});
     if (in->write.open()) fds.push_back({in->write.get(), POLLOUT, 0});
     // Also the tick for should_kill() and for noticing the exit.
-    if (poll(fds.data(), fds.size(), kPollMillis) < 0 && errno != EINTR) {
+    const bool outputs_open = out_fd >= 0 || err_fd >= 0;
+    if (poll(fds.data(), fds.size(), outputs_open ? kPollMillis : kExitPollMillis) < 0 &&
+        errno != EINTR) {
       return absl::InternalError(absl::StrCat("poll: ", std::strerror(errno)));
     }
     for (const pollfd& p : fds) {

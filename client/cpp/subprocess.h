@@ -1,14 +1,20 @@
-// Runs one program for `kanbanctl work`: feeds it stdin, captures a bounded
-// amount of its stdout and the tail of its stderr, and kills it (SIGTERM,
-// then SIGKILL after a grace period) when asked to stop. Thread-compatible;
-// the calling process must ignore SIGPIPE (a program that does not read its
-// stdin would otherwise kill it).
+// Child processes, the one implementation that `kanbanctl work` and the
+// tests' support code (tests/support/process.h) share: RunSubprocess feeds a
+// program its stdin, captures a bounded amount of its stdout and the tail of
+// its stderr, and kills it (SIGTERM, then SIGKILL after a grace period) when
+// asked to stop; SpawnProcess only starts one, for callers that keep it
+// running (a server under test). Thread-compatible; the calling process must
+// ignore SIGPIPE while RunSubprocess feeds stdin (a program that does not read
+// its stdin would otherwise kill it).
 #ifndef KANBAN_CLIENT_CPP_SUBPROCESS_H_
 #define KANBAN_CLIENT_CPP_SUBPROCESS_H_
+
+#include <sys/types.h>
 
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,7 +28,8 @@ struct SubprocessOptions {
   std::vector<std::string> argv;
 
   // "NAME=value" entries added to this process's environment, replacing
-  // variables of the same name. Default: none.
+  // variables of the same name; a bare "NAME" removes the variable.
+  // Default: none.
   std::vector<std::string> env;
 
   // Written to the program's stdin, which is then closed. Default: "".
@@ -58,6 +65,23 @@ struct SubprocessResult {
 // outlive the program may be lost. INVALID_ARGUMENT for an empty argv;
 // NOT_FOUND or INTERNAL when the program cannot be started.
 absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options);
+
+// Starts the program at `path` with `argv` (argv[0] included; no $PATH
+// search), this process's environment changed by `env` (as
+// SubprocessOptions::env), and each (from, to) pair of `redirects` dup2'ed
+// in the child. The child starts with nothing blocked and SIGPIPE at its
+// default, whatever this process does with them; with `own_process_group`
+// it leads a process group of its own. The caller reaps it (waitpid).
+// INTERNAL when it cannot be started (glibc reports a failed exec here).
+absl::StatusOr<pid_t> SpawnProcess(const std::string& path,
+                                   const std::vector<std::string>& argv,
+                                   const std::vector<std::string>& env,
+                                   const std::vector<std::pair<int, int>>& redirects,
+                                   bool own_process_group);
+
+// A waitpid status as SubprocessResult::exit_code: the exit status, or
+// 128 + N if signal N killed the process; -1 for anything else.
+int DecodeWaitStatus(int status);
 
 // The path `name` would run as: itself when it contains a '/', else the
 // first executable match in $PATH. NOT_FOUND if there is none.

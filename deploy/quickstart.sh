@@ -16,9 +16,12 @@ packages=(
 )
 # The Python and Node clients' tests, systemd-analyze for the unit file's,
 # openssl for the TLS tests' certificates and chromium for the web board's
-# browser tests (test only: serving needs none).
+# browser tests (test only: serving needs none). The Python client's tests
+# pip-install it into a venv with Debian's setuptools and wheel, nothing from
+# PyPI (client/python/README.md).
 if [ "${1:-run}" = test ]; then
-  packages+=(python3-grpcio python3-protobuf systemd openssl chromium)
+  packages+=(python3-grpcio python3-protobuf python3-venv python3-setuptools python3-wheel
+             systemd openssl chromium)
   # The storage and service tests run against a private PostgreSQL 15 too
   # (tests/support/postgres_server.sh: initdb/pg_ctl, never the system service).
   packages+=(postgresql-15)

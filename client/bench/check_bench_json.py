@@ -3,7 +3,9 @@
 
 Fails (exit 1) unless the bench exited 0 and its JSON object has ghz's
 fields, only OK status codes, a positive RPS, and a positive Check RPS with
-its ratio; for modes, the same of both runs plus full_to_normal.
+its ratio; for modes, the same of both runs plus full_to_normal; with
+--idle_watchers=N, that N idle streams subscribed and kanband's memory per
+stream was measured.
 
 usage: check_bench_json.py KANBAN_BENCH SCENARIO [FLAGS...]
 """
@@ -59,6 +61,15 @@ def main(argv):
             problems.append("no full_to_normal")
     else:
         check_run(argv[2], report, problems)
+    for flag in argv[3:]:
+        if flag.startswith("--idle_watchers="):
+            idle = int(flag.split("=", 1)[1])
+            if report.get("idle_watchers") != idle:
+                problems.append("idle_watchers %r, asked for %d" %
+                                (report.get("idle_watchers"), idle))
+            each = report.get("idle_watch_rss_kib_each")
+            if not isinstance(each, (int, float)):
+                problems.append("no idle_watch_rss_kib_each figure: %r" % (each,))
     for p in problems:
         print("FAIL: " + p)
     return 1 if problems else 0

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "client/bench/driver.h"
+#include "client/bench/idle_watchers.h"
 #include "client/bench/kanband_child.h"
 #include "client/bench/options.h"
 #include "client/bench/report.h"
@@ -60,9 +61,19 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
   Result result;
   const Load load{options.concurrency, options.count, options.duration, options.rate};
   if (options.scenario == "watch") {
+    // Idle streams first, on the fresh server, so that the live phase's heap
+    // does not hide what they cost.
+    std::vector<Extra> idle;
+    if (options.idle_watchers > 0) {
+      absl::StatusOr<std::vector<Extra>> measured =
+          MeasureIdleWatchers(address, options.idle_watchers, child ? child->pid() : -1);
+      if (!measured.ok()) return measured.status();
+      idle = *std::move(measured);
+    }
     absl::StatusOr<Result> watched = RunWatch(target, options);
     if (!watched.ok()) return watched.status();
     result = *std::move(watched);
+    result.extras.insert(result.extras.end(), idle.begin(), idle.end());
   } else {
     absl::StatusOr<std::unique_ptr<UnaryScenario>> scenario =
         MakeUnaryScenario(options.scenario, &target, options);

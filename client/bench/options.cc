@@ -71,6 +71,8 @@ Flags (--flag=value or --flag value):
   --connections N     HTTP/2 connections (default 1, as ghz)
   --timeout D         deadline of each call (default 20s)
   --watchers N        watch streams for `watch` (default 100)
+  --idle_watchers N   `watch`: first open N streams that only wait and print
+                      kanband's memory per stream and CPU (default 0: none)
   --page_size N       ListTasks page size (default 50)
   --prefill N         tasks created before measuring (see above)
   --no_check          skip the Health/Check comparison run
@@ -171,6 +173,10 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
     } else if (name == "watchers") {
       if (!absl::SimpleAtoi(value, &o.watchers) || o.watchers < 1) {
         return Bad(name, value, "a positive integer");
+      }
+    } else if (name == "idle_watchers") {
+      if (!absl::SimpleAtoi(value, &o.idle_watchers) || o.idle_watchers < 0) {
+        return Bad(name, value, "a non-negative integer");
       }
     } else if (name == "page_size") {
       if (!absl::SimpleAtoi(value, &n) || n < 1 || n > 1000) {

@@ -50,6 +50,9 @@ struct Options {
   absl::Duration timeout = absl::Seconds(20);
   // watch: number of watch streams. Default: 100.
   int watchers = 100;
+  // watch: before the live phase, this many streams that only wait, to
+  // measure what they cost kanband (memory each, CPU). Default: 0 (none).
+  int idle_watchers = 0;
   // list: ListTasks page size. Default: 50.
   int page_size = 50;
   // Tasks created before measuring: get and list read them, claim-complete

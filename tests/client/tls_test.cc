@@ -1,8 +1,8 @@
 // TLS end to end: certificates made with openssl when the suite starts, real
 // kanband processes serving TLS (and mutual TLS), and kanbanctl or the C++
-// library (client/tls.h) connecting with the right, the wrong or no
+// library (client/cpp/tls.h) connecting with the right, the wrong or no
 // credentials. A refused connection shows as UNAVAILABLE.
-#include "client/tls.h"
+#include "client/cpp/tls.h"
 
 #include <signal.h>
 

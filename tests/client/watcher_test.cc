@@ -1,8 +1,8 @@
-// Tests of the resuming Watcher (client/watcher.h) against a real kanband:
+// Tests of the resuming Watcher (client/cpp/watcher.h) against a real kanband:
 // every test starts its own server on a fresh database, writes through the
 // generated stub and checks that the events seen, across stops, reconnects
 // and server restarts, are exactly seq 1..N, in order, once each.
-#include "client/watcher.h"
+#include "client/cpp/watcher.h"
 
 #include <signal.h>
 

@@ -1,7 +1,7 @@
-// Tests of the C++ Worker (client/worker.h) against a real kanband: every
+// Tests of the C++ Worker (client/cpp/worker.h) against a real kanband: every
 // test starts its own server on a fresh database, creates tasks through the
 // generated stub and checks what the worker made of them.
-#include "client/worker.h"
+#include "client/cpp/worker.h"
 
 #include <signal.h>
 

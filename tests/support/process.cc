@@ -1,9 +1,7 @@
 #include "tests/support/process.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,8 +10,8 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
-#include <set>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -22,121 +20,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "client/cpp/subprocess.h"
 #include "gtest/gtest.h"
-
-extern char** environ;
 
 namespace kanban::testing {
 namespace {
 
-// A file descriptor that closes itself.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Close(); }
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    Close();
-    fd_ = std::exchange(other.fd_, -1);
-    return *this;
-  }
-
-  int get() const { return fd_; }
-  bool open() const { return fd_ >= 0; }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-struct Pipe {
-  Fd read;
-  Fd write;
-};
-
-// Close-on-exec, so no other child inherits the ends it should not hold.
-absl::StatusOr<Pipe> MakePipe() {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
-  }
-  return Pipe{Fd(fds[0]), Fd(fds[1])};
-}
-
-absl::string_view VariableName(absl::string_view entry) {
-  return entry.substr(0, entry.find('='));
-}
-
-std::vector<std::string> BuildEnvironment(const std::vector<std::string>& extra_env) {
-  std::set<absl::string_view> replaced;
-  for (const std::string& entry : extra_env) replaced.insert(VariableName(entry));
-  std::vector<std::string> env;
-  for (char** entry = environ; *entry != nullptr; ++entry) {
-    if (replaced.count(VariableName(*entry)) == 0) env.push_back(*entry);
-  }
-  for (const std::string& entry : extra_env) {
-    if (entry.find('=') != std::string::npos) env.push_back(entry);
-  }
-  return env;
-}
-
-// The char* array that exec wants; points into `strings`, which must outlive
-// the array.
-std::vector<char*> CArray(std::vector<std::string>& strings) {
-  std::vector<char*> pointers;
-  for (std::string& s : strings) pointers.push_back(s.data());
-  pointers.push_back(nullptr);
-  return pointers;
-}
-
-// Starts argv[0] with each (from, to) descriptor pair dup2'ed in the child.
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& extra_env,
-                            const std::vector<std::pair<int, int>>& redirects) {
-  if (argv.empty()) return absl::InvalidArgumentError("empty argv");
-  std::vector<std::string> args = argv;
-  std::vector<std::string> env = BuildEnvironment(extra_env);
-  std::vector<char*> c_args = CArray(args);
-  std::vector<char*> c_env = CArray(env);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  for (const auto& [from, to] : redirects) {
-    posix_spawn_file_actions_adddup2(&actions, from, to);
-  }
-  // The child starts with default signal handling and nothing blocked, even
-  // though Run() makes this process ignore SIGPIPE.
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none;
-  sigset_t defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setsigdefault(&attributes, &defaults);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  // glibc reports a failed exec (missing file, no permission) right here.
-  int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attributes, c_args.data(),
-                       c_env.data());
-  posix_spawnattr_destroy(&attributes);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot start ", argv[0], ": ", std::strerror(rc)));
-  }
-  return pid;
-}
-
-int DecodeWaitStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
+using ::kanban::client::DecodeWaitStatus;
 
 // The decoded status once `pid` exits, or nullopt if it is still running at
 // `deadline`. A child that cannot be waited for (ECHILD) counts as -1.
@@ -159,92 +49,32 @@ void KillAndReapPid(pid_t pid) {
   }
 }
 
-// Moves data between the parent's ends of the child's three pipes until the
-// child closes stdout and stderr or `deadline` passes. Returns false on
-// timeout.
-bool Pump(Fd& in, Fd& out, Fd& err, const std::string& stdin_data, absl::Time deadline,
-          RunResult& result) {
-  size_t written = 0;
-  if (stdin_data.empty()) in.Close();
-  if (in.open()) fcntl(in.get(), F_SETFL, O_NONBLOCK);
-  while (out.open() || err.open()) {
-    absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return false;
-    std::vector<pollfd> fds;
-    std::vector<std::pair<Fd*, std::string*>> targets;
-    for (auto [fd, text] : {std::pair{&out, &result.out}, std::pair{&err, &result.err}}) {
-      if (!fd->open()) continue;
-      fds.push_back({fd->get(), POLLIN, 0});
-      targets.push_back({fd, text});
-    }
-    if (in.open()) fds.push_back({in.get(), POLLOUT, 0});
-    int timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
-    if (poll(fds.data(), fds.size(), timeout_ms) < 0) {
-      if (errno == EINTR) continue;
-      ADD_FAILURE() << "poll: " << std::strerror(errno);
-      return false;
-    }
-    for (size_t i = 0; i < targets.size(); ++i) {
-      if (fds[i].revents == 0) continue;
-      char buffer[16384];
-      ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
-      if (n > 0) {
-        targets[i].second->append(buffer, static_cast<size_t>(n));
-      } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        targets[i].first->Close();
-      }
-    }
-    if (in.open() && fds.back().revents != 0) {
-      ssize_t n =
-          write(in.get(), stdin_data.data() + written, stdin_data.size() - written);
-      if (n > 0) written += static_cast<size_t>(n);
-      // Done, or the child closed its stdin (EPIPE): either way stop writing.
-      if (written == stdin_data.size() || (n < 0 && errno != EINTR && errno != EAGAIN)) {
-        in.Close();
-      }
-    }
-  }
-  return true;
-}
-
 }  // namespace
 
 RunResult Run(const std::vector<std::string>& argv,
               const std::vector<std::string>& extra_env, const std::string& stdin_data,
               absl::Duration timeout) {
   signal(SIGPIPE, SIG_IGN);
+  client::SubprocessOptions options;
+  options.argv = argv;
+  options.env = extra_env;
+  options.stdin_data = stdin_data;
+  // Tests compare whole outputs: keep everything.
+  options.max_stdout = std::numeric_limits<size_t>::max() / 4;
+  options.max_stderr_tail = std::numeric_limits<size_t>::max() / 4;
+  const absl::Time deadline = absl::Now() + timeout;
+  options.should_kill = [deadline] { return absl::Now() >= deadline; };
+  options.kill_grace = absl::ZeroDuration();  // Past its time: SIGKILL at once.
   RunResult result;
-  absl::StatusOr<Pipe> in = MakePipe();
-  absl::StatusOr<Pipe> out = MakePipe();
-  absl::StatusOr<Pipe> err = MakePipe();
-  for (const auto* pipe : {&in, &out, &err}) {
-    if (!pipe->ok()) {
-      ADD_FAILURE() << pipe->status();
-      return result;
-    }
-  }
-  absl::StatusOr<pid_t> pid =
-      Spawn(argv, extra_env,
-            {{in->read.get(), 0}, {out->write.get(), 1}, {err->write.get(), 2}});
-  if (!pid.ok()) {
-    ADD_FAILURE() << pid.status();
-    result.err = std::string(pid.status().message());
+  absl::StatusOr<client::SubprocessResult> run = client::RunSubprocess(options);
+  if (!run.ok()) {
+    ADD_FAILURE() << run.status();
+    result.err = std::string(run.status().message());
     return result;
   }
-  // Only the child may hold these ends, or the reads below never see EOF.
-  in->read.Close();
-  out->write.Close();
-  err->write.Close();
-  const absl::Time deadline = absl::Now() + timeout;
-  std::optional<int> code;
-  if (Pump(in->write, out->read, err->read, stdin_data, deadline, result)) {
-    code = WaitUntil(*pid, deadline);
-  }
-  if (!code.has_value()) {
-    KillAndReapPid(*pid);
-    code = -1;
-  }
-  result.exit_code = *code;
+  result.exit_code = run->killed ? -1 : run->exit_code;
+  result.out = std::move(run->out);
+  result.err = std::move(run->err_tail);
   return result;
 }
 
@@ -266,17 +96,23 @@ absl::Status ChildProcess::Start(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& extra_env,
                                  const std::string& output_path) {
   if (pid_ > 0) return absl::FailedPreconditionError("a child is still running");
-  Fd output(open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-  if (!output.open()) {
+  const int output = open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (output < 0) {
     return absl::InternalError(
         absl::StrCat("cannot open ", output_path, ": ", std::strerror(errno)));
   }
-  Fd null_input(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!null_input.open()) {
-    return absl::InternalError(absl::StrCat("/dev/null: ", std::strerror(errno)));
+  const int null_input = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (null_input < 0) {
+    const int error = errno;
+    close(output);
+    return absl::InternalError(absl::StrCat("/dev/null: ", std::strerror(error)));
   }
-  absl::StatusOr<pid_t> pid = Spawn(
-      argv, extra_env, {{null_input.get(), 0}, {output.get(), 1}, {output.get(), 2}});
+  // In this process's group, so that a test's Signal() reaches just it.
+  absl::StatusOr<pid_t> pid = client::SpawnProcess(
+      argv.empty() ? "" : argv[0], argv, extra_env,
+      {{null_input, 0}, {output, 1}, {output, 2}}, /*own_process_group=*/false);
+  close(null_input);
+  close(output);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   exit_code_ = -1;

@@ -2,10 +2,13 @@
 // output (Run), keep a server running in the background (ChildProcess), and
 // start a real kanband on a free port (StartKanband).
 //
-// Programs are started with posix_spawn from an absolute or relative path
-// (no $PATH search). The environment is the test's own plus `extra_env`:
-// "NAME=value" sets or overrides a variable, a bare "NAME" removes it.
-// None of this is thread-safe; use it from the test's main thread.
+// Both are built on client/cpp/subprocess.h, the code `kanbanctl work` runs
+// its programs with, so the tests exercise it too. Run searches $PATH for a
+// name without a '/' and starts the program in a process group of its own
+// (a timeout kills the group); ChildProcess takes argv[0] as a path. The
+// environment is the test's own plus `extra_env`: "NAME=value" sets or
+// overrides a variable, a bare "NAME" removes it. None of this is
+// thread-safe; use it from the test's main thread.
 #ifndef KANBAN_TESTS_SUPPORT_PROCESS_H_
 #define KANBAN_TESTS_SUPPORT_PROCESS_H_
 

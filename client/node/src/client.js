@@ -18,8 +18,13 @@ const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 
-// The repository's proto/ folder: the one contract every client shares.
-const DEFAULT_PROTO_ROOT = path.resolve(__dirname, '..', '..', '..', 'proto');
+// The .proto files: packed into the package's proto/ by `npm pack`
+// (scripts/proto.js), or, in a checkout, the repository's proto/ folder, the
+// one contract every client shares.
+const PACKED_PROTO_ROOT = path.resolve(__dirname, '..', 'proto');
+const DEFAULT_PROTO_ROOT = fs.existsSync(PACKED_PROTO_ROOT)
+  ? PACKED_PROTO_ROOT
+  : path.resolve(__dirname, '..', '..', '..', 'proto');
 
 const LOADER_OPTIONS = Object.freeze({
   keepCase: false,

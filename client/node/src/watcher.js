@@ -2,7 +2,7 @@
 // A resuming watcher of the kanban event feed, as an async iterator: yields
 // every matching event exactly once, in seq order, across dropped
 // connections and server restarts. The Node.js counterpart of
-// client/watcher.h.
+// client/cpp/watcher.h.
 //
 //   const watcher = watch(client, { afterSeq: savedPosition });
 //   try {

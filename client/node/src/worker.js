@@ -2,7 +2,7 @@
 // A worker for the kanban task board: claims one task at a time (long-polling
 // ClaimTask with `wait`), runs an async handler on it while heartbeats keep
 // its lease alive, and reports the outcome (CompleteTask, FailTask or
-// ReleaseTask). The Node.js counterpart of client/worker.h.
+// ReleaseTask). The Node.js counterpart of client/cpp/worker.h.
 //
 //   const worker = new Worker(client, { board: 'default' });
 //   process.on('SIGTERM', () => worker.stop());

@@ -16,7 +16,6 @@ import argparse
 import json
 import uuid
 
-import _path  # noqa: F401
 import grpc
 
 import kanban

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 
-import _path  # noqa: F401
 import grpc
 
 import kanban

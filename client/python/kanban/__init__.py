@@ -17,24 +17,26 @@ Thin helpers over the generated gRPC stubs:
   streams and server restarts.
 
 The stubs (kanban.v1.kanban_pb2, kanban.v1.kanban_pb2_grpc,
-grpc_health.v1.health_pb2, ...) are generated at build time into a directory
-of their own, which must be on sys.path next to this package.
+grpc_health.v1.health_pb2, ...) are generated from proto/ when the package
+is built: install it with pip (see README.md) rather than importing it from
+the source tree.
 """
 
 import pkgutil
 
-# The generated stubs live in <gen>/kanban/v1/, outside this directory, but
-# share the top-level name "kanban". Extending __path__ over sys.path makes
-# "kanban.v1" resolve there.
+# Imported from the source tree (say, python3 -c in client/python, where the
+# current directory comes first on sys.path), this package has no v1/: extend
+# __path__ over sys.path so that "kanban.v1" still resolves to the installed
+# package's stubs.
 __path__ = pkgutil.extend_path(__path__, __name__)
 
 try:
     from kanban.v1 import kanban_pb2 as _check  # noqa: F401
 except ImportError as error:  # pragma: no cover - depends on the setup
     raise ImportError(
-        "kanban: generated stubs not found; build the kanban_python target "
-        "(cmake --build BUILD --target kanban_python) and put BUILD/python on "
-        "PYTHONPATH: " + str(error)) from error
+        "kanban: generated stubs not found; this is the source tree, not the "
+        "installed package: pip install --no-index --no-build-isolation "
+        "client/python (client/python/README.md): " + str(error)) from error
 
 from kanban.client import (  # noqa: E402
     Client, connect, with_token, DEFAULT_ADDRESS, TOKEN_ENV)

@@ -16,8 +16,20 @@ WAIT_TIMEOUT = 30.0
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_DIR = os.path.dirname(HERE)
-sys.path.insert(0, CLIENT_DIR)  # The kanban package, when run from anywhere.
 EXAMPLES_DIR = os.path.join(CLIENT_DIR, "examples")
+
+
+def installed_kanban():
+    """The kanban package these tests exercise, which must be the installed
+    one (pip install client/python), not this source tree: the suite checks
+    what a user gets. Raises AssertionError otherwise."""
+    import kanban
+    where = os.path.realpath(os.path.dirname(kanban.__file__))
+    if where.startswith(os.path.realpath(CLIENT_DIR) + os.sep):
+        raise AssertionError(
+            "kanban imported from the source tree (%s); run the tests with "
+            "the python of a venv where client/python is installed" % where)
+    return kanban
 
 
 def kanband_path():
@@ -206,12 +218,14 @@ class LineReader:
 
 
 def example(name, *args, stdin=None):
-    """Starts examples/<name>.py with /usr/bin/python3 (or the running
-    interpreter) as a subprocess with piped text stdout and stderr."""
-    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] + [CLIENT_DIR])
+    """Starts examples/<name>.py with the running interpreter (the venv's,
+    where kanban is installed) as a subprocess with piped text stdout and
+    stderr."""
     return subprocess.Popen(
-        [python, os.path.join(EXAMPLES_DIR, name + ".py")] + list(args),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [sys.executable, os.path.join(EXAMPLES_DIR, name + ".py")] + list(args),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# Every test module imports this one first: a run against the source tree
+# fails at once instead of passing on code a user never gets.
+installed_kanban()

@@ -56,6 +56,7 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
     }
     if (response_.events_size() > 0) {
       received_ += response_.events_size();
+      ++responses_;
       const int64_t ns = absl::ToUnixNanos(now);
       int64_t seen = shared_->last_delivery_ns.load(std::memory_order_relaxed);
       while (ns > seen && !shared_->last_delivery_ns.compare_exchange_weak(seen, ns)) {
@@ -71,6 +72,7 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
   }
 
   int64_t received() const { return received_; }
+  int64_t responses() const { return responses_; }  // That carried events.
   const grpc::Status& status() const { return status_; }
 
  private:
@@ -80,6 +82,7 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
   v1::WatchEventsResponse response_;
   bool subscribed_ = false;
   int64_t received_ = 0;
+  int64_t responses_ = 0;
   grpc::Status status_;
 };
 
@@ -222,6 +225,18 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
   extras.push_back(NumberExtra("write_p99_ns",
                                absl::ToInt64Nanoseconds(write_summary.Percentile(0.99)),
                                HumanDuration(write_summary.Percentile(0.99))));
+  // Coalescing: a watcher that is behind should get fewer, larger messages.
+  int64_t responses = 0;
+  for (const auto& w : fleet.watchers()) responses += w->responses();
+  const double seconds =
+      absl::ToDoubleSeconds(std::max(last_delivery, start + absl::Milliseconds(1)) - start);
+  const double per_watcher_s = static_cast<double>(responses) / options.watchers / seconds;
+  extras.push_back(NumberExtra(
+      "responses_per_watcher_per_s", per_watcher_s,
+      absl::StrFormat("%.1f (%.2f events per response)", per_watcher_s,
+                      responses > 0 ? static_cast<double>(shared.deliveries.completed()) /
+                                          static_cast<double>(responses)
+                                    : 0.0)));
   extras.push_back(NumberExtra(
       "watchers_missing_events", missed,
       missed == 0 ? "0 (every watcher got every event)" : absl::StrCat(missed)));

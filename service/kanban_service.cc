@@ -28,9 +28,11 @@ KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, const Auth* auth,
 namespace {
 
 // A stream that fails before it starts.
-class RejectedStream final : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
+class RejectedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  explicit RejectedStream(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  explicit RejectedStream(const absl::Status& status)
+      : RejectedStream(ToGrpcStatus(status)) {}
+  explicit RejectedStream(const grpc::Status& status) { Finish(status); }
   void OnDone() override { delete this; }
 };
 
@@ -63,8 +65,18 @@ absl::StatusOr<WatchFilter> WatchFilterFromProto(const v1::WatchEventsRequest& r
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::WatchEventsResponse>* KanbanServiceImpl::WatchEvents(
-    grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* KanbanServiceImpl::WatchEvents(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw_request) {
+  // What the generated typed handler does before calling the method; the
+  // copy shares the bytes (Deserialize consumes its buffer).
+  v1::WatchEventsRequest parsed;
+  grpc::ByteBuffer copy(*raw_request);
+  if (grpc::Status s =
+          grpc::SerializationTraits<v1::WatchEventsRequest>::Deserialize(&copy, &parsed);
+      !s.ok()) {
+    return new RejectedStream(s);
+  }
+  const v1::WatchEventsRequest* request = &parsed;
   absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kRead, "WatchEvents");
   if (!actor.ok()) return new RejectedStream(actor.status());
   absl::StatusOr<WatchFilter> filter = WatchFilterFromProto(*request);

@@ -15,7 +15,12 @@
 
 namespace kanban::service {
 
-class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
+// WatchEvents is registered raw (ByteBuffer in and out): its streams send
+// bytes encoded once per event and shared by every watcher (watch_wire.h).
+// Clients see the same WatchEventsResponse messages.
+class KanbanServiceImpl final
+    : public v1::KanbanService::WithRawCallbackMethod_WatchEvents<
+          v1::KanbanService::CallbackService> {
  public:
   // The default of --max_claim_wait: at most this long may a ClaimTask wait
   // for work.
@@ -74,8 +79,9 @@ class KanbanServiceImpl final : public v1::KanbanService::CallbackService {
   grpc::ServerUnaryReactor* ReleaseTask(grpc::CallbackServerContext* ctx,
                                         const v1::ReleaseTaskRequest* request,
                                         v1::Task* response) override;
-  grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
-      grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) override;
+  // `request` holds an encoded WatchEventsRequest.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchEvents(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* ctx,
                                           const v1::GetServerInfoRequest* request,
                                           v1::ServerInfo* response) override;

@@ -5,9 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "service/convert.h"
 #include "service/grpc_status.h"
 #include "service/watch_registry.h"
+#include "service/watch_wire.h"
 
 namespace kanban::service {
 
@@ -48,30 +48,37 @@ void WatchReactor::Start() {
   Execute(action);
 }
 
-void WatchReactor::Take(const storage::Event& event) {
+void WatchReactor::Take(const storage::Event& event, grpc::Slice encoded) {
   if (filter_.Matches(event)) {
-    v1::Event* added = response_.add_events();
-    ToProto(event, added);
-    response_bytes_ += added->ByteSizeLong();
+    // Not cached: an event from the database, or one the cache skipped.
+    if (encoded.size() == 0) encoded = EncodeEventField(event);
+    response_bytes_ += encoded.size();
+    slices_.push_back(std::move(encoded));
+    ++response_events_;
   }
   last_txn_ = event.txn;
   pos_ = event.seq;
 }
 
 bool WatchReactor::Full(const storage::Event& next) const {
-  return (response_bytes_ >= options_.max_response_bytes ||
-          static_cast<size_t>(response_.events_size()) >=
-              options_.max_events_per_response) &&
-         next.txn != last_txn_;
+  return response_bytes_ >= options_.max_response_bytes && next.txn != last_txn_;
 }
 
 void WatchReactor::ClearResponse() {
-  response_.Clear();
+  slices_.clear();
+  // A catch-up may have grown it; an idle stream should not keep that.
+  if (slices_.capacity() > 1024) slices_.shrink_to_fit();
   response_bytes_ = 0;
+  response_events_ = 0;
 }
 
 WatchReactor::Action WatchReactor::StartWriteLocked() {
-  response_.set_bookmark_seq(pos_);
+  grpc::Slice bookmark = EncodeBookmarkField(pos_);
+  if (bookmark.size() > 0) slices_.push_back(std::move(bookmark));
+  // References to the slices, not copies of their bytes.
+  buffer_ = grpc::ByteBuffer(slices_.data(), slices_.size());
+  buffer_events_ = response_events_;
+  ClearResponse();
   writing_ = true;
   first_sent_ = true;
   bookmark_due_ = false;
@@ -93,27 +100,50 @@ WatchReactor::Action WatchReactor::Plan() {
   if (finished_ || writing_ || reading_) return {};
   if (finish_pending_.has_value()) return FinishLocked(*finish_pending_);
   ClearResponse();
+  const storage::EventHub* hub = store_->events();
+  const WireCache& wire = registry_->wire();
   while (true) {
-    std::vector<storage::EventHub::EventPtr> events;
-    if (store_->events()->Read(pos_, options_.max_events_per_response, &events) ==
-        storage::EventHub::ReadStatus::kTooOld) {
-      // Behind the ring: this watcher alone catches up from the database.
-      reading_ = true;
-      Action action;
-      action.read_after = pos_;
-      return action;
+    // Only what the registry has encoded: so each event is encoded once,
+    // and this stream is woken when there is more.
+    const int64_t visible = wire.head();
+    bool full = false;
+    while (!full && pos_ < visible) {
+      const int64_t before = pos_;
+      std::vector<storage::EventHub::EventPtr> events;
+      if (hub->Read(pos_, options_.read_chunk, &events) ==
+          storage::EventHub::ReadStatus::kTooOld) {
+        // Send what was taken (whole changes) first.
+        if (response_events_ > 0) return StartWriteLocked();
+        // Behind the ring: this watcher alone catches up from the database.
+        reading_ = true;
+        Action action;
+        action.read_after = pos_;
+        return action;
+      }
+      if (events.empty()) break;
+      std::vector<grpc::Slice> encoded = wire.Lookup(events);
+      for (size_t i = 0; i < events.size(); ++i) {
+        // `visible` ends a publish, so this never cuts a change.
+        if (events[i]->seq > visible) break;
+        if (Full(*events[i])) {
+          full = true;  // The rest is read again for the next response.
+          break;
+        }
+        Take(*events[i], std::move(encoded[i]));
+      }
+      if (pos_ == before) break;  // Nothing visible came back.
     }
-    if (events.empty()) break;
-    for (const auto& event : events) {
-      if (Full(*event)) break;  // The rest is read again for the next response.
-      Take(*event);
+    if (response_events_ > 0) return StartWriteLocked();
+    // Caught up. The first response always carries a bookmark; later ones
+    // when an idle interval has passed.
+    if (!first_sent_ || bookmark_due_) return StartWriteLocked();
+    if (parked_) return {};
+    if (registry_->Park(this, pos_)) {
+      parked_ = true;
+      return {};
     }
-    if (response_.events_size() > 0) return StartWriteLocked();
+    // More became visible meanwhile: look again.
   }
-  // Caught up. The first response always carries a bookmark; later ones when
-  // an idle interval has passed.
-  if (!first_sent_ || bookmark_due_) return StartWriteLocked();
-  return {};
 }
 
 void WatchReactor::Execute(const Action& action) {
@@ -124,8 +154,8 @@ void WatchReactor::Execute(const Action& action) {
                        });
   }
   if (action.write) {
-    // response_ is not touched again until OnWriteDone: writing_ is set.
-    StartWrite(&response_);
+    // buffer_ is not touched again until OnWriteDone: writing_ is set.
+    StartWrite(&buffer_);
   }
   if (action.cancel) ctx_->TryCancel();
   if (action.finish.has_value()) {
@@ -164,9 +194,9 @@ void WatchReactor::OnCatchUp(absl::StatusOr<std::vector<storage::Event>> events)
       ClearResponse();
       for (const storage::Event& event : *events) {
         if (Full(event)) break;  // The rest is read again later.
-        Take(event);
+        Take(event, grpc::Slice());
       }
-      if (response_.events_size() > 0) {
+      if (response_events_ > 0) {
         action = StartWriteLocked();
       }
     }
@@ -179,6 +209,7 @@ void WatchReactor::OnNotify() {
   Action action;
   {
     absl::MutexLock lock(&mu_);
+    parked_ = false;  // The registry let go of it.
     action = Plan();
   }
   Execute(action);
@@ -225,8 +256,8 @@ void WatchReactor::OnWriteDone(bool ok) {
     absl::MutexLock lock(&mu_);
     writing_ = false;
     last_sent_ = absl::Now();
-    // response_ still holds what was written (metrics).
-    if (ok) registry_->CountDelivered(response_.events_size());
+    if (ok) registry_->CountDelivered(buffer_events_);
+    buffer_.Clear();  // Lets go of the slices now, not at the next write.
     if (!ok && !finish_pending_.has_value()) {
       finish_pending_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
     }

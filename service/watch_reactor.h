@@ -4,11 +4,20 @@
 // them; one write in flight; bookmarks when idle; ends a stalled stream.
 // Decisions are made under the reactor's lock and carried out (StartWrite,
 // Finish, database reads) outside it.
+//
+// It writes pre-encoded bytes (see watch_wire.h): a response is the cached
+// encodings of the events it takes plus its bookmark, byte for byte the
+// WatchEventsResponse a protobuf writer would produce. Everything ready when
+// a write can start goes into that one write (up to max_response_bytes), so
+// a stream that is behind sends fewer, larger messages. With nothing to
+// send it parks with the registry, which wakes it after the next publish.
 #ifndef KANBAN_SERVICE_WATCH_REACTOR_H_
 #define KANBAN_SERVICE_WATCH_REACTOR_H_
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/server_callback.h>
+#include <grpcpp/support/slice.h>
 
 #include <atomic>
 #include <cstdint>
@@ -20,7 +29,6 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "kanban/v1/kanban.pb.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -36,16 +44,16 @@ struct WatchFilter {
   bool Matches(const storage::Event& event) const;
 };
 
-class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
+class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   struct Options {
     absl::Duration bookmark_interval = absl::Seconds(10);  // Zero: none.
     absl::Duration stall_timeout = absl::Minutes(5);
-    size_t max_events_per_response = 256;
-    // A response is closed at the first change boundary past this size, so
-    // it stays under clients' default 4 MB message limit (a single change
-    // larger than that still goes whole).
+    // A response holds everything ready, closed at the first change
+    // boundary past this size, so it stays under clients' default 4 MB
+    // message limit (a single change larger than that still goes whole).
     size_t max_response_bytes = 1 << 20;
+    size_t read_chunk = 512;  // Events per read of the ring.
     int catch_up_batch = 512;  // Events per database read.
     // The caller's token name ("" with auth off): the registry counts
     // streams per token and ends them when the token is revoked.
@@ -61,7 +69,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
   // Registers with the registry and sends the first response.
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
 
-  // From the registry's thread: new events were published.
+  // From the registry's thread, once after Park: new events are encoded.
   void OnNotify() ABSL_LOCKS_EXCLUDED(mu_);
   // From the registry's thread, every tick: bookmarks and stall checks.
   void OnTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
@@ -94,8 +102,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
 
   Action Plan() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Execute(const Action& action) ABSL_LOCKS_EXCLUDED(mu_);
-  // Adds `event` to response_ if it matches and advances pos_ past it.
-  void Take(const storage::Event& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `event` to the response being built if it matches (as `encoded`,
+  // or encoded here when that is empty) and advances pos_ past it.
+  void Take(const storage::Event& event, grpc::Slice encoded)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True when response_ is full and `next` starts another change.
   bool Full(const storage::Event& next) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ClearResponse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -115,12 +125,18 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchEventsRespon
 
   absl::Mutex mu_;
   int64_t pos_ ABSL_GUARDED_BY(mu_) = 0;  // Everything up to here was handled.
-  v1::WatchEventsResponse response_ ABSL_GUARDED_BY(mu_);  // Being built or written.
+  // The response being built: its events' encodings, in order.
+  std::vector<grpc::Slice> slices_ ABSL_GUARDED_BY(mu_);
   size_t response_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int response_events_ ABSL_GUARDED_BY(mu_) = 0;
+  // The response being written (not touched while writing_), and its events.
+  grpc::ByteBuffer buffer_ ABSL_GUARDED_BY(mu_);
+  int buffer_events_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t last_txn_ ABSL_GUARDED_BY(mu_) = 0;  // Of the last event taken.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;  // A database read is in flight.
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool parked_ ABSL_GUARDED_BY(mu_) = false;  // Waiting for OnNotify.
   bool first_sent_ ABSL_GUARDED_BY(mu_) = false;
   bool bookmark_due_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> finish_pending_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,7 +12,11 @@ namespace kanban::service {
 
 WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
                              size_t max_per_token, absl::Duration tick)
-    : tick_(tick), max_streams_(max_streams), max_per_token_(max_per_token) {
+    : hub_(hub),
+      tick_(tick),
+      max_streams_(max_streams),
+      max_per_token_(max_per_token),
+      wire_(hub->capacity(), hub->head()) {
   hub->SetListener([this] {
     absl::MutexLock lock(&signal_mu_);
     published_ = true;
@@ -25,6 +30,12 @@ WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
 WatchRegistry::~WatchRegistry() {
   Shutdown();
   thread_.join();
+  std::vector<WatchReactor*> parked;
+  {
+    absl::MutexLock lock(&park_mu_);
+    parked.swap(parked_);
+  }
+  for (WatchReactor* watcher : parked) watcher->Unref();
 }
 
 absl::Status WatchRegistry::Add(WatchReactor* watcher) {
@@ -60,6 +71,29 @@ void WatchRegistry::Remove(WatchReactor* watcher) {
     }
   }
   if (removed) watcher->Unref();
+  // A parked stream that ended is not kept until the next publish.
+  bool was_parked = false;
+  {
+    absl::MutexLock lock(&park_mu_);
+    auto it = std::find(parked_.begin(), parked_.end(), watcher);
+    if (it != parked_.end()) {
+      *it = parked_.back();
+      parked_.pop_back();
+      was_parked = true;
+    }
+  }
+  if (was_parked) watcher->Unref();
+}
+
+bool WatchRegistry::Park(WatchReactor* watcher, int64_t pos) {
+  absl::MutexLock lock(&park_mu_);
+  // The thread makes wire_.head() move before it takes the parked streams
+  // (under park_mu_), so either this sees the new head or that sees this
+  // stream: no wake-up is lost.
+  if (wire_.head() > pos) return false;
+  watcher->Ref();  // Dropped after the wake-up, or in Remove.
+  parked_.push_back(watcher);
+  return true;
 }
 
 size_t WatchRegistry::size() const {
@@ -120,10 +154,25 @@ void WatchRegistry::Loop() {
     const bool tick = now >= next_tick;
     if (tick) next_tick = now + tick_;
     if (!published && !tick) continue;
-    for (WatchReactor* watcher : Snapshot()) {
-      if (published) watcher->OnNotify();
-      if (tick) watcher->OnTick(now);
-      watcher->Unref();
+    if (published) {
+      // Encoded once here, before anyone is woken; then only the streams
+      // waiting for it are touched.
+      wire_.Update(*hub_);
+      std::vector<WatchReactor*> parked;
+      {
+        absl::MutexLock lock(&park_mu_);
+        parked.swap(parked_);
+      }
+      for (WatchReactor* watcher : parked) {
+        watcher->OnNotify();
+        watcher->Unref();
+      }
+    }
+    if (tick) {
+      for (WatchReactor* watcher : Snapshot()) {
+        watcher->OnTick(now);
+        watcher->Unref();
+      }
     }
   }
 }

@@ -1,6 +1,12 @@
-// WatchRegistry: the open WatchEvents streams. One thread of its own tells
-// them about newly published events (so the writer, which publishes, never
-// waits on watchers) and ticks them for bookmarks and stall checks.
+// WatchRegistry: the open WatchEvents streams. One thread of its own turns
+// newly published events into wire bytes once (WireCache) and wakes the
+// streams that are waiting for them (so the writer, which publishes, never
+// waits on watchers), and ticks every stream for bookmarks and stall checks.
+//
+// Wake-ups cost what is waiting, not what is open: a stream that has
+// nothing to send parks itself here; a publish wakes only the parked ones
+// (taken in one swap under one lock). A stream that is writing is not
+// touched: it looks for more when its write completes.
 #ifndef KANBAN_SERVICE_WATCH_REGISTRY_H_
 #define KANBAN_SERVICE_WATCH_REGISTRY_H_
 
@@ -16,6 +22,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/watch_wire.h"
 #include "storage/event_hub.h"
 
 namespace kanban::service {
@@ -49,6 +56,15 @@ class WatchRegistry {
   }
   int64_t delivered() const { return delivered_.load(std::memory_order_relaxed); }
 
+  // The encoded tail of the feed. Thread-safe.
+  const WireCache& wire() const { return wire_; }
+
+  // Called by `watcher` (registered, under its own lock) when it has sent
+  // everything up to `pos` and waits for more: true when it is parked and
+  // will get one OnNotify once wire().head() passes `pos`; false when that
+  // has happened already (look again). Thread-safe.
+  bool Park(WatchReactor* watcher, int64_t pos) ABSL_LOCKS_EXCLUDED(park_mu_);
+
   // Ends every stream with UNAVAILABLE; later Adds fail. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
   // Ends the streams of token `principal` with UNAUTHENTICATED (revoked).
@@ -60,6 +76,7 @@ class WatchRegistry {
   // without holding mu_ and then Unrefs each.
   std::vector<WatchReactor*> Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
 
+  storage::EventHub* const hub_;
   const absl::Duration tick_;
   const size_t max_streams_;
   const size_t max_per_token_;
@@ -71,8 +88,18 @@ class WatchRegistry {
 
   // Apart from mu_, so that the publishing writer never waits for watchers.
   absl::Mutex signal_mu_;
-  bool published_ ABSL_GUARDED_BY(signal_mu_) = false;
+  // True at first: what was published before the listener was set is
+  // encoded by the thread's first round.
+  bool published_ ABSL_GUARDED_BY(signal_mu_) = true;
   bool stop_ ABSL_GUARDED_BY(signal_mu_) = false;
+
+  // Written by the registry's thread only (Update), read by everyone.
+  WireCache wire_;
+
+  // Taken under a watcher's lock (Park), never the other way round.
+  absl::Mutex park_mu_;
+  // Each holds a reference; taken by the next publish.
+  std::vector<WatchReactor*> parked_ ABSL_GUARDED_BY(park_mu_);
 
   std::thread thread_;
   std::atomic<int64_t> delivered_{0};

@@ -33,6 +33,9 @@ class EventHub {
   // The newest published seq. Thread-safe.
   int64_t head() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Events the ring keeps (see the constructor). Thread-safe.
+  size_t capacity() const { return capacity_; }
+
   enum class ReadStatus {
     kOk,      // `out` holds what the ring has after `after` (maybe nothing).
     kTooOld,  // Some events after `after` have left the ring: use the database.

@@ -4,7 +4,9 @@
 # kanband thread (by name) used per completed call, from /proc.
 #   tests/bench/thread_cpu.sh [BUILD_DIR] [SCENARIO] [kanband flags...]
 # Example: tests/bench/thread_cpu.sh build create --synchronous=full
-# DURATION (default 8s) sets how long the load runs.
+# DURATION (default 8s) sets how long the load runs; BENCH_FLAGS adds flags
+# for kanban-bench, e.g. BENCH_FLAGS="--watchers 1000 --rate 100" with the
+# watch scenario (there a call is one event delivered to one watcher).
 set -euo pipefail
 build="${1:-build}"; scenario="${2:-create}"
 shift $(( $# < 2 ? $# : 2 ))
@@ -24,7 +26,7 @@ ticks() {
 }
 ticks >"$dir/before"
 calls=$("$build/kanban-bench" "$scenario" --server "127.0.0.1:$(cat "$dir/port")" \
-  --duration "${DURATION:-8s}" --no_check --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
+  --duration "${DURATION:-8s}" ${BENCH_FLAGS:-} --no_check --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
 ticks >"$dir/after"
 hz=$(getconf CLK_TCK)
 echo "$scenario: $calls calls"

@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "service/command_flags.h"
 #include "storage/migrate.h"
 #include "storage/postgres/connection.h"
 
@@ -24,19 +25,10 @@ int Usage(const std::string& problem) {
 
 int RunMigrateCommand(int argc, char** argv) {
   std::string from, to;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0) return Usage(absl::StrCat("unexpected argument ", arg));
-    const std::string flag = arg.substr(2, eq == std::string::npos ? arg.npos : eq - 2);
-    std::string value;
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return Usage(absl::StrCat("--", flag, " needs a value"));
-    }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> flags =
+      ParseCommandFlags(argc, argv, 1);
+  if (!flags.ok()) return Usage(std::string(flags.status().message()));
+  for (const auto& [flag, value] : *flags) {
     if (flag == "from") {
       from = value;
     } else if (flag == "to") {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "service/auth.h"
+#include "service/command_flags.h"
 #include "storage/durability.h"
 #include "storage/rules.h"
 #include "storage/postgres/connection.h"
@@ -47,21 +48,10 @@ int RunTokenCommand(int argc, char** argv) {
   }
   std::string db, role_name, name;
   storage::TokenRecord token;
-  for (int i = 2; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string value;
-    const size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) != 0) return Usage(absl::StrCat("unexpected argument ", arg));
-    std::string flag =
-        arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-    std::replace(flag.begin(), flag.end(), '_', '-');
-    if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return Usage(absl::StrCat("--", flag, " needs a value"));
-    }
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> flags =
+      ParseCommandFlags(argc, argv, 2);
+  if (!flags.ok()) return Usage(std::string(flags.status().message()));
+  for (const auto& [flag, value] : *flags) {
     if (flag == "db") {
       db = value;
     } else if (flag == "role") {

@@ -536,29 +536,71 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
 
 // ---- Events ----------------------------------------------------------------
 
-absl::Status InsertEvent(Connection& db, const Event& event) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("INSERT INTO events(seq, board, task_id, kind, time, task, reason, txn,"
-                " principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-  stmt.BindInt(1, event.seq)
-      .BindText(2, event.board)
-      .BindText(3, event.task_id)
-      .BindText(4, event.kind)
-      .BindInt(5, Micros(event.time))
-      .BindText(7, event.reason)
-      .BindText(9, event.principal);
+namespace {
+
+constexpr int kEventColumns = 9;
+// Rows per multi-row event INSERT on PostgreSQL (9 parameters each).
+constexpr int kEventRowsPerInsert = 64;
+
+// "INSERT INTO events(...) VALUES (?, ...)" for `rows` rows; the texts for
+// 1..kEventRowsPerInsert rows are built once (their addresses key the
+// statement cache).
+const char* InsertEventsSql(int rows) {
+  static const auto* texts = new std::vector<std::string>([] {
+    std::vector<std::string> out;
+    const std::string row = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    for (int n = 1; n <= kEventRowsPerInsert; ++n) {
+      std::vector<std::string> rows_text(n, row);
+      out.push_back(absl::StrCat(
+          "INSERT INTO events(seq, board, task_id, kind, time, task, reason, txn,"
+          " principal) VALUES ",
+          absl::StrJoin(rows_text, ", ")));
+    }
+    return out;
+  }());
+  return (*texts)[rows - 1].c_str();
+}
+
+// Binds `event` as row `row` (0-based) of an events INSERT. `snapshot` is
+// the task's JSON text, or nullptr for none; it must outlive the run.
+void BindEvent(Statement& stmt, int row, const Event& event, const std::string* snapshot) {
+  const int p = row * kEventColumns;
+  stmt.BindInt(p + 1, event.seq)
+      .BindText(p + 2, event.board)
+      .BindText(p + 3, event.task_id)
+      .BindText(p + 4, event.kind)
+      .BindInt(p + 5, Micros(event.time))
+      .BindText(p + 7, event.reason)
+      .BindText(p + 9, event.principal);
   // NULL: the event starts its own change (txn = its seq).
-  stmt.BindOptionalInt(8, event.txn != event.seq ? std::optional<int64_t>(event.txn)
-                                                 : std::nullopt);
-  // Bound without a copy: it must outlive the statement's run.
-  const std::string snapshot = event.task.has_value() ? EncodeTaskJson(*event.task) : "";
-  if (event.task.has_value()) {
-    stmt.BindText(6, snapshot);
+  stmt.BindOptionalInt(p + 8, event.txn != event.seq ? std::optional<int64_t>(event.txn)
+                                                     : std::nullopt);
+  if (snapshot != nullptr) {
+    stmt.BindText(p + 6, *snapshot);
   } else {
-    stmt.BindNull(6);
+    stmt.BindNull(p + 6);
   }
-  return stmt.Run();
+}
+
+}  // namespace
+
+absl::Status InsertEvents(Connection& db, const std::vector<Event>& events) {
+  // SQLite runs each statement in-process: one cached single-row INSERT per
+  // event is cheapest. A PostgreSQL statement is a round trip to the
+  // server: up to kEventRowsPerInsert events go in one.
+  const int per_insert = db.dialect() == Dialect::kSqlite ? 1 : kEventRowsPerInsert;
+  std::vector<std::string> snapshots(events.size());
+  for (size_t i = 0; i < events.size(); i += per_insert) {
+    const int rows = static_cast<int>(std::min<size_t>(per_insert, events.size() - i));
+    KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(InsertEventsSql(rows)));
+    for (int r = 0; r < rows; ++r) {
+      const Event& event = events[i + r];
+      if (event.task.has_value()) snapshots[i + r] = EncodeTaskJson(*event.task);
+      BindEvent(stmt, r, event, event.task.has_value() ? &snapshots[i + r] : nullptr);
+    }
+    KANBAN_RETURN_IF_ERROR(stmt.Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int64_t> ReserveEventSeqs(Connection& db, int count) {

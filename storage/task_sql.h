@@ -82,10 +82,11 @@ absl::StatusOr<std::vector<Comment>> ListComments(Connection& db,
                                                   absl::string_view task_id);
 
 // ---- Events ----
-// Appends `event` with its seq and txn (txn == seq: it starts its own
-// change); its task, if any, is stored as the snapshot. The writer inserts
-// a batch's events last, with seqs from ReserveEventSeqs.
-absl::Status InsertEvent(Connection& db, const Event& event);
+// Appends `events`, each with its seq and txn (txn == seq: it starts its
+// own change), its task, if any, stored as the snapshot; in as few
+// statements as suit the backend. The writer inserts a batch's events
+// last, with seqs from ReserveEventSeqs.
+absl::Status InsertEvents(Connection& db, const std::vector<Event>& events);
 // Reserves `count` consecutive seqs for the events of the open transaction
 // and returns the first. On PostgreSQL this takes the counter row's lock
 // until COMMIT, so commits become visible in seq order.

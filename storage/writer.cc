@@ -341,9 +341,8 @@ absl::Status Writer::InsertEvents(std::vector<Event>& events,
       ++next_change;
     }
     event.txn = txn;
-    KANBAN_RETURN_IF_ERROR(sql::InsertEvent(*db_, event));
   }
-  return absl::OkStatus();
+  return sql::InsertEvents(*db_, events);
 }
 
 void Writer::CheckpointIfDue() {

@@ -194,6 +194,14 @@ Metrics::Metrics(Options options)
                          .Help("Time COMMIT took (the fsync, in FULL mode).")
                          .Register(*registry_)
                          .Add({}, CommitBuckets());
+  seq_hold_seconds_ =
+      &prometheus::BuildHistogram()
+           .Name("kanban_writer_seq_hold_seconds")
+           .Help("From reserving a batch's event seqs to the end of its COMMIT: how "
+                 "long it held the event counter (on PostgreSQL, a row lock shared by "
+                 "every writer of the database).")
+           .Register(*registry_)
+           .Add({}, CommitBuckets());
   leases_reclaimed_ = &prometheus::BuildCounter()
                            .Name("kanban_leases_reclaimed_total")
                            .Help("Expired leases the sweeper took back (task retried).")
@@ -332,9 +340,12 @@ void Metrics::OnHttpRefused(absl::string_view reason) {
   http_refused_->Add({{"reason", std::string(reason)}}).Increment();
 }
 
-void Metrics::OnBatch(int mutations, absl::Duration commit) {
-  batch_size_->Observe(mutations);
-  commit_seconds_->Observe(absl::ToDoubleSeconds(commit));
+void Metrics::OnBatch(const storage::BatchStats& stats) {
+  batch_size_->Observe(stats.mutations);
+  commit_seconds_->Observe(absl::ToDoubleSeconds(stats.commit));
+  if (stats.seq_hold > absl::ZeroDuration()) {
+    seq_hold_seconds_->Observe(absl::ToDoubleSeconds(stats.seq_hold));
+  }
 }
 
 void Metrics::OnSweep(const storage::SweepResult& result) {

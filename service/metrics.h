@@ -62,7 +62,7 @@ class Metrics {
   // `full_method` is gRPC's "/package.Service/Method"; `code` its status name.
   void OnRpc(absl::string_view full_method, absl::string_view code,
              absl::Duration latency);
-  void OnBatch(int mutations, absl::Duration commit);
+  void OnBatch(const storage::BatchStats& stats);
   void OnSweep(const storage::SweepResult& result);
   // The HTTP door closed a connection: beyond a cap ("per_peer", "total")
   // or past --http_request_timeout ("request_timeout").
@@ -84,6 +84,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>* rpc_seconds_;
   prometheus::Histogram* batch_size_;
   prometheus::Histogram* commit_seconds_;
+  prometheus::Histogram* seq_hold_seconds_;
   prometheus::Counter* leases_reclaimed_;
   prometheus::Counter* leases_gave_up_;
   prometheus::Counter* events_deleted_;

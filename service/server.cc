@@ -42,8 +42,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     metrics_options.task_count_interval = options.task_count_interval;
     server->metrics_ = std::make_unique<Metrics>(metrics_options);
     Metrics* metrics = server->metrics_.get();
-    options.store.on_batch = [metrics](int mutations, absl::Duration commit) {
-      metrics->OnBatch(mutations, commit);
+    options.store.on_batch = [metrics](const storage::BatchStats& stats) {
+      metrics->OnBatch(stats);
     };
     options.store.on_sweep = [metrics](const storage::SweepResult& result) {
       metrics->OnSweep(result);

@@ -73,7 +73,7 @@ class Store {
     // Metrics hooks. on_batch: see Writer::Options::on_batch. on_sweep: called
     // with each committed sweep's result (from the sweeper or a direct Sweep call)
     // before its caller hears of it. Must not block. Default: none.
-    std::function<void(int mutations, absl::Duration commit)> on_batch;
+    std::function<void(const BatchStats&)> on_batch;
     std::function<void(const SweepResult&)> on_sweep;
     // Largest ListTasks page_size accepted (INVALID_ARGUMENT above it); the
     // default page shrinks to it when smaller. Default: kMaxPageSize (1000).

@@ -293,12 +293,18 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     }
   }
   // The events go in last: see InsertEvents.
+  const absl::Time seq_start = absl::Now();
   if (batch_status.ok()) batch_status = InsertEvents(committed_events, change_starts);
   // time the COMMIT (the fsync in FULL mode).
   const absl::Time commit_start = absl::Now();
   if (batch_status.ok()) batch_status = txn->Commit();
   if (batch_status.ok() && options_.on_batch) {
-    options_.on_batch(static_cast<int>(batch.size()), absl::Now() - commit_start);
+    const absl::Time end = absl::Now();
+    BatchStats stats;
+    stats.mutations = static_cast<int>(batch.size());
+    stats.commit = end - commit_start;
+    if (!committed_events.empty()) stats.seq_hold = end - seq_start;
+    options_.on_batch(stats);
   }
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
   FenceIfFatal(batch_status);

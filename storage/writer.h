@@ -61,6 +61,16 @@ class WriteContext {
   static inline const Actor kAnyone{};
 };
 
+// What one committed batch cost (Writer::Options::on_batch).
+struct BatchStats {
+  int mutations = 0;
+  absl::Duration commit;  // The COMMIT: the fsync (WAL flush) in FULL.
+  // From reserving the batch's event seqs to the end of its COMMIT: how
+  // long it held the event counter, which on PostgreSQL is a row lock that
+  // every writer of the database queues on. Zero when it wrote no events.
+  absl::Duration seq_hold;
+};
+
 class Writer {
  public:
   struct Options {
@@ -73,8 +83,8 @@ class Writer {
     // later writes get). Must not block or call back into the writer.
     std::function<void(const absl::Status&)> on_fenced;
     // Called on the writer thread after each committed batch of mutations,
-    // with its size and the time COMMIT took. Must not block. Default: none.
-    std::function<void(int mutations, absl::Duration commit)> on_batch;
+    // with its size and timings. Must not block. Default: none.
+    std::function<void(const BatchStats&)> on_batch;
     // Most mutations waiting for the writer thread (the batch being applied
     // does not count). Submit beyond it is refused at once with UNAVAILABLE
     // carrying kRetryPushbackPayload, so a flood of writes is pushed back on

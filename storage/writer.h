@@ -13,6 +13,15 @@
 // acknowledge writes the kernel already dropped), and corruption. Every
 // later write is refused with UNAVAILABLE; reads go on; a restart is the
 // way out. Busy/locked and other transient I/O errors only fail their batch.
+//
+// The same writer runs on both backends (storage/db.h). A batch's events are
+// inserted last, after every mutation ran, with one block of seqs reserved
+// by the batch's last statement before COMMIT: on PostgreSQL an UPDATE of
+// the event_counter row, whose lock then orders the commits of every writer
+// of the database, so seqs are dense and become visible in order and a
+// reader asking for seq > cursor never skips a late commit. On a server
+// connection that broke, the batch in flight fails UNAVAILABLE and the next
+// one reconnects first (Connection::EnsureConnected).
 #ifndef KANBAN_STORAGE_WRITER_H_
 #define KANBAN_STORAGE_WRITER_H_
 

@@ -5,8 +5,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/cord.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "storage/status_macros.h"
 
@@ -50,8 +48,6 @@ absl::StatusCode CodeFor(int rc) {
   }
 }
 
-constexpr char kCodePayload[] = "kanban.storage/sqlite-rc";
-
 }  // namespace
 
 absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql) {
@@ -62,18 +58,10 @@ absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql) {
   if (rc != (rc & 0xff)) absl::StrAppend(&message, " [code ", rc, "]");
   if (!sql.empty()) absl::StrAppend(&message, " (in: ", sql, ")");
   absl::Status status(CodeFor(rc), message);
-  status.SetPayload(kCodePayload, absl::Cord(absl::StrCat(rc)));
   if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC) {
     status = MarkSyncFailure(std::move(status));
   }
   return status;
-}
-
-int SqliteCode(const absl::Status& status) {
-  auto payload = status.GetPayload(kCodePayload);
-  int rc = 0;
-  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &rc)) return 0;
-  return rc;
 }
 
 
@@ -206,8 +194,6 @@ void SqliteConnection::SetTrace(std::function<void(absl::string_view sql)> trace
       },
       this);
 }
-
-int64_t SqliteConnection::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 
 int SqliteConnection::Changes() const { return sqlite3_changes(db_); }
 

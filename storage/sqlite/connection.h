@@ -27,14 +27,9 @@ struct sqlite3_stmt;
 namespace kanban::storage {
 
 // Maps a SQLite result code to the most specific absl::StatusCode and builds
-// a message from the library's error text and `sql` (never user data).
-// The status carries the (extended) result code as a payload, see SqliteCode;
-// a failed fsync is also marked for IsSyncFailure (storage/db.h).
+// a message from the library's error text and `sql` (never user data). A
+// failed fsync is marked for IsSyncFailure (storage/db.h).
 absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql);
-
-// The SQLite extended result code behind a status made by SqliteError, or 0
-// for any other status (OK included).
-int SqliteCode(const absl::Status& status);
 
 class SqliteConnection final : public Connection {
  public:
@@ -84,7 +79,6 @@ class SqliteConnection final : public Connection {
   // checkpoints into the database file): for a database no longer trusted.
   void DisableCheckpointOnClose() override;
 
-  int64_t LastInsertRowId() const;
   sqlite3* handle() const { return db_; }
 
  private:

@@ -15,7 +15,8 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseCommandFla
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", arg));
     }
     const size_t eq = arg.find('=');
-    std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    std::string name =
+        arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
     std::replace(name.begin(), name.end(), '_', '-');
     std::string value;
     if (eq != std::string::npos) {

@@ -21,8 +21,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "service/log.h"
-#include "service/server.h"
 #include "service/migrate_command.h"
+#include "service/server.h"
 #include "service/token_command.h"
 #include "storage/durability.h"
 #include "storage/postgres/connection.h"
@@ -462,8 +462,8 @@ int main(int argc, char** argv) {
     if (tokens == 0) {
       LogWarning(absl::StrCat(
           "--auth=token but the database has no tokens: every call will be refused. "
-          "Run: kanband token create --db=", postgres ? "'<the same --db>'" : db_path,
-          " --role=admin"));
+          "Run: kanband token create --db=",
+          postgres ? "'<the same --db>'" : db_path, " --role=admin"));
     } else {
       LogInfo(absl::StrCat("auth: bearer tokens required (", tokens, " active)"));
     }
@@ -474,10 +474,10 @@ int main(int argc, char** argv) {
   if (postgres) {
     LogInfo(absl::StrCat("database ", db_shown, " (PostgreSQL ", info.server_version,
                          ", schema ", info.schema_version, ")"));
-    LogInfo(absl::StrCat("durability: synchronous_commit=", info.synchronous, " (from ",
-                         durability->source == "default" ? "the server's setting"
-                                                         : durability->source,
-                         ")"));
+    LogInfo(absl::StrCat(
+        "durability: synchronous_commit=", info.synchronous, " (from ",
+        durability->source == "default" ? "the server's setting" : durability->source,
+        ")"));
   } else {
     LogInfo(absl::StrCat("database ", db_path, " (schema ", info.schema_version,
                          ", journal_mode=", info.journal_mode, ")"));

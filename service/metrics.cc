@@ -8,12 +8,12 @@
 #include <prometheus/text_serializer.h>
 #include <sys/stat.h>
 // libmicrohttpd's header wants these first.
-#include <sys/types.h>
-#include <sys/select.h>
-#include <sys/socket.h>
+#include <microhttpd.h>
 #include <stdarg.h>
 #include <stdint.h>
-#include <microhttpd.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <exception>
 #include <utility>
@@ -153,8 +153,8 @@ class Metrics::LiveCollector final : public prometheus::Collectable {
                               MetricType::Gauge);
       bytes.metric.push_back(
           Value(FileBytes(store->path()), MetricType::Gauge, {{"file", "db"}}));
-      bytes.metric.push_back(Value(FileBytes(store->path() + "-wal"), MetricType::Gauge,
-                                   {{"file", "wal"}}));
+      bytes.metric.push_back(
+          Value(FileBytes(store->path() + "-wal"), MetricType::Gauge, {{"file", "wal"}}));
       out.push_back(std::move(bytes));
     }
 
@@ -197,9 +197,10 @@ Metrics::Metrics(Options options)
   seq_hold_seconds_ =
       &prometheus::BuildHistogram()
            .Name("kanban_writer_seq_hold_seconds")
-           .Help("From reserving a batch's event seqs to the end of its COMMIT: how "
-                 "long it held the event counter (on PostgreSQL, a row lock shared by "
-                 "every writer of the database).")
+           .Help(
+               "From reserving a batch's event seqs to the end of its COMMIT: how "
+               "long it held the event counter (on PostgreSQL, a row lock shared by "
+               "every writer of the database).")
            .Register(*registry_)
            .Add({}, CommitBuckets());
   leases_reclaimed_ = &prometheus::BuildCounter()
@@ -219,11 +220,12 @@ Metrics::Metrics(Options options)
                          .Add({});
   http_refused_ = &prometheus::BuildCounter()
                        .Name("kanban_http_connections_refused_total")
-                       .Help("HTTP door connections closed by its bounds: over "
-                             "--http_max_connections_per_peer (per_peer) or "
-                             "--http_max_connections (total) at accept, or without a "
-                             "complete request within --http_request_timeout "
-                             "(request_timeout).")
+                       .Help(
+                           "HTTP door connections closed by its bounds: over "
+                           "--http_max_connections_per_peer (per_peer) or "
+                           "--http_max_connections (total) at accept, or without a "
+                           "complete request within --http_request_timeout "
+                           "(request_timeout).")
                        .Register(*registry_);
   // Present (at 0) before the first refusal, so that alerts can rate() them.
   for (const char* reason : {"per_peer", "total", "request_timeout"}) {
@@ -304,11 +306,11 @@ absl::Status Metrics::Serve(const std::string& listen) {
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD;
   if (address.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   MHD_Daemon* daemon = MHD_start_daemon(
-      flags, 0, nullptr, nullptr, &AnswerScrape, &scrape_,          //
-      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&address),  //
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMetricsPerPeer,          //
-      MHD_OPTION_CONNECTION_LIMIT, kMetricsConnections,             //
-      MHD_OPTION_CONNECTION_TIMEOUT, kMetricsIdleSeconds,           //
+      flags, 0, nullptr, nullptr, &AnswerScrape, &scrape_,                //
+      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&address),        //
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMetricsPerPeer,                //
+      MHD_OPTION_CONNECTION_LIMIT, kMetricsConnections,                   //
+      MHD_OPTION_CONNECTION_TIMEOUT, kMetricsIdleSeconds,                 //
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 << 10),  //
       MHD_OPTION_END);
   if (daemon == nullptr) {

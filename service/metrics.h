@@ -1,8 +1,8 @@
 // Metrics: kanband's Prometheus metrics, served in the text format at
 // http://<--metrics_listen>/metrics by libmicrohttpd (its own event loop;
-// see Serve in metrics.cc for its bounds on clients). Counters and histograms are updated where things happen
-// (RPC interceptor, writer, sweeper); gauges that describe state (queue
-// depth, open streams, task counts, file sizes) are read at scrape time.
+// see Serve in metrics.cc for its bounds on clients). Counters and histograms are updated
+// where things happen (RPC interceptor, writer, sweeper); gauges that describe state
+// (queue depth, open streams, task counts, file sizes) are read at scrape time.
 //
 // Thread-safety: every method is thread-safe.
 #ifndef KANBAN_SERVICE_METRICS_H_

@@ -14,10 +14,11 @@ namespace kanban::service {
 namespace {
 
 int Usage(const std::string& problem) {
-  std::cerr << "kanband migrate: " << problem << "\n"
-            << "usage: kanband migrate --from=SQLITE_FILE --to=postgresql://USER@HOST/DB\n"
-            << "  copies every board, task, event (seqs unchanged), lease, worker and\n"
-            << "  token into an empty PostgreSQL database; stop kanband first.\n";
+  std::cerr
+      << "kanband migrate: " << problem << "\n"
+      << "usage: kanband migrate --from=SQLITE_FILE --to=postgresql://USER@HOST/DB\n"
+      << "  copies every board, task, event (seqs unchanged), lease, worker and\n"
+      << "  token into an empty PostgreSQL database; stop kanband first.\n";
   return 2;
 }
 

@@ -13,8 +13,8 @@
 #include "service/auth.h"
 #include "service/command_flags.h"
 #include "storage/durability.h"
-#include "storage/rules.h"
 #include "storage/postgres/connection.h"
+#include "storage/rules.h"
 #include "storage/store.h"
 
 namespace kanban::service {

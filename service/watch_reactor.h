@@ -53,7 +53,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     // boundary past this size, so it stays under clients' default 4 MB
     // message limit (a single change larger than that still goes whole).
     size_t max_response_bytes = 1 << 20;
-    size_t read_chunk = 512;  // Events per read of the ring.
+    size_t read_chunk = 512;   // Events per read of the ring.
     int catch_up_batch = 512;  // Events per database read.
     // The caller's token name ("" with auth off): the registry counts
     // streams per token and ends them when the token is revoked.

@@ -29,7 +29,8 @@ grpc::Slice EncodeEventField(const storage::Event& event) {
   v1::Event proto;
   ToProto(event, &proto);
   const size_t size = proto.ByteSizeLong();
-  const size_t total = 1 + CodedOutputStream::VarintSize32(static_cast<uint32_t>(size)) + size;
+  const size_t total =
+      1 + CodedOutputStream::VarintSize32(static_cast<uint32_t>(size)) + size;
   // Serialized straight into the slice gRPC will send: no intermediate string.
   grpc_slice slice = grpc_slice_malloc(total);
   uint8_t* p = GRPC_SLICE_START_PTR(slice);
@@ -103,7 +104,8 @@ std::vector<grpc::Slice> WireCache::Lookup(
   const int64_t end = first_seq_ + static_cast<int64_t>(slices_.size());
   for (size_t i = 0; i < events.size(); ++i) {
     const int64_t seq = events[i]->seq;
-    if (seq >= first_seq_ && seq < end) out[i] = slices_[static_cast<size_t>(seq - first_seq_)];
+    if (seq >= first_seq_ && seq < end)
+      out[i] = slices_[static_cast<size_t>(seq - first_seq_)];
   }
   return out;
 }

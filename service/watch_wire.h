@@ -70,7 +70,7 @@ class WireCache {
 
   mutable absl::Mutex mu_;
   std::deque<grpc::Slice> slices_ ABSL_GUARDED_BY(mu_);  // Consecutive seqs.
-  int64_t first_seq_ ABSL_GUARDED_BY(mu_) = 0;            // Of slices_.front().
+  int64_t first_seq_ ABSL_GUARDED_BY(mu_) = 0;           // Of slices_.front().
 };
 
 }  // namespace kanban::service

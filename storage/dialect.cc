@@ -15,7 +15,8 @@ std::string JsonArrayOf(Dialect d, absl::string_view expr, absl::string_view fro
 
 std::string EventsWithSnapshot(Dialect d) {
   if (d == Dialect::kSqlite) return "events e";
-  return "events e LEFT JOIN LATERAL (SELECT CAST(e.task AS jsonb) AS j) snapshot ON true";
+  return "events e LEFT JOIN LATERAL (SELECT CAST(e.task AS jsonb) AS j) snapshot ON "
+         "true";
 }
 
 std::string SnapshotField(Dialect d, absl::string_view key) {
@@ -25,8 +26,8 @@ std::string SnapshotField(Dialect d, absl::string_view key) {
 
 std::string JsonArrayHas(Dialect d, absl::string_view array, absl::string_view value) {
   if (d == Dialect::kSqlite) {
-    return absl::StrCat("EXISTS (SELECT 1 FROM json_each(", array, ") WHERE value = ",
-                        value, ")");
+    return absl::StrCat("EXISTS (SELECT 1 FROM json_each(", array,
+                        ") WHERE value = ", value, ")");
   }
   return absl::StrCat("EXISTS (SELECT 1 FROM json_array_elements_text(CAST(", array,
                       " AS json)) AS e(value) WHERE e.value = ", value, ")");
@@ -35,9 +36,10 @@ std::string JsonArrayHas(Dialect d, absl::string_view array, absl::string_view v
 std::string JsonArrayContainsAll(Dialect d, absl::string_view have,
                                  absl::string_view wanted) {
   if (d == Dialect::kSqlite) {
-    return absl::StrCat("NOT EXISTS (SELECT 1 FROM json_each(", wanted,
-                        ") want WHERE want.value NOT IN (SELECT have.value FROM json_each(",
-                        have, ") have))");
+    return absl::StrCat(
+        "NOT EXISTS (SELECT 1 FROM json_each(", wanted,
+        ") want WHERE want.value NOT IN (SELECT have.value FROM json_each(", have,
+        ") have))");
   }
   return absl::StrCat(
       "NOT EXISTS (SELECT 1 FROM json_array_elements_text(CAST(", wanted,

@@ -3,7 +3,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-
 #include "storage/dialect.h"
 #include "storage/json_text.h"
 #include "storage/status_macros.h"
@@ -122,13 +121,14 @@ absl::StatusOr<std::optional<std::string>> FindClaimable(
   // On PostgreSQL a row another replica's writer is claiming is skipped,
   // not waited for.
   static const dialect::PerDialect sql([](Dialect d) {
-    return absl::StrCat("SELECT t.id FROM tasks t"
-                        " WHERE t.board = ?1 AND t.status = 3"
-                        " AND (t.not_before IS NULL OR t.not_before <= ?2)"
-                        " AND (t.assignee = '' OR t.assignee = ?3) AND ",
-                        dialect::JsonArrayContainsAll(d, "t.labels", "?4"),
-                        " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT 1",
-                        d == Dialect::kPostgres ? " FOR UPDATE OF t SKIP LOCKED" : "");
+    return absl::StrCat(
+        "SELECT t.id FROM tasks t"
+        " WHERE t.board = ?1 AND t.status = 3"
+        " AND (t.not_before IS NULL OR t.not_before <= ?2)"
+        " AND (t.assignee = '' OR t.assignee = ?3) AND ",
+        dialect::JsonArrayContainsAll(d, "t.labels", "?4"),
+        " ORDER BY t.priority DESC, t.created_at, t.pk LIMIT 1",
+        d == Dialect::kPostgres ? " FOR UPDATE OF t SKIP LOCKED" : "");
   });
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
   stmt.BindText(1, board)

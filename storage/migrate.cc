@@ -53,9 +53,9 @@ const std::vector<Table>& Tables() {
 absl::StatusOr<int64_t> CopyTable(SqliteConnection& from, PgConnection& to,
                                   const Table& table) {
   const std::string columns = absl::StrJoin(table.columns, ", ");
-  KANBAN_ASSIGN_OR_RETURN(Statement read,
-                          from.Prepare(absl::StrCat("SELECT ", columns, " FROM ",
-                                                    table.name, " ORDER BY ", table.order)));
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement read, from.Prepare(absl::StrCat("SELECT ", columns, " FROM ", table.name,
+                                                " ORDER BY ", table.order)));
   std::vector<std::string> marks(table.columns.size(), "?");
   KANBAN_ASSIGN_OR_RETURN(
       Statement write,
@@ -92,8 +92,9 @@ absl::StatusOr<CopyReport> CopySqliteToPostgres(const std::string& sqlite_path,
   // its latest writes.
   KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<FileLock> lock,
                           FileLock::Acquire(sqlite_path + ".lock"));
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteConnection> from,
-                          SqliteConnection::Open(sqlite_path, SqliteConnection::Options()));
+  KANBAN_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteConnection> from,
+      SqliteConnection::Open(sqlite_path, SqliteConnection::Options()));
   KANBAN_RETURN_IF_ERROR(Migrate(*from, now).status());
 
   PgConnection::Options options;
@@ -109,9 +110,10 @@ absl::StatusOr<CopyReport> CopySqliteToPostgres(const std::string& sqlite_path,
                    " + (SELECT count(*) FROM tasks) + (SELECT count(*) FROM tokens)"
                    " + (SELECT count(*) FROM events) + (SELECT seq FROM event_counter)"));
   if (used != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "to: ", to->path(), " already holds a board (tasks, tokens or events); "
-        "migrate copies into an empty database only"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("to: ", to->path(),
+                     " already holds a board (tasks, tokens or events); "
+                     "migrate copies into an empty database only"));
   }
   KANBAN_RETURN_IF_ERROR(to->Exec("DELETE FROM boards"));
   CopyReport report;
@@ -123,14 +125,14 @@ absl::StatusOr<CopyReport> CopySqliteToPostgres(const std::string& sqlite_path,
   // may have deleted the newest rows' predecessors, never the counter), and
   // the identity columns from the largest key copied.
   KANBAN_ASSIGN_OR_RETURN(report.last_event_seq, sql::LastEventSeq(*from));
-  KANBAN_RETURN_IF_ERROR(to->Exec(
-      absl::StrCat("UPDATE event_counter SET seq = ", report.last_event_seq)));
-  KANBAN_RETURN_IF_ERROR(to->Exec(
-      "SELECT setval(pg_get_serial_sequence('tasks', 'pk'),"
-      " COALESCE((SELECT max(pk) FROM tasks), 0) + 1, false)"));
-  KANBAN_RETURN_IF_ERROR(to->Exec(
-      "SELECT setval(pg_get_serial_sequence('comments', 'id'),"
-      " COALESCE((SELECT max(id) FROM comments), 0) + 1, false)"));
+  KANBAN_RETURN_IF_ERROR(
+      to->Exec(absl::StrCat("UPDATE event_counter SET seq = ", report.last_event_seq)));
+  KANBAN_RETURN_IF_ERROR(
+      to->Exec("SELECT setval(pg_get_serial_sequence('tasks', 'pk'),"
+               " COALESCE((SELECT max(pk) FROM tasks), 0) + 1, false)"));
+  KANBAN_RETURN_IF_ERROR(
+      to->Exec("SELECT setval(pg_get_serial_sequence('comments', 'id'),"
+               " COALESCE((SELECT max(id) FROM comments), 0) + 1, false)"));
   KANBAN_RETURN_IF_ERROR(txn.Commit());
   return report;
 }

@@ -8,8 +8,8 @@
 
 namespace kanban::storage {
 
-absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(
-    int threads, const OpenConnection& open) {
+absl::StatusOr<std::unique_ptr<ReaderPool>> ReaderPool::Open(int threads,
+                                                             const OpenConnection& open) {
   std::unique_ptr<ReaderPool> pool(new ReaderPool());
   for (int i = 0; i < std::max(threads, 1); ++i) {
     KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> db, open());

@@ -7,13 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "storage/sqlite/integrity.h"
 #include "storage/lease_sql.h"
+#include "storage/mutations.h"
 #include "storage/postgres/connection.h"
 #include "storage/postgres/schema.h"
-#include "storage/mutations.h"
-#include "storage/sqlite/quarantine.h"
 #include "storage/rules.h"
+#include "storage/sqlite/integrity.h"
+#include "storage/sqlite/quarantine.h"
 #include "storage/sqlite/schema.h"
 #include "storage/status_macros.h"
 #include "storage/task_sql.h"
@@ -56,12 +56,12 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
       absl::StatusOr<QuarantineSet> set =
           Quarantine(opts.path, absl::Now(), opts.quarantine_keep);
       std::string copy =
-          set.ok() ? absl::StrCat(
-                         "A copy of the damaged files is in ", set->dir,
-                         set->reused ? " (identical to the last copy, not copied again)"
-                                     : "")
-                   : absl::StrCat("Copying the damaged files failed: ",
-                                  set.status().message());
+          set.ok()
+              ? absl::StrCat(
+                    "A copy of the damaged files is in ", set->dir,
+                    set->reused ? " (identical to the last copy, not copied again)" : "")
+              : absl::StrCat("Copying the damaged files failed: ",
+                             set.status().message());
       return absl::DataLossError(absl::StrCat(
           "database ", opts.path, " is corrupt: ", opened.message(), ". ", copy,
           ". kanband does not start on a corrupt database. To restore: "
@@ -522,7 +522,9 @@ void Store::StepBackup(std::shared_ptr<BackupJob> job) {
   writer_->SubmitAlone(
       [this, job](Connection& db) -> absl::Status {
         if (job->copy == nullptr) {
-          KANBAN_ASSIGN_OR_RETURN(job->copy, BackupCopy::Start(static_cast<SqliteConnection&>(db), job->request.path));
+          KANBAN_ASSIGN_OR_RETURN(
+              job->copy,
+              BackupCopy::Start(static_cast<SqliteConnection&>(db), job->request.path));
         }
         absl::StatusOr<bool> complete = job->copy->Step(job->request.pages_per_step);
         if (!complete.ok()) {

@@ -368,8 +368,8 @@ absl::Status SaveTaskState(Connection& db, const Task& t) {
 }
 
 absl::StatusOr<TaskPage> ListTasks(Connection& db, const TaskFilter& filter) {
-  std::string sql =
-      absl::StrCat("SELECT t.pk, ", TaskColumns(db.dialect()), " FROM tasks t WHERE 1 = 1");
+  std::string sql = absl::StrCat("SELECT t.pk, ", TaskColumns(db.dialect()),
+                                 " FROM tasks t WHERE 1 = 1");
   // Parameters in the order their '?' appear.
   std::vector<std::variant<int64_t, std::string>> params;
   if (!filter.board.empty()) {
@@ -563,7 +563,8 @@ const char* InsertEventsSql(int rows) {
 
 // Binds `event` as row `row` (0-based) of an events INSERT. `snapshot` is
 // the task's JSON text, or nullptr for none; it must outlive the run.
-void BindEvent(Statement& stmt, int row, const Event& event, const std::string* snapshot) {
+void BindEvent(Statement& stmt, int row, const Event& event,
+               const std::string* snapshot) {
   const int p = row * kEventColumns;
   stmt.BindInt(p + 1, event.seq)
       .BindText(p + 2, event.board)
@@ -573,8 +574,8 @@ void BindEvent(Statement& stmt, int row, const Event& event, const std::string* 
       .BindText(p + 7, event.reason)
       .BindText(p + 9, event.principal);
   // NULL: the event starts its own change (txn = its seq).
-  stmt.BindOptionalInt(p + 8, event.txn != event.seq ? std::optional<int64_t>(event.txn)
-                                                     : std::nullopt);
+  stmt.BindOptionalInt(
+      p + 8, event.txn != event.seq ? std::optional<int64_t>(event.txn) : std::nullopt);
   if (snapshot != nullptr) {
     stmt.BindText(p + 6, *snapshot);
   } else {
@@ -669,8 +670,8 @@ absl::StatusOr<std::vector<Event>> ReadEvents(Statement& stmt) {
 absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after_seq,
                                                    int limit) {
   static const dialect::PerDialect sql([](Dialect d) {
-    return absl::StrCat("SELECT ", EventColumns(d),
-                        " FROM ", dialect::EventsWithSnapshot(d),
+    return absl::StrCat("SELECT ", EventColumns(d), " FROM ",
+                        dialect::EventsWithSnapshot(d),
                         " WHERE e.seq > ?1 ORDER BY e.seq LIMIT ?2");
   });
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
@@ -680,8 +681,7 @@ absl::StatusOr<std::vector<Event>> ReadEventsAfter(Connection& db, int64_t after
   // The limit may have cut a change in two: read the rest of its events.
   static const dialect::PerDialect rest([](Dialect d) {
     return absl::StrCat(
-        "SELECT ", EventColumns(d),
-        " FROM ", dialect::EventsWithSnapshot(d),
+        "SELECT ", EventColumns(d), " FROM ", dialect::EventsWithSnapshot(d),
         " WHERE COALESCE(e.txn, e.seq) = ?1 AND e.seq > ?2 ORDER BY e.seq");
   });
   KANBAN_ASSIGN_OR_RETURN(Statement more, db.Cached(rest.For(db)));
@@ -721,12 +721,14 @@ absl::StatusOr<int> DeleteOldEvents(Connection& db, absl::Time before, int64_t k
                           db.Cached("SELECT min(seq) FROM events WHERE time >= ?"));
   recent.BindInt(1, Micros(before));
   KANBAN_ASSIGN_OR_RETURN(row, recent.Step());
-  const int64_t first_recent = !row || recent.ColumnIsNull(0) ? hi + 1 : recent.ColumnInt(0);
+  const int64_t first_recent =
+      !row || recent.ColumnIsNull(0) ? hi + 1 : recent.ColumnInt(0);
   KANBAN_RETURN_IF_ERROR(recent.Run());
   const int64_t want = std::min(std::max(first_recent, hi - keep + 1), lo + batch);
   KANBAN_ASSIGN_OR_RETURN(
       Statement start,
-      db.Cached("SELECT COALESCE(txn, seq) FROM events WHERE seq >= ? ORDER BY seq LIMIT 1"));
+      db.Cached(
+          "SELECT COALESCE(txn, seq) FROM events WHERE seq >= ? ORDER BY seq LIMIT 1"));
   start.BindInt(1, want);
   KANBAN_ASSIGN_OR_RETURN(row, start.Step());
   const int64_t first_kept = row ? start.ColumnInt(0) : want;

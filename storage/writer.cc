@@ -274,9 +274,8 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   // after changing rows makes the batch start over, isolated.
   absl::StatusOr<Transaction> txn = Transaction::Begin(*db_);
   if (!txn.ok()) batch_status = txn.status();
-  if (batch_status.ok() &&
-      !ApplyAll(batch, /*isolate=*/false, results, committed_events, change_starts,
-                batch_status)) {
+  if (batch_status.ok() && !ApplyAll(batch, /*isolate=*/false, results, committed_events,
+                                     change_starts, batch_status)) {
     absl::Status rollback = txn->Rollback();
     results.assign(batch.size(), absl::OkStatus());
     committed_events.clear();

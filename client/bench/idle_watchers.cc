@@ -42,7 +42,8 @@ long RssKb(pid_t pid) {
 // CPU seconds (user + system) used so far by `pid`; -1 if unknown.
 double CpuSeconds(pid_t pid) {
   std::ifstream in(absl::StrFormat("/proc/%d/stat", pid));
-  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string stat((std::istreambuf_iterator<char>(in)),
+                   std::istreambuf_iterator<char>());
   // Fields after the command name, which is in parentheses and may hold spaces.
   const size_t paren = stat.rfind(')');
   if (paren == std::string::npos) return -1;
@@ -141,8 +142,9 @@ absl::StatusOr<std::vector<Extra>> MeasureIdleWatchers(const std::string& addres
       const double cpu = CpuSeconds(kanband_pid);
       absl::SleepFor(absl::Seconds(3));
       const double percent = (CpuSeconds(kanband_pid) - cpu) / 3 * 100;
-      extras.push_back(NumberExtra("idle_cpu_percent", percent,
-                                   absl::StrFormat("%.0f%% of a core while they idle", percent)));
+      extras.push_back(
+          NumberExtra("idle_cpu_percent", percent,
+                      absl::StrFormat("%.0f%% of a core while they idle", percent)));
     } else {
       extras.push_back(StringExtra("idle_watch_rss_kib_each",
                                    "not measured (kanband not started by kanban-bench)"));

@@ -41,7 +41,8 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
       : shared_(shared),
         block_(new char[kArenaBlockBytes]),
         arena_(ArenaOptions(block_.get())),
-        response_(google::protobuf::Arena::CreateMessage<v1::WatchEventsResponse>(&arena_)) {
+        response_(
+            google::protobuf::Arena::CreateMessage<v1::WatchEventsResponse>(&arena_)) {
     request_.set_board(board);
     request_.set_from_now(true);
     request_.add_kinds("created");
@@ -250,9 +251,10 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
   // Coalescing: a watcher that is behind should get fewer, larger messages.
   int64_t responses = 0;
   for (const auto& w : fleet.watchers()) responses += w->responses();
-  const double seconds =
-      absl::ToDoubleSeconds(std::max(last_delivery, start + absl::Milliseconds(1)) - start);
-  const double per_watcher_s = static_cast<double>(responses) / options.watchers / seconds;
+  const double seconds = absl::ToDoubleSeconds(
+      std::max(last_delivery, start + absl::Milliseconds(1)) - start);
+  const double per_watcher_s =
+      static_cast<double>(responses) / options.watchers / seconds;
   extras.push_back(NumberExtra(
       "responses_per_watcher_per_s", per_watcher_s,
       absl::StrFormat("%.1f (%.2f events per response)", per_watcher_s,

@@ -180,8 +180,8 @@ absl::StatusOr<pid_t> SpawnProcess(const std::string& path,
   }
   posix_spawnattr_setflags(&attributes, flags);
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, path.c_str(), &actions, &attributes, c_args.data(),
-                             c_env.data());
+  const int rc =
+      posix_spawn(&pid, path.c_str(), &actions, &attributes, c_args.data(), c_env.data());
   posix_spawnattr_destroy(&attributes);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
@@ -222,10 +222,10 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options)
   for (const auto* pipe : {&in, &out, &err}) {
     if (!pipe->ok()) return pipe->status();
   }
-  absl::StatusOr<pid_t> pid = SpawnProcess(
-      *path, options.argv, options.env,
-      {{in->read.get(), 0}, {out->write.get(), 1}, {err->write.get(), 2}},
-      /*own_process_group=*/true);
+  absl::StatusOr<pid_t> pid =
+      SpawnProcess(*path, options.argv, options.env,
+                   {{in->read.get(), 0}, {out->write.get(), 1}, {err->write.get(), 2}},
+                   /*own_process_group=*/true);
   if (!pid.ok()) return pid.status();
   // Only the program may hold these ends, or the reads below never see EOF.
   in->read.Close();

@@ -10,9 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/cpp/channel.h"
+#include "client/cpp/watcher.h"
 #include "client/kanbanctl/print.h"
 #include "client/kanbanctl/signals.h"
-#include "client/cpp/watcher.h"
 #include "grpcpp/support/channel_arguments.h"
 
 namespace kanban::client {

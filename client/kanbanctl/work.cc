@@ -16,9 +16,9 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
-#include "client/kanbanctl/signals.h"
 #include "client/cpp/subprocess.h"
 #include "client/cpp/worker.h"
+#include "client/kanbanctl/signals.h"
 
 namespace kanban::client {
 namespace {

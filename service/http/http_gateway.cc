@@ -1,18 +1,17 @@
 #include "service/http/http_gateway.h"
 
 // libmicrohttpd's header wants these first.
-#include <sys/types.h>
-#include <sys/select.h>
-#include <sys/socket.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <microhttpd.h>
-
 #include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/support/client_callback.h>
+#include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,8 +33,8 @@
 #include "absl/time/clock.h"
 #include "service/auth.h"
 #include "service/http/http_status.h"
-#include "service/log.h"
 #include "service/http/web_assets.h"
+#include "service/log.h"
 
 namespace kanban::service {
 
@@ -560,7 +559,6 @@ absl::Status ParseListenAddress(absl::string_view flag, absl::string_view listen
       flag, ": \"", host, "\" is not an IP address (names are not resolved)"));
 }
 
-
 HttpGateway::HttpGateway(Options options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       loopback_only_(IsLoopbackAddress(options_.listen)),
@@ -586,25 +584,27 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   unsigned int flags =
       MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   if (address.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
-  const unsigned int idle_seconds = static_cast<unsigned int>(
-      std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(o.idle_timeout, absl::Seconds(1)))));
+  const unsigned int idle_seconds = static_cast<unsigned int>(std::max<int64_t>(
+      1, absl::ToInt64Seconds(absl::Ceil(o.idle_timeout, absl::Seconds(1)))));
   // Our own caps (OnAccept) refuse first: at its own limit libmicrohttpd
   // would stop accepting, leaving new connections queued in the kernel.
-  const unsigned int limit = static_cast<unsigned int>(std::max(1, o.max_connections) + 16);
+  const unsigned int limit =
+      static_cast<unsigned int>(std::max(1, o.max_connections) + 16);
   using AcceptFn = MHD_Result (*)(void*, const sockaddr*, socklen_t);
-  using CompletedFn = void (*)(void*, MHD_Connection*, void**, MHD_RequestTerminationCode);
+  using CompletedFn =
+      void (*)(void*, MHD_Connection*, void**, MHD_RequestTerminationCode);
   using NotifyFn =
       void (*)(void*, MHD_Connection*, void**, MHD_ConnectionNotificationCode);
   AcceptFn on_accept = [](void* cls, const sockaddr* addr, socklen_t len) {
     return static_cast<MHD_Result>(OnAccept(cls, addr, len));
   };
-  MHD_AccessHandlerCallback on_request =
-      [](void* cls, MHD_Connection* connection, const char* url, const char* method,
-         const char* version, const char* upload_data, size_t* upload_data_size,
-         void** con_cls) {
-        return static_cast<MHD_Result>(OnRequest(cls, connection, url, method, version,
-                                                 upload_data, upload_data_size, con_cls));
-      };
+  MHD_AccessHandlerCallback on_request = [](void* cls, MHD_Connection* connection,
+                                            const char* url, const char* method,
+                                            const char* version, const char* upload_data,
+                                            size_t* upload_data_size, void** con_cls) {
+    return static_cast<MHD_Result>(OnRequest(cls, connection, url, method, version,
+                                             upload_data, upload_data_size, con_cls));
+  };
   CompletedFn on_done = [](void* cls, MHD_Connection* connection, void** con_cls,
                            MHD_RequestTerminationCode toe) {
     OnRequestDone(cls, connection, con_cls, static_cast<int>(toe));
@@ -615,16 +615,16 @@ absl::StatusOr<std::unique_ptr<HttpGateway>> HttpGateway::Start(
   };
   gateway->daemon_ = MHD_start_daemon(
       flags, 0, on_accept, gateway.get(), on_request, gateway.get(),  //
-      MHD_OPTION_EXTERNAL_LOGGER, &LogMhd, &gateway->starting_,        //
-      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&address),     //
-      MHD_OPTION_CONNECTION_TIMEOUT, idle_seconds,                     //
-      MHD_OPTION_CONNECTION_LIMIT, limit,                              //
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,                           //
+      MHD_OPTION_EXTERNAL_LOGGER, &LogMhd, &gateway->starting_,       //
+      MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&address),    //
+      MHD_OPTION_CONNECTION_TIMEOUT, idle_seconds,                    //
+      MHD_OPTION_CONNECTION_LIMIT, limit,                             //
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,                          //
       // A request's head must fit in 16 KiB, as with civetweb before
       // (larger gets 431/414); also what each connection may hold.
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(16 << 10),  //
-      MHD_OPTION_NOTIFY_COMPLETED, on_done, gateway.get(),             //
-      MHD_OPTION_NOTIFY_CONNECTION, on_connection, gateway.get(),      //
+      MHD_OPTION_NOTIFY_COMPLETED, on_done, gateway.get(),                //
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, gateway.get(),         //
       MHD_OPTION_END);
   if (gateway->daemon_ == nullptr) {
     return absl::UnavailableError(
@@ -766,13 +766,15 @@ void HttpGateway::Refuse(const std::string& peer, absl::string_view reason,
     it->second = now;
   }
   if (last_logged_.size() > 10000) {  // Forget addresses not logged lately.
-    absl::erase_if(last_logged_,
-                   [&](const auto& entry) { return now - entry.second >= absl::Minutes(1); });
+    absl::erase_if(last_logged_, [&](const auto& entry) {
+      return now - entry.second >= absl::Minutes(1);
+    });
   }
-  LogWarning(absl::StrCat(
-      "http: ",
-      reason == "request_timeout" ? "closed a connection from " : "refused a connection from ",
-      peer, ": ", why, "; not logged again for this address for a minute"));
+  LogWarning(absl::StrCat("http: ",
+                          reason == "request_timeout" ? "closed a connection from "
+                                                      : "refused a connection from ",
+                          peer, ": ", why,
+                          "; not logged again for this address for a minute"));
 }
 
 void HttpGateway::Reap() {
@@ -922,8 +924,9 @@ void HttpGateway::ServeApi(Request* r) {
   absl::string_view path = uri;
   const std::string& method = r->method;
   if (!absl::ConsumePrefix(&path, kApiPrefix) || !(path.empty() || path.front() == '/')) {
-    return SendError(r, grpc::StatusCode::NOT_FOUND,
-                     absl::StrCat("no such endpoint: ", uri, "; the API is under /api/v1/"));
+    return SendError(
+        r, grpc::StatusCode::NOT_FOUND,
+        absl::StrCat("no such endpoint: ", uri, "; the API is under /api/v1/"));
   }
   // JSON only: a cross-site form or text/plain POST (which browsers send
   // without asking) is refused; a JSON one needs a CORS preflight, which the
@@ -954,10 +957,11 @@ void HttpGateway::ServeApi(Request* r) {
   if (n == 1 && parts[0] == "boards") {
     if (method != "GET") return wrong_method("GET");
     return Call<v1::ListBoardsResponse>(
-      r, v1::ListBoardsRequest(),
-      [this](grpc::ClientContext* ctx, const auto* req, v1::ListBoardsResponse* response, auto done) {
-        kanban_->async()->ListBoards(ctx, req, response, std::move(done));
-      });
+        r, v1::ListBoardsRequest(),
+        [this](grpc::ClientContext* ctx, const auto* req,
+               v1::ListBoardsResponse* response, auto done) {
+          kanban_->async()->ListBoards(ctx, req, response, std::move(done));
+        });
   }
   if (n == 3 && parts[0] == "boards" && parts[2] == "tasks") {
     const std::string& board = parts[1];
@@ -988,21 +992,23 @@ void HttpGateway::ServeApi(Request* r) {
         request.set_page_size(size);
       }
       return Call<v1::ListTasksResponse>(
-        r, std::move(request),
-        [this](grpc::ClientContext* ctx, const auto* req, v1::ListTasksResponse* response, auto done) {
-          kanban_->async()->ListTasks(ctx, req, response, std::move(done));
-        });
+          r, std::move(request),
+          [this](grpc::ClientContext* ctx, const auto* req,
+                 v1::ListTasksResponse* response, auto done) {
+            kanban_->async()->ListTasks(ctx, req, response, std::move(done));
+          });
     }
     if (method == "POST") {
       v1::CreateTaskRequest request;
       if (!ParseBody(r, options_.max_body_bytes, &request)) return;
       if (!PathAgrees(r, "board", request.board(), board)) return;
       request.set_board(board);
-      return Call<v1::Task>(
-        r, std::move(request),
-        [this](grpc::ClientContext* ctx, const auto* req, v1::Task* response, auto done) {
-          kanban_->async()->CreateTask(ctx, req, response, std::move(done));
-        });
+      return Call<v1::Task>(r, std::move(request),
+                            [this](grpc::ClientContext* ctx, const auto* req,
+                                   v1::Task* response, auto done) {
+                              kanban_->async()->CreateTask(ctx, req, response,
+                                                           std::move(done));
+                            });
     }
     return wrong_method("GET, POST");
   }
@@ -1014,41 +1020,43 @@ void HttpGateway::ServeApi(Request* r) {
     if (!PathAgrees(r, "task_id", request.task_id(), id)) return;
     request.set_task_id(id);
     return Call<v1::Task>(
-      r, std::move(request),
-      [this](grpc::ClientContext* ctx, const auto* req, v1::Task* response, auto done) {
-        kanban_->async()->MoveTask(ctx, req, response, std::move(done));
-      });
+        r, std::move(request),
+        [this](grpc::ClientContext* ctx, const auto* req, v1::Task* response, auto done) {
+          kanban_->async()->MoveTask(ctx, req, response, std::move(done));
+        });
   }
   if (n == 2 && parts[0] == "tasks") {
     if (method != "GET") return wrong_method("GET");
     v1::GetTaskRequest request;
     request.set_task_id(parts[1]);
     return Call<v1::Task>(
-      r, std::move(request),
-      [this](grpc::ClientContext* ctx, const auto* req, v1::Task* response, auto done) {
-        kanban_->async()->GetTask(ctx, req, response, std::move(done));
-      });
+        r, std::move(request),
+        [this](grpc::ClientContext* ctx, const auto* req, v1::Task* response, auto done) {
+          kanban_->async()->GetTask(ctx, req, response, std::move(done));
+        });
   }
   if (n == 3 && parts[0] == "tasks" && parts[2] == "comments") {
     if (method == "GET") {
       v1::ListCommentsRequest request;
       request.set_task_id(parts[1]);
       return Call<v1::ListCommentsResponse>(
-        r, std::move(request),
-        [this](grpc::ClientContext* ctx, const auto* req, v1::ListCommentsResponse* response, auto done) {
-          kanban_->async()->ListComments(ctx, req, response, std::move(done));
-        });
+          r, std::move(request),
+          [this](grpc::ClientContext* ctx, const auto* req,
+                 v1::ListCommentsResponse* response, auto done) {
+            kanban_->async()->ListComments(ctx, req, response, std::move(done));
+          });
     }
     if (method == "POST") {
       v1::AddCommentRequest request;
       if (!ParseBody(r, options_.max_body_bytes, &request)) return;
       if (!PathAgrees(r, "task_id", request.task_id(), parts[1])) return;
       request.set_task_id(parts[1]);
-      return Call<v1::Comment>(
-        r, std::move(request),
-        [this](grpc::ClientContext* ctx, const auto* req, v1::Comment* response, auto done) {
-          kanban_->async()->AddComment(ctx, req, response, std::move(done));
-        });
+      return Call<v1::Comment>(r, std::move(request),
+                               [this](grpc::ClientContext* ctx, const auto* req,
+                                      v1::Comment* response, auto done) {
+                                 kanban_->async()->AddComment(ctx, req, response,
+                                                              std::move(done));
+                               });
     }
     return wrong_method("GET, POST");
   }
@@ -1057,15 +1065,15 @@ void HttpGateway::ServeApi(Request* r) {
     v1::ListWorkersRequest request;
     if (auto v = QueryValue(conn, "board")) request.set_board(*v);
     return Call<v1::ListWorkersResponse>(
-      r, std::move(request),
-      [this](grpc::ClientContext* ctx, const auto* req, v1::ListWorkersResponse* response, auto done) {
-        heartbeat_->async()->ListWorkers(ctx, req, response, std::move(done));
-      });
+        r, std::move(request),
+        [this](grpc::ClientContext* ctx, const auto* req,
+               v1::ListWorkersResponse* response, auto done) {
+          heartbeat_->async()->ListWorkers(ctx, req, response, std::move(done));
+        });
   }
   SendError(r, grpc::StatusCode::NOT_FOUND,
             absl::StrCat("no such endpoint: ", method, " ", uri));
 }
-
 
 void HttpGateway::ServeEvents(Request* r) {
   MHD_Connection* conn = r->connection;

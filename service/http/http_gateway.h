@@ -129,7 +129,6 @@ class HttpGateway {
   class EventStream;
 
  private:
-
   HttpGateway(Options options, std::shared_ptr<grpc::Channel> channel);
 
   // libmicrohttpd's callbacks; `cls` is the HttpGateway.
@@ -139,8 +138,8 @@ class HttpGateway {
                        size_t* upload_data_size, void** con_cls);
   static void OnRequestDone(void* cls, MHD_Connection* connection, void** con_cls,
                             int toe);
-  static void OnConnection(void* cls, MHD_Connection* connection,
-                           void** socket_context, int toe);
+  static void OnConnection(void* cls, MHD_Connection* connection, void** socket_context,
+                           int toe);
 
   // A request whose body has arrived: answers it, or suspends its
   // connection until a gRPC call does.
@@ -156,8 +155,8 @@ class HttpGateway {
   void Call(Request* r, RequestMessage request, StartFn start);
 
   // Refusal bookkeeping: counts, and logs at most once per address a minute.
-  void Refuse(const std::string& peer, absl::string_view reason,
-              absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(conn_mu_);
+  void Refuse(const std::string& peer, absl::string_view reason, absl::string_view why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(conn_mu_);
   // Closes connections past their request deadline, until Stop.
   void Reap() ABSL_LOCKS_EXCLUDED(conn_mu_);
 
@@ -176,7 +175,7 @@ class HttpGateway {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::KanbanService::Stub> kanban_;
   const std::unique_ptr<v1::HeartbeatService::Stub> heartbeat_;
-  MHD_Daemon* daemon_ = nullptr;  // Set by Start, cleared by Stop.
+  MHD_Daemon* daemon_ = nullptr;      // Set by Start, cleared by Stop.
   std::atomic<bool> starting_{true};  // libmicrohttpd's messages are logged.
   int port_ = 0;
   std::thread reaper_;

@@ -133,11 +133,10 @@ class PgStatement final : public StatementImpl {
       KANBAN_RETURN_IF_ERROR(status);
       prepared_session_ = db_->session();
     }
-    result_ = name_.empty()
-                  ? PQexecParams(conn, text_.c_str(), n, nullptr, params.data(), nullptr,
-                                 nullptr, 0)
-                  : PQexecPrepared(conn, name_.c_str(), n, params.data(), nullptr,
-                                   nullptr, 0);
+    result_ = name_.empty() ? PQexecParams(conn, text_.c_str(), n, nullptr, params.data(),
+                                           nullptr, nullptr, 0)
+                            : PQexecPrepared(conn, name_.c_str(), n, params.data(),
+                                             nullptr, nullptr, 0);
     const ExecStatusType status = PQresultStatus(result_);
     if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
       db_->NoteResult(result_);
@@ -177,14 +176,15 @@ std::string Describe(absl::string_view target) {
   }
   PQconninfoFree(options);
   return absl::StrCat("postgresql://", user, user.empty() ? "" : "@",
-                      host.empty() ? "localhost" : host, port.empty() ? "" : ":", port, "/",
-                      dbname);
+                      host.empty() ? "localhost" : host, port.empty() ? "" : ":", port,
+                      "/", dbname);
 }
 
 }  // namespace
 
 bool IsPostgresTarget(absl::string_view target) {
-  if (absl::StartsWith(target, "postgresql://") || absl::StartsWith(target, "postgres://")) {
+  if (absl::StartsWith(target, "postgresql://") ||
+      absl::StartsWith(target, "postgres://")) {
     return true;
   }
   return absl::StrContains(target, "host=") || absl::StrContains(target, "dbname=");
@@ -234,7 +234,8 @@ absl::StatusOr<std::unique_ptr<PgConnection>> PgConnection::Open(Options options
   }
   // The server's NOTICEs ("relation ... already exists, skipping") are not
   // for kanband's users: libpq would print them on stderr.
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   std::unique_ptr<PgConnection> db(new PgConnection(conn, std::move(options)));
   KANBAN_RETURN_IF_ERROR(db->StartSession());
   return db;
@@ -269,7 +270,8 @@ absl::Status PgConnection::Error(const PGresult* result, absl::string_view sql) 
     absl::StrAppend(&text, " (connection to ", description_, " lost");
     // Whether a COMMIT whose answer never came took effect cannot be known.
     if (sql == "COMMIT") {
-      absl::StrAppend(&text, "; commit outcome unknown; retry with the same idempotency_key");
+      absl::StrAppend(&text,
+                      "; commit outcome unknown; retry with the same idempotency_key");
     }
     absl::StrAppend(&text, ")");
   }
@@ -348,9 +350,8 @@ absl::Status PgConnection::EnsureConnected() {
   if (PQstatus(conn_) != CONNECTION_OK) {
     next_reconnect_ = now + reconnect_backoff_;
     reconnect_backoff_ = std::min(reconnect_backoff_ * 2, absl::Seconds(2));
-    return absl::UnavailableError(absl::StrCat("postgresql: cannot reconnect to ",
-                                               description_, ": ",
-                                               PQerrorMessage(conn_)));
+    return absl::UnavailableError(absl::StrCat(
+        "postgresql: cannot reconnect to ", description_, ": ", PQerrorMessage(conn_)));
   }
   reconnect_backoff_ = absl::Milliseconds(100);
   next_reconnect_ = absl::InfinitePast();

@@ -156,9 +156,8 @@ absl::StatusOr<int> Migrate(Connection& db, absl::Time now) {
   }
   if (found != CurrentSchemaVersion()) {
     KANBAN_RETURN_IF_ERROR(db.Exec("DELETE FROM kanban_schema"));
-    KANBAN_RETURN_IF_ERROR(db.Exec(
-        absl::StrCat("INSERT INTO kanban_schema(version) VALUES (", CurrentSchemaVersion(),
-                     ")")));
+    KANBAN_RETURN_IF_ERROR(db.Exec(absl::StrCat(
+        "INSERT INTO kanban_schema(version) VALUES (", CurrentSchemaVersion(), ")")));
   }
   KANBAN_RETURN_IF_ERROR(txn.Commit());
   return static_cast<int>(found);

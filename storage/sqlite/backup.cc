@@ -53,8 +53,9 @@ absl::StatusOr<std::unique_ptr<BackupCopy>> BackupCopy::Start(SqliteConnection& 
   std::error_code error;
   fs::remove(Partial(path), error);
   fs::remove(Partial(path) + "-journal", error);
-  KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<SqliteConnection> dest,
-                          SqliteConnection::Open(Partial(path), SqliteConnection::Options()));
+  KANBAN_ASSIGN_OR_RETURN(
+      std::unique_ptr<SqliteConnection> dest,
+      SqliteConnection::Open(Partial(path), SqliteConnection::Options()));
   sqlite3_backup* backup =
       sqlite3_backup_init(dest->handle(), "main", source.handle(), "main");
   if (backup == nullptr) {
@@ -100,8 +101,9 @@ absl::StatusOr<BackupResult> BackupCopy::Finish() {
   // The copied header says WAL, like the source; a backup should be one
   // self-contained file, so switch it to a rollback journal.
   {
-    KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<Connection> copy,
-                            SqliteConnection::Open(Partial(path_), SqliteConnection::Options()));
+    KANBAN_ASSIGN_OR_RETURN(
+        std::unique_ptr<Connection> copy,
+        SqliteConnection::Open(Partial(path_), SqliteConnection::Options()));
     KANBAN_RETURN_IF_ERROR(copy->Exec("PRAGMA journal_mode=DELETE"));
     absl::Status check = QuickCheck(*copy);
     if (!check.ok()) {

@@ -58,7 +58,8 @@ class BackupCopy {
   absl::StatusOr<BackupResult> Finish();
 
  private:
-  BackupCopy(std::string path, std::unique_ptr<SqliteConnection> dest, sqlite3_backup* backup)
+  BackupCopy(std::string path, std::unique_ptr<SqliteConnection> dest,
+             sqlite3_backup* backup)
       : path_(std::move(path)), dest_(std::move(dest)), backup_(backup) {}
 
   const std::string path_;

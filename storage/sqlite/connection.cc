@@ -64,8 +64,6 @@ absl::Status SqliteError(int rc, sqlite3* db, absl::string_view sql) {
   return status;
 }
 
-
-
 // ---- Statement -------------------------------------------------------------
 
 namespace {

@@ -5,10 +5,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "storage/sqlite/connection.h"
 #include "storage/sqlite/file_lock.h"
 #include "storage/sqlite/fsync.h"
 #include "storage/sqlite/integrity.h"
-#include "storage/sqlite/connection.h"
 #include "storage/status_macros.h"
 
 namespace kanban::storage {

@@ -41,9 +41,9 @@ std::string TargetWithPassword() {
   absl::StatusOr<std::string> target = kanban::testing::NewPostgresDatabase();
   EXPECT_TRUE(target.ok()) << target.status();
   if (!target.ok()) return "";
-  return absl::StrReplaceAll(*target,
-                             {{"postgresql://kanban@",
-                               absl::StrCat("postgresql://kanban:", kPassword, "@")}});
+  return absl::StrReplaceAll(
+      *target,
+      {{"postgresql://kanban@", absl::StrCat("postgresql://kanban:", kPassword, "@")}});
 }
 
 TEST(KanbandPostgresTest, MigrateThenServeTheCopyWithoutShowingThePassword) {
@@ -56,13 +56,14 @@ TEST(KanbandPostgresTest, MigrateThenServeTheCopyWithoutShowingThePassword) {
   {
     Kanband sqlite = StartKanband(KANBAND_PATH, db);
     ASSERT_TRUE(sqlite.ok());
-    id = JsonValue(CtlJson(sqlite, {"create", "--title", "moves", "--label", "pg"}), "id");
+    id =
+        JsonValue(CtlJson(sqlite, {"create", "--title", "moves", "--label", "pg"}), "id");
     ASSERT_FALSE(id.empty());
     CtlJson(sqlite, {"create", "--title", "second"});
     // migrate refuses a file a kanband holds.
     const std::string target = TargetWithPassword();
-    RunResult refused = kanban::testing::Run(
-        {KANBAND_PATH, "migrate", "--from=" + db, "--to=" + target});
+    RunResult refused =
+        kanban::testing::Run({KANBAND_PATH, "migrate", "--from=" + db, "--to=" + target});
     EXPECT_EQ(refused.exit_code, 1) << Describe(refused);
     EXPECT_TRUE(absl::StrContains(refused.err, "in use")) << Describe(refused);
     EXPECT_FALSE(absl::StrContains(refused.out + refused.err, kPassword));

@@ -89,14 +89,15 @@ TEST_F(SubprocessTest, MissingProgramIsNotFound) {
 }
 
 TEST_F(SubprocessTest, SpawnProcessLeavesReapingToTheCaller) {
-  absl::StatusOr<pid_t> pid =
-      SpawnProcess("/bin/sh", {"sh", "-c", "exit 7"}, {}, {}, /*own_process_group=*/false);
+  absl::StatusOr<pid_t> pid = SpawnProcess("/bin/sh", {"sh", "-c", "exit 7"}, {}, {},
+                                           /*own_process_group=*/false);
   ASSERT_TRUE(pid.ok()) << pid.status();
   int status = 0;
   ASSERT_EQ(waitpid(*pid, &status, 0), *pid);
   EXPECT_EQ(DecodeWaitStatus(status), 7);
-  EXPECT_EQ(SpawnProcess("/nonexistent/program", {"program"}, {}, {}, false).status().code(),
-            absl::StatusCode::kInternal);
+  EXPECT_EQ(
+      SpawnProcess("/nonexistent/program", {"program"}, {}, {}, false).status().code(),
+      absl::StatusCode::kInternal);
 }
 
 }  // namespace

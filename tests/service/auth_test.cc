@@ -149,8 +149,11 @@ class AuthTest : public testing::BackendTest {
 // unknown one: allowed calls get anything but UNAUTHENTICATED and
 // PERMISSION_DENIED; forbidden ones get PERMISSION_DENIED.
 TEST_P(AuthTest, EveryRoleAgainstEveryRpc) {
-  // SQLite only: it calls Backup, a SQLite tool (FAILED_PRECONDITION on PostgreSQL, tested in admin_service_test)
-  if (OnPostgres()) GTEST_SKIP() << "it calls Backup, a SQLite tool (FAILED_PRECONDITION on PostgreSQL, tested in admin_service_test)";
+  // SQLite only: it calls Backup, a SQLite tool (FAILED_PRECONDITION on PostgreSQL,
+  // tested in admin_service_test)
+  if (OnPostgres())
+    GTEST_SKIP() << "it calls Backup, a SQLite tool (FAILED_PRECONDITION on PostgreSQL, "
+                    "tested in admin_service_test)";
   Start();
   secrets_["producer"] = MakeToken("prod", v1::ROLE_PRODUCER);
   secrets_["worker"] = MakeToken("work", v1::ROLE_WORKER, {}, "w1");
@@ -835,7 +838,8 @@ TEST(LoopbackTest, OnlyLoopbackAddressesCount) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, AuthTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, AuthTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

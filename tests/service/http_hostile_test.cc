@@ -237,9 +237,9 @@ TEST_F(HttpHostileTest, IdleKeepAlivesAndOpenStreamsStarveNobody) {
     o.http_max_connections_per_peer = kPerPeer;
   }));
   // Keep-alive: one answered request each, then silence.
-  const std::string request =
-      absl::StrCat("GET /api/v1/boards HTTP/1.1\r\nHost: 127.0.0.1:", server_->http_port(),
-                   "\r\n\r\n");
+  const std::string request = absl::StrCat(
+      "GET /api/v1/boards HTTP/1.1\r\nHost: 127.0.0.1:", server_->http_port(),
+      "\r\n\r\n");
   std::vector<int> idle;
   for (int i = 0; i < kIdle; ++i) {
     const int fd = Hold();

@@ -1334,10 +1334,12 @@ TEST_P(KanbanServiceTest, DataSurvivesARestartOnTheSameFile) {
   EXPECT_EQ(got.version(), task.version());
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceTest, testing::AllBackends(),
+                         testing::BackendName);
 INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceNormalTest, testing::AllBackends(),
                          testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceFullTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, KanbanServiceFullTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

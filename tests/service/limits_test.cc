@@ -244,7 +244,8 @@ TEST_P(LimitsTest, RequestsAboveMaxRequestBytesAreRefused) {
 
 TEST_P(LimitsTest, WritesBeyondTheWriterQueueGetUnavailableWithPushback) {
   // SQLite only: it holds the writer thread with a Backup step, a SQLite tool
-  if (OnPostgres()) GTEST_SKIP() << "it holds the writer thread with a Backup step, a SQLite tool";
+  if (OnPostgres())
+    GTEST_SKIP() << "it holds the writer thread with a Backup step, a SQLite tool";
   Start([](Server::Options& o) { o.store.max_writer_queue = 2; });
   // Hold the writer thread: a backup step's progress callback runs on it.
   absl::Notification stepping, release;
@@ -321,7 +322,8 @@ TEST_P(LimitsTest, WritesBeyondTheWriterQueueGetUnavailableWithPushback) {
   EXPECT_EQ(after.GetServerTrailingMetadata().count("grpc-retry-pushback-ms"), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, LimitsTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, LimitsTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

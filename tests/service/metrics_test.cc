@@ -328,7 +328,8 @@ TEST(MetricsServeTest, BusyMetricsPortIsAnErrorNamingTheFlag) {
       << second.status();
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, MetricsTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, MetricsTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

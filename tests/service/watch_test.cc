@@ -563,7 +563,8 @@ TEST_P(WatchResumeTest, RandomDisconnectsLoseAndRepeatNothing) {
   writer.join();
   EXPECT_EQ(Head(), kTotal);
   EXPECT_GT(streams, 10);
-  ASSERT_EQ(cursor, kTotal) << "did not catch up within 60 s (a guard against a hang, not a speed target)";
+  ASSERT_EQ(cursor, kTotal)
+      << "did not catch up within 60 s (a guard against a hang, not a speed target)";
   EXPECT_EQ(received, Range(1, kTotal));
 }
 
@@ -835,14 +836,22 @@ TEST_P(WatchInputTest, NegativeBookmarkIntervalIsInvalidArgument) {
   EXPECT_THAT(s.error_message(), StartsWith("bookmark_interval:")) << Describe(s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WatchStartTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchBookmarkTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchResumeTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchFlowTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchLifecycleTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchInputTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchFilterEvents, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WatchRetention, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchStartTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchBookmarkTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchResumeTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchFlowTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchLifecycleTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchInputTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchFilterEvents, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WatchRetention, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

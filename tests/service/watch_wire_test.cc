@@ -98,7 +98,8 @@ TEST(WatchWireTest, SplicedResponseIsProtobufsOwnSerialization) {
   board_level[0].task_id.clear();
   board_level[0].kind = "board_created";
   // Lengths whose varint takes 1, 2 and 3 bytes.
-  const std::vector<storage::Event> sized = {MakeEvent(10, ""), MakeEvent(11, std::string(300, 'x')),
+  const std::vector<storage::Event> sized = {MakeEvent(10, ""),
+                                             MakeEvent(11, std::string(300, 'x')),
                                              MakeEvent(12, std::string(70000, 'y'))};
   for (int64_t bookmark : {int64_t{0}, int64_t{1}, int64_t{127}, int64_t{128},
                            int64_t{1} << 40, std::numeric_limits<int64_t>::max()}) {
@@ -114,7 +115,8 @@ TEST(WatchWireTest, SplicedResponseIsProtobufsOwnSerialization) {
 
 std::vector<storage::EventHub::EventPtr> Ptrs(const std::vector<storage::Event>& events) {
   std::vector<storage::EventHub::EventPtr> out;
-  for (const storage::Event& e : events) out.push_back(std::make_shared<storage::Event>(e));
+  for (const storage::Event& e : events)
+    out.push_back(std::make_shared<storage::Event>(e));
   return out;
 }
 
@@ -214,7 +216,8 @@ class RawWatch {
     ctx_.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
     reader_.reset(grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
         channel,
-        grpc::internal::RpcMethod(kWatchMethod, grpc::internal::RpcMethod::SERVER_STREAMING),
+        grpc::internal::RpcMethod(kWatchMethod,
+                                  grpc::internal::RpcMethod::SERVER_STREAMING),
         &ctx_, request));
   }
   ~RawWatch() {
@@ -237,11 +240,13 @@ class RawWatch {
   std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader_;
 };
 
-TEST_F(WatchWireServerTest, BytesOnTheWireAreProtobufsSerializationAndABacklogIsOneResponse) {
+TEST_F(WatchWireServerTest,
+       BytesOnTheWireAreProtobufsSerializationAndABacklogIsOneResponse) {
   // More than the 256 events a response used to be limited to, far less
   // than its 1 MB.
   constexpr int kBacklog = 600;
-  for (int i = 0; i < kBacklog; ++i) ASSERT_NO_FATAL_FAILURE(Create(absl::StrCat("t", i)));
+  for (int i = 0; i < kBacklog; ++i)
+    ASSERT_NO_FATAL_FAILURE(Create(absl::StrCat("t", i)));
   // A write is answered before its events reach watchers: wait until a
   // watcher has seen the last one, so that the backlog is all there.
   {

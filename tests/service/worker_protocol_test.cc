@@ -1137,11 +1137,16 @@ TEST_P(HeartbeatTest, OperatorMoveOutOfRunningCancelsTheLease) {
   EXPECT_EQ(Get(id).status(), v1::BLOCKED);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ClaimTaskTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, ClaimWaitTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, HeartbeatTest, testing::AllBackends(), testing::BackendName);
-INSTANTIATE_TEST_SUITE_P(Backends, WorkerProtocolTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ClaimTaskTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, ClaimWaitTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, HeartbeatTest, testing::AllBackends(),
+                         testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerProtocolTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::service

@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "storage/sqlite/quarantine.h"
 #include "storage/sqlite/connection.h"
+#include "storage/sqlite/quarantine.h"
 #include "storage/store.h"
 #include "tests/support/temp_dir.h"
 
@@ -50,7 +50,8 @@ void DamageTable(const std::string& path, const std::string& table) {
   {
     SqliteConnection::Options options;
     options.read_only = true;
-    absl::StatusOr<std::unique_ptr<Connection>> db = SqliteConnection::Open(path, options);
+    absl::StatusOr<std::unique_ptr<Connection>> db =
+        SqliteConnection::Open(path, options);
     ASSERT_TRUE(db.ok()) << db.status();
     absl::StatusOr<int64_t> r = (*db)->QueryInt(
         "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = '" + table +

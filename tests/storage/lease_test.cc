@@ -511,7 +511,8 @@ TEST_P(LeaseTest, ReturnedTaskEqualsTheRowAndTheLatestSnapshot) {
   check(Await<Task>([&](auto done) { store_->MoveTask(stop, done); }), "cancel by move");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, LeaseTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::storage

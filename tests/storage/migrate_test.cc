@@ -44,16 +44,16 @@ std::string Snapshot(Store& store) {
                     t.attempt, "/", t.max_attempts, " [", absl::StrJoin(t.labels, ","),
                     "] <", absl::StrJoin(t.parent_ids, ","), "> ", t.assignee, " ",
                     t.worker_id, " ", absl::ToUnixMicros(t.created_at), " ",
-                    absl::ToUnixMicros(t.updated_at), " ", t.result, " ", t.idempotency_key,
-                    "\n");
-    auto comments = Await<std::vector<Comment>>(
-        [&](auto done) { store.ListComments(t.id, done); });
+                    absl::ToUnixMicros(t.updated_at), " ", t.result, " ",
+                    t.idempotency_key, "\n");
+    auto comments =
+        Await<std::vector<Comment>>([&](auto done) { store.ListComments(t.id, done); });
     for (const Comment& c : *comments) {
       absl::StrAppend(&out, "  comment ", c.id, " ", c.author, " ", c.body, "\n");
     }
   }
-  auto events = Await<std::vector<Event>>(
-      [&](auto done) { store.ReadEvents(0, 100000, done); });
+  auto events =
+      Await<std::vector<Event>>([&](auto done) { store.ReadEvents(0, 100000, done); });
   EXPECT_TRUE(events.ok()) << events.status();
   for (const Event& e : *events) {
     absl::StrAppend(&out, "event ", e.seq, " txn ", e.txn, " ", e.kind, " ", e.task_id,
@@ -80,9 +80,9 @@ class MigrateTest : public ::testing::Test {
     if (!testing::PostgresServer().has_value()) GTEST_SKIP() << "no PostgreSQL for tests";
     std::unique_ptr<Store> store = MustOpen(sqlite_);
     ASSERT_NE(store, nullptr);
-    ASSERT_TRUE(
-        Await<Board>([&](auto done) { store->CreateBoard(Board{"ops", "Ops", {}}, done); })
-            .ok());
+    ASSERT_TRUE(Await<Board>([&](auto done) {
+                  store->CreateBoard(Board{"ops", "Ops", {}}, done);
+                }).ok());
     NewTask parent;
     parent.board = "ops";
     parent.title = "parent";

@@ -37,8 +37,9 @@ class OwnServer {
   ~OwnServer() { Run("stop"); }
   bool ok() const { return ok_; }
   int Run(const std::string& command) {
-    return std::system(absl::StrCat(KANBAN_SOURCE_DIR, "/tests/support/postgres_server.sh ",
-                                    command, " ", state_, " >/dev/null")
+    return std::system(absl::StrCat(KANBAN_SOURCE_DIR,
+                                    "/tests/support/postgres_server.sh ", command, " ",
+                                    state_, " >/dev/null")
                            .c_str());
   }
   std::string target() const {
@@ -113,7 +114,8 @@ TEST(PostgresFaultTest, ServerKilledUnderLoadLosesNoAcknowledgedWrite) {
   EXPECT_FALSE(errors.empty()) << "the kill must have been noticed";
   // Every acknowledged task is there, and the feed has no gap.
   for (const std::string& id : acknowledged) {
-    absl::StatusOr<Task> got = Await<Task>([&](auto done) { (*store)->GetTask(id, done); });
+    absl::StatusOr<Task> got =
+        Await<Task>([&](auto done) { (*store)->GetTask(id, done); });
     ASSERT_TRUE(got.ok()) << id << ": " << got.status();
   }
   absl::StatusOr<std::vector<Event>> events = Await<std::vector<Event>>(

@@ -1,11 +1,10 @@
 // The SQLite wrapper: statements, cached statements, transactions and
 // savepoints on a real file, and the result-code mapping.
-#include "storage/sqlite/connection.h"
-
 #include <sqlite3.h>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "storage/sqlite/connection.h"
 #include "tests/support/temp_dir.h"
 
 namespace kanban::storage {

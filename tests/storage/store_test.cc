@@ -614,7 +614,8 @@ TEST_P(StoreTest, RefusesADatabaseFromTheFuture) {
   EXPECT_THAT(std::string(store.status().message()), HasSubstr("999"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, testing::AllBackends(), testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, testing::AllBackends(),
+                         testing::BackendName);
 
 }  // namespace
 }  // namespace kanban::storage

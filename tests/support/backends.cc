@@ -54,7 +54,9 @@ std::string FreshDatabase(Backend backend, const std::string& sqlite_file) {
   if (backend == Backend::kSqlite) return sqlite_file;
   if (!PostgresServer().has_value()) {
     // GTEST_SKIP returns void: record the skip through a lambda.
-    [] { GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)"; }();
+    [] {
+      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
+    }();
     return "";
   }
   absl::StatusOr<std::string> db = NewPostgresDatabase();

@@ -24,7 +24,9 @@ enum class Backend { kSqlite, kPostgres };
 inline constexpr char kSqliteOnly[] =
     "about a SQLite-only mechanism (the database file, its lock, a pragma, the VFS)";
 
-inline auto AllBackends() { return ::testing::Values(Backend::kSqlite, Backend::kPostgres); }
+inline auto AllBackends() {
+  return ::testing::Values(Backend::kSqlite, Backend::kPostgres);
+}
 std::string BackendName(const ::testing::TestParamInfo<Backend>& info);
 
 // The suite's PostgreSQL server (a libpq URI of its `postgres` database), or

@@ -49,7 +49,8 @@ absl::StatusOr<int> ConnectLoopback(int port, const std::string& source) {
     if (inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
         bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
       close(fd);
-      return absl::InternalError(absl::StrCat("bind ", source, ": ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("bind ", source, ": ", std::strerror(errno)));
     }
   }
   sockaddr_in addr{};

@@ -96,7 +96,8 @@ absl::Status ChildProcess::Start(const std::vector<std::string>& argv,
                                  const std::vector<std::string>& extra_env,
                                  const std::string& output_path) {
   if (pid_ > 0) return absl::FailedPreconditionError("a child is still running");
-  const int output = open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  const int output =
+      open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (output < 0) {
     return absl::InternalError(
         absl::StrCat("cannot open ", output_path, ": ", std::strerror(errno)));

@@ -25,6 +25,11 @@ KanbanServiceImpl::KanbanServiceImpl(storage::Store* store, const Auth* auth,
       max_claim_wait_(max_claim_wait),
       started_(absl::Now()) {}
 
+void KanbanServiceImpl::SetReplicaId(std::string id) {
+  absl::MutexLock lock(&replica_mu_);
+  replica_id_ = std::move(id);
+}
+
 namespace {
 
 // A stream that fails before it starts.
@@ -323,6 +328,11 @@ grpc::ServerUnaryReactor* KanbanServiceImpl::GetServerInfo(
   response->set_journal_mode(info.journal_mode);
   response->set_backend(info.backend);
   response->set_backend_version(info.server_version);
+  {
+    absl::MutexLock lock(&replica_mu_);
+    response->set_replica_id(replica_id_);
+  }
+  response->set_sweeping(store_->sweeping());
   absl::Duration uptime = absl::Now() - started_;
   response->mutable_uptime()->set_seconds(absl::ToInt64Seconds(uptime));
   auto* reactor = ctx->DefaultReactor();

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "service/auth.h"
@@ -33,6 +35,10 @@ class KanbanServiceImpl final
   KanbanServiceImpl(storage::Store* store, const Auth* auth, ClaimWaiters* waiters,
                     WatchRegistry* watchers, absl::Duration watch_stall_timeout,
                     absl::Duration max_claim_wait = kDefaultMaxClaimWait);
+
+  // What GetServerInfo reports as replica_id (the Server sets it once it
+  // knows its port).
+  void SetReplicaId(std::string id) ABSL_LOCKS_EXCLUDED(replica_mu_);
 
   grpc::ServerUnaryReactor* CreateBoard(grpc::CallbackServerContext* ctx,
                                         const v1::CreateBoardRequest* request,
@@ -94,6 +100,8 @@ class KanbanServiceImpl final
   const absl::Duration watch_stall_timeout_;
   const absl::Duration max_claim_wait_;
   const absl::Time started_;
+  mutable absl::Mutex replica_mu_;
+  std::string replica_id_ ABSL_GUARDED_BY(replica_mu_);
 };
 
 }  // namespace kanban::service

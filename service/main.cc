@@ -112,6 +112,10 @@ ABSL_FLAG(int64_t, max_writer_queue, 10000,
 ABSL_FLAG(int64_t, max_watch_streams_per_token, 100,
           "WatchEvents streams one token may hold open; more get RESOURCE_EXHAUSTED");
 // ---- end limits ----
+// ---- Several replicas on one PostgreSQL database ----
+ABSL_FLAG(std::string, replica_id, "",
+          "this kanband's name in GetServerInfo and its log (default: HOST:PORT, the "
+          "machine's host name and the port it serves)");
 // ---- Authentication ----
 ABSL_FLAG(std::string, auth, "none",
           "token: every call but health and reflection needs a bearer token (make the "
@@ -255,6 +259,7 @@ int main(int argc, char** argv) {
 
   kanban::service::Server::Options options;
   options.listen = absl::GetFlag(FLAGS_listen);
+  options.replica_id = absl::GetFlag(FLAGS_replica_id);
   options.store.path = db_path;
   options.store.durability = *durability;
   options.store.reader_threads = absl::GetFlag(FLAGS_readers);
@@ -487,7 +492,7 @@ int main(int argc, char** argv) {
   }
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   LogInfo(absl::StrCat("kanband ", KANBAN_VERSION, " listening on ", host, ":",
-                       (*server)->port()));
+                       (*server)->port(), " as replica ", (*server)->replica_id()));
 
   // ---- Metrics: a port file of its own; --port_file is gRPC's,
   // written after this one so that it still means "all is ready". ----

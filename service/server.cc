@@ -6,6 +6,8 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/server_interceptor.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
 #include <vector>
@@ -124,6 +126,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
     return absl::UnavailableError(
         absl::StrCat("listen: cannot serve on ", options.listen));
   }
+  server->replica_id_ = options.replica_id;
+  if (server->replica_id_.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    server->replica_id_ = absl::StrCat(host[0] != '\0' ? host : "localhost", ":",
+                                       server->port_);
+  }
+  server->kanban_->SetReplicaId(server->replica_id_);
   // Metrics are served once everything they read exists.
   if (server->metrics_) {
     server->metrics_->SetSources(server->store_.get(), server->watchers_.get());

@@ -79,6 +79,10 @@ class Server {
     absl::Duration http_idle_timeout = absl::Seconds(15);
     int http_max_connections = 1024;
     int http_max_connections_per_peer = 128;
+    // ---- Several replicas on one PostgreSQL database. ----
+    // This kanband's name in GetServerInfo and the logs. Default: the
+    // machine's host name and the port it serves, "HOST:PORT".
+    std::string replica_id;
   };
 
   // Opens the store and starts serving. FAILED_PRECONDITION / UNAVAILABLE
@@ -88,6 +92,8 @@ class Server {
 
   // The bound port.
   int port() const { return port_; }
+  // Options::replica_id, or the default made of the host name and port.
+  const std::string& replica_id() const { return replica_id_; }
   // The bound metrics port; 0 when metrics are off.
   int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
   // The bound HTTP port; 0 when the HTTP door is off.
@@ -116,6 +122,7 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<HttpGateway> http_;  // Calls grpc_ in process; stops first.
   int port_ = 0;
+  std::string replica_id_;
   absl::Mutex shutdown_mu_;
   bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

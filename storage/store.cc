@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(Options options) {
     KANBAN_RETURN_IF_ERROR(opened);
   }
   if (opts.sweep_interval > absl::ZeroDuration()) {
+    store->sweeping_ = !store->is_postgres();
     store->sweeper_ = std::thread([s = store.get()] {
       pthread_setname_np(pthread_self(), "kanban-sweeper");
       s->SweepLoop();

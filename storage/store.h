@@ -177,6 +177,10 @@ class Store {
   const std::string& path() const { return display_path_; }
   // True on PostgreSQL (the SQLite-only tools answer FAILED_PRECONDITION).
   bool is_postgres() const { return durability_.backend == "postgresql"; }
+  // True while this Store's sweeper reclaims expired leases and applies
+  // retention: on SQLite whenever the sweeper runs; on PostgreSQL while it is
+  // the sweeper leader of the database (see SweepLoop).
+  bool sweeping() const { return sweeping_.load(std::memory_order_relaxed); }
   // The clock leases and timestamps follow. Not owned.
   Clock* clock() const { return options_.clock; }
   // OK while writes are accepted; otherwise the UNAVAILABLE status every
@@ -228,6 +232,7 @@ class Store {
   absl::Mutex sweep_mu_;
   bool sweep_stop_ ABSL_GUARDED_BY(sweep_mu_) = false;
   std::thread sweeper_;
+  std::atomic<bool> sweeping_{false};
 };
 
 // Calls `start` with a callback and waits for it: for tests and tools, never

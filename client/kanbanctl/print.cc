@@ -197,6 +197,8 @@ void PrintServerInfo(const v1::ServerInfo& info, std::ostream& out) {
     table.AddRow({"journal_mode:", info.journal_mode()});
   }
   table.AddRow({"schema_version:", absl::StrCat(info.schema_version())});
+  if (!info.replica_id().empty()) table.AddRow({"replica:", info.replica_id()});
+  table.AddRow({"sweeping:", info.sweeping() ? "yes" : "no"});
   // FormatDuration writes a zero duration as a bare "0".
   uptime = absl::Trunc(uptime, absl::Milliseconds(1));
   table.AddRow(

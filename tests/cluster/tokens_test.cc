@@ -110,12 +110,15 @@ TEST_F(ClusterTokensTest, ACreatedOrRevokedTokenHoldsOnEveryReplicaWithinASecond
     watch.mutable_bookmark_interval()->set_nanos(200 * 1000 * 1000);
     streams.push_back(std::make_unique<FeedReader>(replicas.Channel(i), watch, ci));
   }
+  bool opened[3];
   for (int i = 0; i < 3; ++i) {
-    ASSERT_TRUE(streams[i]->WaitForPosition(0, absl::Seconds(10)))
-        << Replicas::Id(i) << ": " << streams[i]->status().error_message();
+    opened[i] = streams[i]->WaitForPosition(0, absl::Seconds(10));
+    EXPECT_TRUE(opened[i]) << "a stream of the token on " << Replicas::Id(i) << ": "
+                           << streams[i]->status().error_message();
   }
 
   // Revoked through A: refused on B and C, and their streams end.
+  const absl::Time revoke_sent = absl::Now();
   {
     v1::RevokeTokenRequest revoke;
     revoke.set_name("ci");
@@ -137,6 +140,7 @@ TEST_F(ClusterTokensTest, ACreatedOrRevokedTokenHoldsOnEveryReplicaWithinASecond
         << " after the token was revoked on r0";
   }
   for (int i : {0, 1, 2}) {
+    if (!opened[i]) continue;  // Failed above.
     FeedReader& stream = *streams[i];
     const absl::Duration left =
         std::max(absl::ZeroDuration(), revoked_at + kTokenLag - absl::Now());
@@ -147,7 +151,7 @@ TEST_F(ClusterTokensTest, ACreatedOrRevokedTokenHoldsOnEveryReplicaWithinASecond
       EXPECT_EQ(stream.status().error_code(), grpc::StatusCode::UNAUTHENTICATED)
           << Replicas::Id(i) << ": " << stream.status().error_message();
       std::cout << "the stream on " << Replicas::Id(i) << " ended "
-                << stream.ended_at() - revoked_at << " after the revocation\n";
+                << stream.ended_at() - revoke_sent << " after the revocation was sent\n";
     }
   }
   // The admin token is untouched everywhere.

@@ -107,8 +107,13 @@ start_replica() {
 }
 start_replica lb-a
 start_replica lb-b
-wait_for 60 "replica lb-a's port file" test -s "$tmp/lb-a.port"
-wait_for 60 "replica lb-b's port file" test -s "$tmp/lb-b.port"
+# Serving once its port file is written; a replica that exited fails at once.
+replica_serving() {
+  kill -0 "${replica_pid[$1]}" 2>/dev/null || fail "replica $1 exited before serving"
+  test -s "$tmp/$1.port"
+}
+wait_for 60 "replica lb-a's port file" replica_serving lb-a
+wait_for 60 "replica lb-b's port file" replica_serving lb-b
 port_a="$(cat "$tmp/lb-a.port")"
 port_b="$(cat "$tmp/lb-b.port")"
 

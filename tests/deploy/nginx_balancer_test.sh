@@ -5,14 +5,16 @@
 # are rewritten (to loopback, free ports and the test's directory); a small
 # nginx.conf around it supplies what the file leaves to nginx.conf (events,
 # temp paths). Everything below goes through nginx:
-#   1. health, and `kanbanctl info` repeated: both replica ids answer;
+#   1. health, and `kanbanctl info` repeated: both replica ids answer.
+#      Asked directly, exactly one replica says "sweeping: yes";
 #   2. a watcher (`kanbanctl watch --from-now`) opens its stream, then tasks
 #      are created and `kanbanctl work` claims and completes them: every task
 #      ends DONE, and the watcher receives created, claimed and completed for
 #      each. The access log shows that some tasks were created through the
 #      replica that did not serve the watch: the cross-replica event feed;
 #   3. one replica stopped: calls keep succeeding (nginx retries a refused
-#      connect on the other replica), all answered by the survivor.
+#      connect on the other replica), all answered by the survivor, which
+#      sweeps.
 # Exits 77 (ctest SKIP_RETURN_CODE) without nginx or without the suite's
 # PostgreSQL (KANBAN_TEST_POSTGRES_FILE, set by the ctest fixture `postgres`).
 # Usage: nginx_balancer_test.sh KANBAND KANBANCTL NGINX_SITE_CONF
@@ -81,6 +83,31 @@ wait_for() {
     sleep 0.1
   done
 }
+
+# As wait_for, but a timeout is a problem, not the end of the test.
+eventually() {
+  local deadline="$1" what="$2"
+  shift 2
+  local end=$((SECONDS + deadline))
+  until "$@"; do
+    if [ "$SECONDS" -ge "$end" ]; then
+      problem "timed out after ${deadline}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# How many of the replicas on ports $@ (asked directly) say "sweeping: yes".
+count_sweepers() {
+  local port n=0 out
+  for port in "$@"; do
+    out="$("$kanbanctl" --server "127.0.0.1:$port" --timeout 5 info)" || return 1
+    if grep -q '^sweeping: *yes$' <<<"$out"; then n=$((n + 1)); fi
+  done
+  echo "$n"
+}
+one_sweeper() { [ "$(count_sweepers "$@")" = 1 ]; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -197,6 +224,15 @@ grep -qx lb-a <<<"$seen" || fail "no info call reached replica lb-a: $(tr '\n' '
 grep -qx lb-b <<<"$seen" || fail "no info call reached replica lb-b: $(tr '\n' ' ' <<<"$seen")"
 echo "ok: info through nginx answered by both replicas"
 
+# Exactly one replica reclaims leases and applies retention: the sweeper
+# leader (each asked directly; nginx picks for us otherwise).
+if eventually 30 "exactly one replica to say \"sweeping: yes\"" \
+    one_sweeper "$port_a" "$port_b"; then
+  echo "ok: exactly one replica sweeps"
+else
+  echo "  replicas sweeping now: $(count_sweepers "$port_a" "$port_b") of 2" >&2
+fi
+
 # Without the token: UNAUTHENTICATED from the replica, through nginx.
 if out="$(KANBAN_TOKEN= "$kanbanctl" --server "$lb" info 2>&1)"; then
   fail "info without a token succeeded through nginx: $out"
@@ -307,6 +343,10 @@ done
 ctl --json create --board "$board" --title "after lb-b stopped" >/dev/null ||
   fail "create through nginx with lb-b stopped failed"
 echo "ok: with lb-b stopped every call went to lb-a"
+# Whichever replica swept before, the survivor sweeps now.
+if eventually 30 "lb-a to take over sweeping once lb-b stopped" one_sweeper "$port_a"; then
+  echo "ok: lb-a sweeps"
+fi
 
 if [ "$problems" -gt 0 ]; then
   echo "FAIL: $problems problem(s), reported above" >&2

@@ -344,7 +344,7 @@ ctl --json create --board "$board" --title "after lb-b stopped" >/dev/null ||
   fail "create through nginx with lb-b stopped failed"
 echo "ok: with lb-b stopped every call went to lb-a"
 # Whichever replica swept before, the survivor sweeps now.
-if eventually 30 "lb-a to take over sweeping once lb-b stopped" one_sweeper "$port_a"; then
+if eventually 60 "lb-a to take over sweeping once lb-b stopped" one_sweeper "$port_a"; then
   echo "ok: lb-a sweeps"
 fi
 

@@ -12,6 +12,8 @@
 #      ends DONE, and the watcher receives created, claimed and completed for
 #      each. The access log shows that some tasks were created through the
 #      replica that did not serve the watch: the cross-replica event feed;
+#   TLS: a second nginx with the file's commented TLS lines in place of its
+#      listen line serves `kanbanctl --tls-ca`, and refuses plaintext;
 #   3. one replica stopped: calls keep succeeding (nginx retries a refused
 #      connect on the other replica), all answered by the survivor, which
 #      sweeps.
@@ -37,7 +39,7 @@ if [ -z "${KANBAN_TEST_POSTGRES_FILE:-}" ] || [ ! -s "$KANBAN_TEST_POSTGRES_FILE
     "KANBAN_TEST_POSTGRES_FILE to a file holding a server's URI"
   exit 77
 fi
-for tool in psql python3; do
+for tool in psql python3 openssl; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is needed"; exit 1; }
 done
 
@@ -175,28 +177,35 @@ fi
 grep -q "$tmp/nginx/logs/access.log" "$tmp/nginx/site.conf" ||
   fail "no 'access_log /var/log/nginx/access.log' line in $site_conf"
 
-# What the shipped file leaves to nginx.conf. No `user`: as root the workers
-# run as nginx's default unprivileged user, otherwise as the caller.
-cat >"$tmp/nginx/nginx.conf" <<EOF
+# Starts nginx on DIR/site.conf, in DIR, with what the shipped file leaves to
+# nginx.conf. No `user`: as root the workers run as nginx's default
+# unprivileged user, otherwise as the caller.
+start_nginx() {
+  local dir="$1" name
+  name="$(basename "$dir")"
+  mkdir -p "$dir/logs" "$dir/temp"
+  cat >"$dir/nginx.conf" <<EOF
 worker_processes 1;
 events { worker_connections 1024; }
 http {
-  client_body_temp_path $tmp/nginx/temp/body;
-  proxy_temp_path $tmp/nginx/temp/proxy;
-  fastcgi_temp_path $tmp/nginx/temp/fastcgi;
-  uwsgi_temp_path $tmp/nginx/temp/uwsgi;
-  scgi_temp_path $tmp/nginx/temp/scgi;
-  include $tmp/nginx/site.conf;
+  client_body_temp_path $dir/temp/body;
+  proxy_temp_path $dir/temp/proxy;
+  fastcgi_temp_path $dir/temp/fastcgi;
+  uwsgi_temp_path $dir/temp/uwsgi;
+  scgi_temp_path $dir/temp/scgi;
+  include $dir/site.conf;
 }
 EOF
-# Under root the workers (another user) must reach the temp directories.
-chmod 755 "$tmp" "$tmp/nginx" "$tmp/nginx/temp"
-nginx_args=(-p "$tmp/nginx" -c "$tmp/nginx/nginx.conf")
-nginx_globals="daemon off; master_process on; pid $tmp/nginx/nginx.pid; error_log stderr;"
-"$nginx" -t -q "${nginx_args[@]}" -g "$nginx_globals" >"$tmp/nginx-t.log" 2>&1 ||
-  fail "nginx -t rejects the config: $(cat "$tmp/nginx-t.log")"
-"$nginx" "${nginx_args[@]}" -g "$nginx_globals" >"$tmp/nginx.log" 2>&1 &
-pids+=($!)
+  # Under root the workers (another user) must reach the temp directories.
+  chmod 755 "$tmp" "$dir" "$dir/temp"
+  local args=(-p "$dir" -c "$dir/nginx.conf")
+  local globals="daemon off; master_process on; pid $dir/nginx.pid; error_log stderr;"
+  "$nginx" -t -q "${args[@]}" -g "$globals" >"$tmp/$name-t.log" 2>&1 ||
+    fail "nginx -t rejects $dir/site.conf: $(cat "$tmp/$name-t.log")"
+  "$nginx" "${args[@]}" -g "$globals" >"$tmp/$name.log" 2>&1 &
+  pids+=($!)
+}
+start_nginx "$tmp/nginx"
 
 lb="127.0.0.1:$lb_port"
 ctl() { "$kanbanctl" --server "$lb" --timeout 10 "$@"; }
@@ -328,6 +337,40 @@ if grep -v 'grpc-status=0 ' "$log" | grep -v '/WatchEvents" ' |
     grep -v '/GetServerInfo" 200 grpc-status=16 '; then
   fail "calls through nginx that did not end with grpc-status 0 (above)"
 fi
+
+# ---- TLS towards the clients, as the file's closing comment says. ---------
+
+# Its commented listen/ssl_* lines, uncommented, replace the plaintext
+# listen line; only the port and the certificate paths are rewritten.
+tls_lines="$(sed -n -E 's/^[ \t]*#[ \t]+((listen 7300 ssl http2|ssl_[a-z_]+ [^;]+);)$/    \1/p' "$site_conf")"
+grep -q 'listen 7300 ssl http2;' <<<"$tls_lines" && grep -q 'ssl_certificate_key ' <<<"$tls_lines" ||
+  fail "no commented 'listen 7300 ssl http2;' and ssl_certificate lines in $site_conf"
+mkdir -p "$tmp/nginx-tls" "$tmp/tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+  -addext "subjectAltName=DNS:localhost" -keyout "$tmp/tls/lb.key" -out "$tmp/tls/lb.pem" \
+  >"$tmp/openssl.log" 2>&1 || fail "openssl could not make a certificate"
+tls_port="$(free_port)"
+tls_lines="$(sed -e "s#listen 7300 #listen 127.0.0.1:$tls_port #" -e "s#/etc/nginx/tls/#$tmp/tls/#" \
+  <<<"$tls_lines")"
+while IFS= read -r line; do
+  if [[ "$line" =~ ^[[:space:]]*listen\ 127\.0\.0\.1:$lb_port\ http2\;$ ]]; then
+    printf '%s\n' "$tls_lines"
+  else
+    printf '%s\n' "$line"
+  fi
+done <"$tmp/nginx/site.conf" |
+  sed -e "s#$tmp/nginx/logs/#$tmp/nginx-tls/logs/#" >"$tmp/nginx-tls/site.conf"
+grep -q "listen 127.0.0.1:$tls_port ssl http2;" "$tmp/nginx-tls/site.conf" ||
+  fail "could not put the TLS lines in place of the listen line"
+start_nginx "$tmp/nginx-tls"
+tls_ctl() { "$kanbanctl" --server "localhost:$tls_port" --tls-ca "$tmp/tls/lb.pem" --timeout 10 "$@"; }
+wait_for 30 "kanbanctl health over TLS through nginx" tls_ctl --timeout 2 health >/dev/null 2>&1
+out="$(tls_ctl info)" || fail "kanbanctl info over TLS through nginx failed: $out"
+grep -q '^replica: *lb-[ab]$' <<<"$out" || fail "info over TLS: $out"
+if out="$("$kanbanctl" --server "127.0.0.1:$tls_port" --timeout 5 info 2>&1)"; then
+  fail "a plaintext call to nginx's TLS port succeeded: $out"
+fi
+echo "ok: the file's TLS lines serve kanbanctl --tls-ca through nginx; plaintext is refused"
 
 # ---- 3: one replica stops; nginx sends the calls to the other. -------------
 

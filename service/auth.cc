@@ -59,10 +59,19 @@ size_t Auth::active() const {
 
 void Auth::Load(const std::vector<storage::TokenRecord>& tokens) {
   absl::MutexLock lock(&mu_);
-  by_hash_.clear();
+  absl::flat_hash_map<std::string, Known> loaded;
   for (const storage::TokenRecord& token : tokens) {
-    by_hash_[token.secret_hash] = KnownOf(token);
+    Known known = KnownOf(token);
+    // A revocation is for good: a read that began before it committed
+    // (TokenRefresh) does not bring the token back.
+    if (auto old = by_hash_.find(token.secret_hash);
+        old != by_hash_.end() && old->second.revoked_at.has_value() &&
+        !known.revoked_at.has_value()) {
+      known.revoked_at = old->second.revoked_at;
+    }
+    loaded[token.secret_hash] = std::move(known);
   }
+  by_hash_ = std::move(loaded);
 }
 
 void Auth::Put(const storage::TokenRecord& token) {

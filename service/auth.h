@@ -52,7 +52,8 @@ class Auth {
   explicit Auth(bool enabled) : enabled_(enabled) {}
   bool enabled() const { return enabled_; }
 
-  // Replaces the known tokens (revoked ones included, for clearer refusals).
+  // Replaces the known tokens (revoked ones included, for clearer refusals);
+  // a token known to be revoked stays revoked.
   void Load(const std::vector<storage::TokenRecord>& tokens) ABSL_LOCKS_EXCLUDED(mu_);
   // Adds or updates one token (after its create or revoke committed).
   void Put(const storage::TokenRecord& token) ABSL_LOCKS_EXCLUDED(mu_);

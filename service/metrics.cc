@@ -203,6 +203,15 @@ Metrics::Metrics(Options options)
                "every writer of the database).")
            .Register(*registry_)
            .Add({}, CommitBuckets());
+  conflict_retries_ =
+      &prometheus::BuildCounter()
+           .Name("kanban_writer_conflict_retries_total")
+           .Help(
+               "Batches run again after losing a race with another kanband of the "
+               "same PostgreSQL database (a deadlock, a serialization failure or a "
+               "unique key inserted first).")
+           .Register(*registry_)
+           .Add({});
   leases_reclaimed_ = &prometheus::BuildCounter()
                            .Name("kanban_leases_reclaimed_total")
                            .Help("Expired leases the sweeper took back (task retried).")
@@ -348,6 +357,7 @@ void Metrics::OnBatch(const storage::BatchStats& stats) {
   if (stats.seq_hold > absl::ZeroDuration()) {
     seq_hold_seconds_->Observe(absl::ToDoubleSeconds(stats.seq_hold));
   }
+  if (stats.conflict_retries > 0) conflict_retries_->Increment(stats.conflict_retries);
 }
 
 void Metrics::OnSweep(const storage::SweepResult& result) {

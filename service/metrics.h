@@ -85,6 +85,7 @@ class Metrics {
   prometheus::Histogram* batch_size_;
   prometheus::Histogram* commit_seconds_;
   prometheus::Histogram* seq_hold_seconds_;
+  prometheus::Counter* conflict_retries_;
   prometheus::Counter* leases_reclaimed_;
   prometheus::Counter* leases_gave_up_;
   prometheus::Counter* events_deleted_;

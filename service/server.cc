@@ -72,6 +72,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       return tokens.status();
     }
     server->auth_->Load(*tokens);
+    // Other kanband of the same database create and revoke tokens too.
+    if (server->store_->is_postgres()) {
+      server->token_refresh_ = std::make_unique<TokenRefresh>(
+          server->store_.get(), server->auth_.get(), server->watchers_.get(), *tokens);
+    }
   }
   server->kanban_ = std::make_unique<KanbanServiceImpl>(
       server->store_.get(), server->auth_.get(), server->waiters_.get(),
@@ -181,6 +186,7 @@ void Server::Shutdown(absl::Duration grace) {
   // First: its event streams and requests are calls on grpc_.
   if (http_) http_->Stop();
   if (metrics_) metrics_->StopServing();  // Scrapes read the store.
+  token_refresh_.reset();  // Reads the store and ends streams.
   if (grpc_) {
     health_->Shutdown();
     waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.

@@ -18,6 +18,7 @@
 #include "service/http/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
+#include "service/token_refresh.h"
 #include "service/watch_registry.h"
 #include "storage/store.h"
 
@@ -115,6 +116,8 @@ class Server {
   std::unique_ptr<Metrics> metrics_;       // Likewise; null when off.
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<WatchRegistry> watchers_;  // After store_: stops first.
+  // PostgreSQL with auth: tokens other replicas create or revoke.
+  std::unique_ptr<TokenRefresh> token_refresh_;
   std::unique_ptr<KanbanServiceImpl> kanban_;
   std::unique_ptr<HeartbeatServiceImpl> heartbeat_;
   std::unique_ptr<HealthServiceImpl> health_;

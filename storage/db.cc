@@ -9,7 +9,17 @@
 namespace kanban::storage {
 namespace {
 constexpr char kSyncFailurePayload[] = "kanban.storage/sync-failure";
+constexpr char kWriteConflictPayload[] = "kanban.storage/write-conflict";
 }  // namespace
+
+absl::Status MarkWriteConflict(absl::Status status) {
+  status.SetPayload(kWriteConflictPayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsWriteConflict(const absl::Status& status) {
+  return status.GetPayload(kWriteConflictPayload).has_value();
+}
 
 absl::Status MarkSyncFailure(absl::Status status) {
   status.SetPayload(kSyncFailurePayload, absl::Cord("1"));

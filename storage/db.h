@@ -30,6 +30,14 @@ enum class Dialect { kSqlite, kPostgres };
 absl::Status MarkSyncFailure(absl::Status status);
 bool IsSyncFailure(const absl::Status& status);
 
+// A write that lost a race with another writer of the same database (on
+// PostgreSQL: a serialization failure, a deadlock, or a unique key another
+// transaction inserted first, as a check-then-insert does): the whole
+// transaction is void, and running it again decides it against the other's
+// committed result. A backend marks such a status; the writer retries.
+absl::Status MarkWriteConflict(absl::Status status);
+bool IsWriteConflict(const absl::Status& status);
+
 // A backend's prepared statement. Parameters are 1-based, columns 0-based.
 class StatementImpl {
  public:

@@ -44,8 +44,12 @@ absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
 // The active, unexpired lease `held` names, or FAILED_PRECONDITION saying
 // why it is not.
 absl::StatusOr<sql::LeaseRow> CheckLease(WriteContext& ctx, const HeldLease& held) {
+  // The task's row first: the lease is then read as the last writer of the
+  // database to hold the task left it (sql::LockTask).
   if (!ctx.actor().boards.empty()) {
     KANBAN_RETURN_IF_ERROR(LoadTaskFor(ctx, held.task_id).status());
+  } else {
+    KANBAN_RETURN_IF_ERROR(sql::LockTask(ctx.db(), held.task_id));
   }
   KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> row,
                           sql::FindLeaseByToken(ctx.db(), held.token));
@@ -204,9 +208,17 @@ absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
     } else if (row->lease.expires_at <= ctx.now()) {
       status.reason = "expired";
     } else {
-      status.extended = true;
       status.expires_at = ctx.now() + row->lease.duration;
-      KANBAN_RETURN_IF_ERROR(sql::ExtendLease(ctx.db(), held.token, status.expires_at));
+      KANBAN_ASSIGN_OR_RETURN(
+          status.extended,
+          sql::ExtendLease(ctx.db(), held.token, ctx.now(), status.expires_at));
+      if (!status.extended) {
+        // Another kanband of the database ended it after it was read.
+        KANBAN_ASSIGN_OR_RETURN(row, sql::FindLeaseByToken(ctx.db(), held.token));
+        status.expires_at = absl::UnixEpoch();
+        status.reason = row.has_value() && row->ended_at.has_value() ? row->end_reason
+                                                                     : "expired";
+      }
     }
     statuses.push_back(std::move(status));
   }
@@ -217,8 +229,19 @@ absl::StatusOr<SweepResult> Sweep(WriteContext& ctx, const RetryPolicy& policy) 
   SweepResult result;
   KANBAN_ASSIGN_OR_RETURN(std::vector<sql::LeaseRow> expired,
                           sql::ExpiredLeases(ctx.db(), ctx.now(), policy.sweep_limit));
-  for (const sql::LeaseRow& lease : expired) {
-    KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), lease.lease.task_id));
+  for (const sql::LeaseRow& candidate : expired) {
+    // Locked, then read again: another kanband of the database may have
+    // settled, extended or reclaimed it meanwhile (then it is not swept
+    // twice: a reclaim counts the attempt once).
+    KANBAN_ASSIGN_OR_RETURN(Task task,
+                            sql::LoadTaskForUpdate(ctx.db(), candidate.lease.task_id));
+    KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> again,
+                            sql::FindLeaseByToken(ctx.db(), candidate.lease.token));
+    if (!again.has_value() || again->ended_at.has_value() ||
+        again->lease.expires_at > ctx.now()) {
+      continue;
+    }
+    const sql::LeaseRow& lease = *again;
     KANBAN_ASSIGN_OR_RETURN(std::string event,
                             Requeue(ctx, task, /*retry=*/true, "reclaimed", policy));
     if (event == "gave_up") {

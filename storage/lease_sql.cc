@@ -79,12 +79,14 @@ absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
   return stmt.Run();
 }
 
-absl::Status ExtendLease(Connection& db, absl::string_view token, absl::Time expires_at) {
-  KANBAN_ASSIGN_OR_RETURN(
-      Statement stmt,
-      db.Cached("UPDATE leases SET expires_at = ? WHERE token = ? AND ended_at IS NULL"));
-  stmt.BindInt(1, Micros(expires_at)).BindText(2, token);
-  return stmt.Run();
+absl::StatusOr<bool> ExtendLease(Connection& db, absl::string_view token, absl::Time now,
+                                 absl::Time expires_at) {
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
+                          db.Cached("UPDATE leases SET expires_at = ? WHERE token = ?"
+                                    " AND ended_at IS NULL AND expires_at > ?"));
+  stmt.BindInt(1, Micros(expires_at)).BindText(2, token).BindInt(3, Micros(now));
+  KANBAN_RETURN_IF_ERROR(stmt.Run());
+  return db.Changes() > 0;
 }
 
 absl::StatusOr<std::vector<LeaseRow>> ExpiredLeases(Connection& db, absl::Time now,

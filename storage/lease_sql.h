@@ -30,7 +30,10 @@ absl::StatusOr<std::optional<LeaseRow>> FindActiveLease(Connection& db,
                                                         absl::string_view task_id);
 absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
                       absl::string_view reason);
-absl::Status ExtendLease(Connection& db, absl::string_view token, absl::Time expires_at);
+// Extends the lease if it is active and unexpired at `now`; returns whether
+// it did (another writer may have ended it since it was read).
+absl::StatusOr<bool> ExtendLease(Connection& db, absl::string_view token, absl::Time now,
+                                 absl::Time expires_at);
 // Active leases with expires_at <= now, oldest expiry first, at most `limit`.
 absl::StatusOr<std::vector<LeaseRow>> ExpiredLeases(Connection& db, absl::Time now,
                                                     int limit);

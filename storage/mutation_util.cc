@@ -15,6 +15,11 @@ namespace {
 // all its parents finished) to `to`, one event `kind` each.
 absl::Status CascadeToChildren(WriteContext& ctx, const std::string& parent,
                                TaskStatus from, TaskStatus to, absl::string_view kind) {
+  // Whether a child may be promoted depends on its other parents, which
+  // another kanband of the database may be finishing right now: locking the
+  // children first makes the two wait for each other, and the second then
+  // sees the first's parent finished (sql::LockChildren).
+  KANBAN_RETURN_IF_ERROR(sql::LockChildren(ctx.db(), parent));
   KANBAN_ASSIGN_OR_RETURN(
       std::vector<std::string> children,
       sql::ChildrenInStatus(ctx.db(), parent, from,
@@ -40,7 +45,7 @@ absl::Status CheckVersion(const Task& task, int64_t expected) {
 
 absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,
                                  absl::string_view field) {
-  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTask(ctx.db(), id, field));
+  KANBAN_ASSIGN_OR_RETURN(Task task, sql::LoadTaskForUpdate(ctx.db(), id, field));
   KANBAN_RETURN_IF_ERROR(CheckBoardAccess(ctx.actor(), task.board, field));
   return task;
 }

@@ -17,8 +17,9 @@ namespace kanban::storage::mutations {
 // ABORTED carrying the current version when `expected` is set and differs.
 absl::Status CheckVersion(const Task& task, int64_t expected);
 
-// Task `id` (NOT_FOUND naming `field`), or PERMISSION_DENIED when the
-// mutation's actor may not use its board.
+// Task `id`, its row locked until the batch commits (sql::LoadTaskForUpdate)
+// (NOT_FOUND naming `field`), or PERMISSION_DENIED when the mutation's actor
+// may not use its board.
 absl::StatusOr<Task> LoadTaskFor(WriteContext& ctx, absl::string_view id,
                                  absl::string_view field = "task_id");
 

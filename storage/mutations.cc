@@ -189,6 +189,7 @@ absl::StatusOr<Task> LinkTasks(WriteContext& ctx, const std::string& parent_id,
   if (parent_id == child_id) {
     return absl::InvalidArgumentError("child_id: a task cannot depend on itself");
   }
+  KANBAN_RETURN_IF_ERROR(sql::LockLinkGraph(db));
   KANBAN_ASSIGN_OR_RETURN(Task parent, LoadTaskFor(ctx, parent_id, "parent_id"));
   KANBAN_ASSIGN_OR_RETURN(Task child, LoadTaskFor(ctx, child_id, "child_id"));
   if (parent.board != child.board) {

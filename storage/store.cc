@@ -157,11 +157,29 @@ absl::Status Store::OpenDatabase(bool postgres) {
   writer_options.on_fenced = opts.on_fenced;
   writer_options.on_batch = opts.on_batch;
   writer_options.max_queue = opts.max_writer_queue;
-  writer_options.on_commit = [hub = hub_.get(),
-                              then = opts.on_commit](std::vector<Event> events) {
-    if (then) then(events);
-    hub->Publish(std::move(events));
-  };
+  if (postgres) {
+    // Several kanband may write the database: the events table is the one
+    // order, and the tailer the one path into the hub (its own commits are
+    // handed over to it, so they need no read).
+    postgres::EventTailer::Options tail;
+    tail.target = opts.path;
+    tail.hub = hub_.get();
+    tail.on_events = opts.on_commit;
+    KANBAN_ASSIGN_OR_RETURN(tailer_, postgres::EventTailer::Start(std::move(tail)));
+    if (opts.sweep_interval > absl::ZeroDuration()) {
+      KANBAN_ASSIGN_OR_RETURN(
+          leader_, postgres::LeaderLock::Open(opts.path, postgres::kSweeperLockKey));
+    }
+    writer_options.on_commit = [tailer = tailer_.get()](std::vector<Event> events) {
+      tailer->Committed(std::move(events));
+    };
+  } else {
+    writer_options.on_commit = [hub = hub_.get(),
+                                then = opts.on_commit](std::vector<Event> events) {
+      if (then) then(events);
+      hub->Publish(std::move(events));
+    };
+  }
   writer_ = std::make_unique<Writer>(std::move(db), std::move(writer_options));
   return absl::OkStatus();
 }
@@ -178,6 +196,8 @@ void Store::Close() {
   // from the callback, which then get UNAVAILABLE from the closed pool. The
   // writer's connection closes last, so that it checkpoints the WAL away.
   if (writer_) writer_->Close(/*close_database=*/false);
+  // After the writer: every commit it handed over is published.
+  if (tailer_) tailer_->Stop();
   if (readers_) readers_->Close();
   if (writer_) writer_->CloseDatabase();
 }
@@ -285,8 +305,16 @@ void Store::SweepLoop() {
   while (!sweep_mu_.AwaitWithTimeout(absl::Condition(&sweep_stop_),
                                      options_.sweep_interval)) {
     sweep_mu_.Unlock();
+    bool lead = true;
+    if (leader_ != nullptr) {
+      // A writer that stopped for good must not keep the others from
+      // sweeping.
+      if (!writer_->failure().ok()) leader_->Release();
+      lead = writer_->failure().ok() && leader_->TryHold();
+      sweeping_ = lead;
+    }
     // Wait for the sweep to commit, so sweeps never pile up in the queue.
-    (void)Await<SweepResult>([&](auto done) { Sweep(done); });
+    if (lead) (void)Await<SweepResult>([&](auto done) { Sweep(done); });
     sweep_mu_.Lock();
   }
 }

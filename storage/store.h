@@ -23,6 +23,8 @@
 #include "storage/durability.h"
 #include "storage/event_hub.h"
 #include "storage/lease_mutations.h"
+#include "storage/postgres/event_tailer.h"
+#include "storage/postgres/leader_lock.h"
 #include "storage/reader_pool.h"
 #include "storage/sqlite/backup.h"
 #include "storage/sqlite/file_lock.h"
@@ -50,8 +52,10 @@ class Store {
     // How often the sweeper reclaims expired leases; zero turns the sweeper
     // thread off (tests call Sweep themselves). Default: 1 s.
     absl::Duration sweep_interval = absl::Seconds(1);
-    // Called on the writer thread with each commit's events, in seq order,
-    // after the callers were answered (and before the EventHub gets them).
+    // Called with each commit's events, in seq order, before the EventHub
+    // gets them: on SQLite on the writer thread, before the callers are
+    // answered; on PostgreSQL on the event tailer's thread, for the commits
+    // of every kanband of the database (storage/postgres/event_tailer.h).
     // Must not block. Default: none.
     std::function<void(const std::vector<Event>&)> on_commit;
     // Events kept in memory for watchers. Default: 65,536.
@@ -223,11 +227,15 @@ class Store {
   std::string display_path_;
   std::unique_ptr<FileLock> lock_;  // Released last.
   std::unique_ptr<EventHub> hub_;
+  // PostgreSQL: the hub's one source, and the sweeper's leader lock.
+  std::unique_ptr<postgres::EventTailer> tailer_;
+  std::unique_ptr<postgres::LeaderLock> leader_;
   std::unique_ptr<Writer> writer_;
   std::unique_ptr<ReaderPool> readers_;
 
   // The sweeper thread: asks the writer to Sweep every interval; it never
-  // writes on its own.
+  // writes on its own. On PostgreSQL only while it holds the leader lock, so
+  // that of several kanband on one database one sweeps at a time.
   void SweepLoop() ABSL_LOCKS_EXCLUDED(sweep_mu_);
   absl::Mutex sweep_mu_;
   bool sweep_stop_ ABSL_GUARDED_BY(sweep_mu_) = false;

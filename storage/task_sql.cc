@@ -256,6 +256,52 @@ absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
   return ReadTask(stmt, 0);
 }
 
+absl::StatusOr<Task> LoadTaskForUpdate(Connection& db, absl::string_view id,
+                                       absl::string_view field) {
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat("SELECT ", TaskColumns(d), " FROM tasks t WHERE t.id = ?",
+                        d == Dialect::kPostgres ? " FOR UPDATE OF t" : "");
+  });
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
+  stmt.BindText(1, id);
+  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+  if (!row) {
+    return absl::NotFoundError(absl::StrCat(field, ": task \"", id, "\" not found"));
+  }
+  return ReadTask(stmt, 0);
+}
+
+absl::Status LockTask(Connection& db, absl::string_view id) {
+  if (db.dialect() == Dialect::kSqlite) return absl::OkStatus();
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
+                          db.Cached("SELECT 1 FROM tasks WHERE id = ? FOR UPDATE"));
+  stmt.BindText(1, id);
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return absl::OkStatus();
+  }
+}
+
+absl::Status LockChildren(Connection& db, absl::string_view parent) {
+  if (db.dialect() == Dialect::kSqlite) return absl::OkStatus();
+  KANBAN_ASSIGN_OR_RETURN(
+      Statement stmt,
+      db.Cached("SELECT c.id FROM task_links l JOIN tasks c ON c.id = l.child_id"
+                " WHERE l.parent_id = ? ORDER BY c.id FOR UPDATE OF c"));
+  stmt.BindText(1, parent);
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return absl::OkStatus();
+  }
+}
+
+absl::Status LockLinkGraph(Connection& db) {
+  if (db.dialect() == Dialect::kSqlite) return absl::OkStatus();
+  // A key of kanban's own ("klnk") and the schema's: advisory locks belong
+  // to the whole database, which may hold several kanban schemas.
+  return db.Exec("SELECT pg_advisory_xact_lock(1802268267, hashtext(current_schema()))");
+}
+
 absl::Status CheckTaskExists(Connection& db, absl::string_view id,
                              absl::string_view field) {
   KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached("SELECT 1 FROM tasks WHERE id = ?"));

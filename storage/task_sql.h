@@ -33,6 +33,25 @@ absl::StatusOr<std::vector<TaskCount>> CountTasks(Connection& db);
 absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
                               absl::string_view field = "task_id");
 
+// ---- Row locks, for several writers on one database ----
+// A mutation locks every task whose state it decides on before it reads
+// that state, so that a concurrent writer of the same database (another
+// kanband on the same PostgreSQL) either waits for it or is waited for, and
+// each statement after the lock sees the other's committed result (READ
+// COMMITTED takes a snapshot per statement). On SQLite, whose one writer
+// holds the database, these take no lock and LoadTaskForUpdate is LoadTask.
+//
+// LoadTask, with the task's row locked until the transaction ends.
+absl::StatusOr<Task> LoadTaskForUpdate(Connection& db, absl::string_view id,
+                                       absl::string_view field = "task_id");
+// Locks task `id`'s row if there is one (no error when there is none).
+absl::Status LockTask(Connection& db, absl::string_view id);
+// Locks the rows of every child of `parent`, in id order.
+absl::Status LockChildren(Connection& db, absl::string_view parent);
+// Serialises the writers that add dependencies: whether a new link closes a
+// cycle depends on links no row lock covers.
+absl::Status LockLinkGraph(Connection& db);
+
 struct IdempotentMatch {
   std::string task_id;
   std::string content_hash;

@@ -230,6 +230,12 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
     const int64_t changes_before = db_->TotalChanges();
     WriteContext ctx(*db_, options_.clock->Now(), gen_);
     absl::Status status = batch[i].apply(ctx);
+    if (IsWriteConflict(status)) {
+      // Lost a race with another writer of the database: the whole batch
+      // runs again (ApplyBatch), not just this mutation.
+      batch_status = status;
+      break;
+    }
     if (!db_->InTransaction()) {
       // SQLite rolled the whole transaction back (disk full, I/O error):
       // every mutation of this batch is lost, not just this one.
@@ -263,11 +269,58 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
     RefuseAll(batch, connected);
     return;
   }
-  std::vector<absl::Status> results(batch.size());
+  std::vector<absl::Status> results;
   std::vector<Event> committed_events;
   std::vector<size_t> change_starts;  // Index of each change's first event.
   absl::Status batch_status;
+  BatchStats stats;
+  stats.mutations = static_cast<int>(batch.size());
+  // A batch that lost a race with another writer of the database (several
+  // kanband on one PostgreSQL) runs again, after a short random pause, so
+  // that a caller never sees the conflict; each run decides against what
+  // the other writer committed.
+  while (true) {
+    results.assign(batch.size(), absl::OkStatus());
+    committed_events.clear();
+    change_starts.clear();
+    batch_status = TryBatch(batch, results, committed_events, change_starts, stats);
+    if (!IsWriteConflict(batch_status) || stats.conflict_retries >= kMaxConflictRetries) {
+      break;
+    }
+    ++stats.conflict_retries;
+    const int64_t cap_us = int64_t{500} << std::min(stats.conflict_retries, 5);
+    absl::SleepFor(absl::Microseconds(absl::Uniform<int64_t>(gen_, 0, cap_us)));
+  }
+  if (batch_status.ok() && options_.on_batch) options_.on_batch(stats);
+  FenceIfFatal(batch_status);
+  for (const absl::Status& result : results) FenceIfFatal(result);
 
+  // Publish first: by the time a caller hears "done", watchers have the
+  // events too.
+  if (batch_status.ok() && !committed_events.empty() && options_.on_commit) {
+    options_.on_commit(std::move(committed_events));
+  }
+  std::vector<std::pair<Finish, absl::Status>> answers;
+  answers.reserve(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // A mutation that failed on its own keeps its error; the others share
+    // the batch's fate.
+    answers.emplace_back(std::move(batch[i].finish),
+                         !results[i].ok() ? results[i] : batch_status);
+  }
+  {
+    absl::MutexLock lock(&answer_mu_);
+    answers_.push_back([answers = std::move(answers)]() mutable {
+      for (auto& [finish, status] : answers) finish(std::move(status));
+    });
+  }
+  CheckpointIfDue();
+}
+
+absl::Status Writer::TryBatch(std::vector<Job>& batch, std::vector<absl::Status>& results,
+                              std::vector<Event>& committed_events,
+                              std::vector<size_t>& change_starts, BatchStats& stats) {
+  absl::Status batch_status;
   // Most mutations succeed, and most that fail do so before writing: the
   // batch first runs without a savepoint per mutation (two statements and
   // a copy of every page it touches, each). Only a mutation that failed
@@ -297,38 +350,13 @@ void Writer::ApplyBatch(std::vector<Job>& batch) {
   // time the COMMIT (the fsync in FULL mode).
   const absl::Time commit_start = absl::Now();
   if (batch_status.ok()) batch_status = txn->Commit();
-  if (batch_status.ok() && options_.on_batch) {
+  if (batch_status.ok()) {
     const absl::Time end = absl::Now();
-    BatchStats stats;
-    stats.mutations = static_cast<int>(batch.size());
     stats.commit = end - commit_start;
     if (!committed_events.empty()) stats.seq_hold = end - seq_start;
-    options_.on_batch(stats);
   }
   if (!batch_status.ok() && txn.ok()) (void)txn->Rollback();
-  FenceIfFatal(batch_status);
-  for (const absl::Status& result : results) FenceIfFatal(result);
-
-  // Publish first: by the time a caller hears "done", watchers have the
-  // events too.
-  if (batch_status.ok() && !committed_events.empty() && options_.on_commit) {
-    options_.on_commit(std::move(committed_events));
-  }
-  std::vector<std::pair<Finish, absl::Status>> answers;
-  answers.reserve(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
-    // A mutation that failed on its own keeps its error; the others share
-    // the batch's fate.
-    answers.emplace_back(std::move(batch[i].finish),
-                         !results[i].ok() ? results[i] : batch_status);
-  }
-  {
-    absl::MutexLock lock(&answer_mu_);
-    answers_.push_back([answers = std::move(answers)]() mutable {
-      for (auto& [finish, status] : answers) finish(std::move(status));
-    });
-  }
-  CheckpointIfDue();
+  return batch_status;
 }
 
 absl::Status Writer::InsertEvents(std::vector<Event>& events,

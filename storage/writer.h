@@ -78,6 +78,9 @@ struct BatchStats {
   // long it held the event counter, which on PostgreSQL is a row lock that
   // every writer of the database queues on. Zero when it wrote no events.
   absl::Duration seq_hold;
+  // Times the batch ran again after losing a race with another writer of
+  // the database (see IsWriteConflict); at most Writer::kMaxConflictRetries.
+  int conflict_retries = 0;
 };
 
 class Writer {
@@ -105,6 +108,9 @@ class Writer {
   // caller should wait before retrying; the service layer sends it as the
   // grpc-retry-pushback-ms trailer.
   static constexpr char kRetryPushbackPayload[] = "kanban.retry_pushback_ms";
+  // Most runs of a batch again after write conflicts (IsWriteConflict);
+  // after them its callers get the conflict (ABORTED).
+  static constexpr int kMaxConflictRetries = 10;
 
   // Runs on the writer thread inside the batch's transaction and a savepoint
   // of its own. A non-OK status rolls back just this mutation.
@@ -169,6 +175,11 @@ class Writer {
   bool ApplyAll(std::vector<Job>& batch, bool isolate, std::vector<absl::Status>& results,
                 std::vector<Event>& committed_events, std::vector<size_t>& change_starts,
                 absl::Status& batch_status);
+  // Runs `batch` once in a transaction of its own and commits it: the
+  // batch's status (each mutation's own in `results`).
+  absl::Status TryBatch(std::vector<Job>& batch, std::vector<absl::Status>& results,
+                        std::vector<Event>& committed_events,
+                        std::vector<size_t>& change_starts, BatchStats& stats);
   // Gives the batch's events their seqs (one block, reserved by the batch's
   // last statement before COMMIT; each change's events share the seq of its
   // first as txn) and inserts them.

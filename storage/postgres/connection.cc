@@ -277,7 +277,11 @@ absl::Status PgConnection::Error(const PGresult* result, absl::string_view sql) 
   }
   if (!sql.empty()) absl::StrAppend(&text, " (in: ", sql, ")");
   absl::Status status(code, text);
-  if (state != nullptr) status.SetPayload(kSqlStatePayload, absl::Cord(state));
+  if (state != nullptr) {
+    status.SetPayload(kSqlStatePayload, absl::Cord(state));
+    const absl::string_view s(state);
+    if (s == "40001" || s == "40P01" || s == "23505") status = MarkWriteConflict(status);
+  }
   return status;
 }
 
@@ -356,6 +360,22 @@ absl::Status PgConnection::EnsureConnected() {
   reconnect_backoff_ = absl::Milliseconds(100);
   next_reconnect_ = absl::InfinitePast();
   return StartSession();
+}
+
+int PgConnection::socket() const { return PQsocket(conn_); }
+
+absl::StatusOr<int> PgConnection::TakeNotifications() {
+  if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("postgresql: connection to ", description_, " lost"));
+  }
+  const int self = PQbackendPID(conn_);
+  int count = 0;
+  while (PGnotify* note = PQnotifies(conn_)) {
+    if (note->be_pid != self) ++count;
+    PQfreemem(note);
+  }
+  return count;
 }
 
 std::string PgConnection::ServerVersion() const {

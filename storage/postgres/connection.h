@@ -82,6 +82,15 @@ class PgConnection final : public Connection {
   // The server's version, e.g. "15.18".
   std::string ServerVersion() const;
 
+  // ---- LISTEN/NOTIFY (storage/postgres/event_tailer.h). ----
+  // The connection's socket, for poll(2) (readable: the server sent
+  // something, such as a notification); -1 when there is none.
+  int socket() const;
+  // Reads what the server sent, without blocking, and returns how many
+  // notifications from other sessions arrived since the last call (this
+  // session's own are dropped). UNAVAILABLE when the connection broke.
+  absl::StatusOr<int> TakeNotifications();
+
   // ---- For PgStatement. ----
   pg_conn* handle() const { return conn_; }
   // Bumped at every reconnect: statements prepared before must be again.

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Checks deploy/kanband.service with systemd's own tools:
+# Checks a kanband unit (deploy/kanband.service, or the template
+# deploy/kanband@.service through its instance kanband@a.service) with
+# systemd's own tools:
 #   - `systemd-analyze verify` finds nothing to report. It needs ExecStart's
 #     program to exist, so a copy of the unit points at the built kanband.
 #     verify exits 0 even for unknown keys and unparsable values (it only
@@ -23,6 +25,15 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+# The file keeps its name (unit names matter to systemd); a template is
+# checked as one of its instances, which systemd-analyze loads from the
+# template file beside it.
+name="$(basename "$unit")"
+target="$name"
+case "$name" in
+  *@.service) target="${name%@.service}@a.service" ;;
+esac
+
 # Prints what `systemd-analyze verify` says about the unit file $1 (its exit
 # status, then its output); nothing when it is happy.
 verify() {
@@ -34,33 +45,42 @@ verify() {
   fi
 }
 
-# A copy under the same name (unit names matter to systemd), with the built
-# kanband as its program.
+# A template names the replica after its instance and reads the instance's
+# own flagfile after the shared one (docs/replicas.md).
+if [ "$target" != "$name" ]; then
+  exec_start="$(grep '^ExecStart=' "$unit")"
+  for needed in '--replica_id=%i' '--flagfile=/etc/kanban/%i.flags'; do
+    grep -qF -- "$needed" <<<"$exec_start" ||
+      { echo "FAIL: $unit: ExecStart lacks $needed"; exit 1; }
+  done
+fi
+
+# A copy under the same name, with the built kanband as its program.
 mkdir "$tmp/ok" "$tmp/broken"
 grep -q '^ExecStart=/usr/local/bin/kanband ' "$unit" || {
   echo "FAIL: expected ExecStart=/usr/local/bin/kanband ... in $unit"
   exit 1
 }
 sed "s#^ExecStart=/usr/local/bin/kanband #ExecStart=$(realpath "$kanband") #" "$unit" \
-  >"$tmp/ok/kanband.service"
+  >"$tmp/ok/$name"
 
 # The self-check: a misspelled key and a bad value, which systemd ignores
 # with a warning and exit status 0.
 sed -e 's/^Restart=on-failure$/Restart=sometimes/' -e 's/^UMask=/UMaks=/' \
-  "$tmp/ok/kanband.service" >"$tmp/broken/kanband.service"
-if cmp -s "$tmp/ok/kanband.service" "$tmp/broken/kanband.service"; then
+  "$tmp/ok/$name" >"$tmp/broken/$name"
+if cmp -s "$tmp/ok/$name" "$tmp/broken/$name"; then
   echo "FAIL: could not break the copy (no Restart=on-failure or UMask= line?)"
   exit 1
 fi
-if [ -z "$(verify "$tmp/broken/kanband.service")" ]; then
+if [ -z "$(verify "$tmp/broken/$target")" ]; then
   echo "FAIL: systemd-analyze verify reports nothing for a broken unit here;" \
     "this test could not catch a mistake"
   exit 1
 fi
 
-problems="$(verify "$tmp/ok/kanband.service")"
+problems="$(verify "$tmp/ok/$target")"
 if [ -n "$problems" ]; then
-  echo "FAIL: deploy/kanband.service:"
+  echo "FAIL: $unit (as $target):"
   echo "$problems"
   exit 1
 fi
@@ -73,7 +93,7 @@ if ! systemd-analyze security --help 2>&1 | grep -q -- '--offline'; then
 fi
 status=0
 systemd-analyze security --offline=yes --threshold="$max_exposure" \
-  "$tmp/ok/kanband.service" >"$tmp/security" 2>&1 || status=$?
+  "$tmp/ok/$target" >"$tmp/security" 2>&1 || status=$?
 grep 'Overall exposure level' "$tmp/security" || true
 if [ "$status" -ne 0 ]; then
   echo "FAIL: the sandbox is rated above $((max_exposure / 10)).$((max_exposure % 10))" \

@@ -427,8 +427,16 @@ TEST_F(ClusterWorkTest, AReplicaKilledMidwayLosesNoTaskAndCompletesNoneTwice) {
     if ((w / 2) % 3 != 0) continue;
     EXPECT_GE(log.switches, 1) << log.id << " was on the killed replica";
   }
-  int lost = 0;
-  for (const WorkerLog& log : crew.logs) lost += log.lost.size();
+  int lost = 0, switches = 0, ambiguous = 0, reclaimed = 0;
+  for (const WorkerLog& log : crew.logs) {
+    lost += log.lost.size();
+    switches += log.switches;
+    ambiguous += log.ambiguous.size();
+  }
+  for (const auto& [id, claims] : claimed) reclaimed += claims - 1;
+  std::cout << "after the kill: " << switches << " fail-overs, " << ambiguous
+            << " completions answered only on retry, " << lost << " leases lost, "
+            << reclaimed << " reclaims (" << kOrphans << " orphaned on purpose)\n";
   // A lease lost between claim and completion means its holder waited out
   // 2 s: only a claim answered very late could.
   EXPECT_LE(lost, 3);

@@ -25,6 +25,9 @@ if [ "${1:-run}" = test ]; then
   # The storage and service tests run against a private PostgreSQL 15 too
   # (tests/support/postgres_server.sh: initdb/pg_ctl, never the system service).
   packages+=(postgresql-15)
+  # Several replicas behind Debian's nginx (tests/deploy/nginx_balancer_test.sh
+  # runs its own nginx from the shipped config) and the compose file's check.
+  packages+=(nginx python3-yaml)
   # The fuzz targets (tests/fuzz/): clang, and libFuzzer with the sanitizer runtimes.
   packages+=(clang libclang-rt-14-dev)
   # Callgrind counts the writer's instructions per create (tests/bench).

@@ -64,9 +64,9 @@ void Auth::Load(const std::vector<storage::TokenRecord>& tokens) {
     Known known = KnownOf(token);
     // A revocation is for good: a read that began before it committed
     // (TokenRefresh) does not bring the token back.
-    if (auto old = by_hash_.find(token.secret_hash);
-        old != by_hash_.end() && old->second.revoked_at.has_value() &&
-        !known.revoked_at.has_value()) {
+    if (auto old = by_hash_.find(token.secret_hash); old != by_hash_.end() &&
+                                                     old->second.revoked_at.has_value() &&
+                                                     !known.revoked_at.has_value()) {
       known.revoked_at = old->second.revoked_at;
     }
     loaded[token.secret_hash] = std::move(known);

@@ -5,7 +5,6 @@
 #include <grpcpp/server_builder.h>
 #include <grpcpp/support/channel_arguments.h>
 #include <grpcpp/support/server_interceptor.h>
-
 #include <unistd.h>
 
 #include <chrono>
@@ -135,8 +134,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   if (server->replica_id_.empty()) {
     char host[256] = {};
     if (gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
-    server->replica_id_ = absl::StrCat(host[0] != '\0' ? host : "localhost", ":",
-                                       server->port_);
+    server->replica_id_ =
+        absl::StrCat(host[0] != '\0' ? host : "localhost", ":", server->port_);
   }
   server->kanban_->SetReplicaId(server->replica_id_);
   // Metrics are served once everything they read exists.
@@ -186,7 +185,7 @@ void Server::Shutdown(absl::Duration grace) {
   // First: its event streams and requests are calls on grpc_.
   if (http_) http_->Stop();
   if (metrics_) metrics_->StopServing();  // Scrapes read the store.
-  token_refresh_.reset();  // Reads the store and ends streams.
+  token_refresh_.reset();                 // Reads the store and ends streams.
   if (grpc_) {
     health_->Shutdown();
     waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.

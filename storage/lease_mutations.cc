@@ -216,8 +216,8 @@ absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
         // Another kanband of the database ended it after it was read.
         KANBAN_ASSIGN_OR_RETURN(row, sql::FindLeaseByToken(ctx.db(), held.token));
         status.expires_at = absl::UnixEpoch();
-        status.reason = row.has_value() && row->ended_at.has_value() ? row->end_reason
-                                                                     : "expired";
+        status.reason =
+            row.has_value() && row->ended_at.has_value() ? row->end_reason : "expired";
       }
     }
     statuses.push_back(std::move(status));

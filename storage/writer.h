@@ -21,7 +21,10 @@
 // of the database, so seqs are dense and become visible in order and a
 // reader asking for seq > cursor never skips a late commit. On a server
 // connection that broke, the batch in flight fails UNAVAILABLE and the next
-// one reconnects first (Connection::EnsureConnected).
+// one reconnects first (Connection::EnsureConnected). A batch that lost a
+// race with another writer of the database (IsWriteConflict: a deadlock, a
+// serialization failure, a unique key inserted first) runs again, whole,
+// after a short random pause, at most kMaxConflictRetries times.
 #ifndef KANBAN_STORAGE_WRITER_H_
 #define KANBAN_STORAGE_WRITER_H_
 

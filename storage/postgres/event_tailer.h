@@ -54,8 +54,8 @@ std::string EventsChannel(absl::string_view schema);
 class EventTailer {
  public:
   struct Options {
-    std::string target;        // The database (a --db value). Required.
-    EventHub* hub = nullptr;   // Not owned; outlives the tailer. Required.
+    std::string target;       // The database (a --db value). Required.
+    EventHub* hub = nullptr;  // Not owned; outlives the tailer. Required.
     // Called with each run of events (whole changes, in seq order) before
     // the hub gets them. Must not block. Default: none.
     std::function<void(const std::vector<Event>&)> on_events;
@@ -105,7 +105,7 @@ class EventTailer {
   const Options options_;
   std::unique_ptr<PgConnection> db_;
   const std::string channel_;  // EventsChannel.
-  const int wake_fd_;  // eventfd: Committed and Stop wake the thread.
+  const int wake_fd_;          // eventfd: Committed and Stop wake the thread.
   std::thread thread_;
 
   // Held while publishing to the hub: by the tailer's thread, and by the

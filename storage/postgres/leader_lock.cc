@@ -8,7 +8,7 @@
 namespace kanban::storage::postgres {
 
 absl::StatusOr<std::unique_ptr<LeaderLock>> LeaderLock::Open(const std::string& target,
-                                                            int32_t key) {
+                                                             int32_t key) {
   PgConnection::Options options;
   options.target = target;
   // The server notices a holder it can no longer reach after about

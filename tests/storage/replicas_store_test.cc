@@ -33,9 +33,9 @@ class ReplicasStoreTest : public ::testing::Test {
   }
 
   // A Store on the test's database. `on_commit` as Store::Options.
-  std::unique_ptr<Store> Open(absl::Duration sweep_interval = absl::ZeroDuration(),
-                              std::function<void(const std::vector<Event>&)> on_commit =
-                                  nullptr) {
+  std::unique_ptr<Store> Open(
+      absl::Duration sweep_interval = absl::ZeroDuration(),
+      std::function<void(const std::vector<Event>&)> on_commit = nullptr) {
     Store::Options options;
     options.path = target_;
     options.clock = &clock_;
@@ -107,7 +107,8 @@ TEST_F(ReplicasStoreTest, EveryHubGetsEveryStoresEventsDenseAndInOrder) {
   constexpr int kTotal = 4 * kPerWriter;
   ASSERT_TRUE(WaitFor([&] {
     return a->events()->head() >= kTotal && b->events()->head() >= kTotal;
-  })) << "heads " << a->events()->head() << " " << b->events()->head();
+  })) << "heads "
+      << a->events()->head() << " " << b->events()->head();
   std::vector<int64_t> want;
   for (int64_t s = 1; s <= kTotal; ++s) want.push_back(s);
   EXPECT_EQ(HubSeqs(*a), want);

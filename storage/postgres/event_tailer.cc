@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <utility>
 
@@ -177,16 +178,22 @@ bool EventTailer::PublishLocal() {
     }
     // Announced either way: these are this kanband's commits.
     published = true;
+    if (events.front().seq > options_.hub->head() + 1) {
+      // Another replica committed in between: its events come first. (A
+      // failed read leaves these to the next poll, from the table.)
+      if (!CatchUp(events.front().seq - 1).ok()) continue;
+    }
+    // What the table already gave (a read returns whole changes, and may
+    // run into this commit's) is not published twice.
     const int64_t head = options_.hub->head();
-    if (events.back().seq <= head) continue;  // Already read from the table.
-    if (events.front().seq > head + 1) {
-      // Another replica committed in between: its events come first.
-      if (!CatchUp(events.front().seq - 1).ok() ||
-          options_.hub->head() != events.front().seq - 1) {
-        // Cannot read them now (the connection broke): the poll picks up
-        // these events from the table once it can.
-        continue;
-      }
+    if (events.back().seq <= head) continue;
+    events.erase(events.begin(),
+                 std::find_if(events.begin(), events.end(),
+                              [head](const Event& e) { return e.seq > head; }));
+    if (events.front().seq != head + 1) {
+      // A gap the read did not fill (retention?): the table decides.
+      (void)CatchUp(events.back().seq);
+      continue;
     }
     Publish(std::move(events));
   }

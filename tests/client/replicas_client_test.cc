@@ -1,8 +1,8 @@
 // Clients given several replicas of one kanban (kanband processes sharing a
 // fresh PostgreSQL schema): one channel to "addr1,addr2" spreads its calls
 // over both (round_robin, seen through GetServerInfo.replica_id), keeps
-// working when one replica is SIGKILLed, and so do kanbanctl and a Worker
-// on such a channel. Runs on the suite's private PostgreSQL (the CTest
+// working when one replica is SIGKILLed, and so do kanbanctl (info, watch)
+// and a Worker on such a channel. Runs on the suite's private PostgreSQL (the CTest
 // fixture `postgres`); usage errors need no database.
 #include <signal.h>
 
@@ -14,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/cpp/channel.h"
@@ -22,13 +23,16 @@
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "tests/support/backends.h"
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 
 namespace kanban {
 namespace {
 
+using ::kanban::testing::ChildProcess;
 using ::kanban::testing::Describe;
 using ::kanban::testing::JsonValue;
 using ::kanban::testing::Kanband;
+using ::kanban::testing::ReadFileOrEmpty;
 using ::kanban::testing::RunResult;
 using ::kanban::testing::StartKanband;
 
@@ -205,6 +209,66 @@ TEST_F(ReplicasClientTest, WorkerOnAListCarriesOnWhenAReplicaDies) {
     ASSERT_TRUE(b->GetTask(&ctx, request, &task).ok());
     EXPECT_EQ(task.status(), v1::DONE) << id;
   }
+}
+
+// The complete lines of `text` that are events (JSON objects).
+std::vector<std::string> EventLines(const std::string& text) {
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  lines.pop_back();  // After the last newline: empty, or a partial line.
+  std::vector<std::string> events;
+  for (std::string& line : lines) {
+    if (absl::StartsWith(line, "{")) events.push_back(std::move(line));
+  }
+  return events;
+}
+
+TEST_F(ReplicasClientTest, KanbanctlWatchResumesOnAnotherReplica) {
+  // B is stopped while the watch connects, so its stream is on A: round_robin
+  // only picks a replica whose connection is up.
+  ASSERT_EQ(b_.process.Signal(SIGSTOP), 0);
+  kanban::testing::TempDir dir;
+  const std::string output = dir.File("watch.out");
+  ChildProcess watch;
+  ASSERT_TRUE(watch
+                  .Start({KANBANCTL_PATH, "--json", "--server", both_, "watch", "--after",
+                          "0", "--verbose"},
+                         {"KANBAN_SERVER"}, output)
+                  .ok());
+  // The first response always carries a bookmark: the stream is up.
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!absl::StrContains(ReadFileOrEmpty(output), "bookmark seq=") &&
+         absl::Now() < deadline) {
+    ASSERT_EQ(watch.Wait(absl::Milliseconds(20)), -1) << ReadFileOrEmpty(output);
+  }
+  ASSERT_TRUE(absl::StrContains(ReadFileOrEmpty(output), "bookmark seq="))
+      << ReadFileOrEmpty(output);
+  ASSERT_EQ(b_.process.Signal(SIGCONT), 0);
+
+  const auto create_on_b = [&](const std::string& title) {
+    RunResult r = kanban::testing::Run(
+        {KANBANCTL_PATH, "--json", "--server", b_.address, "create", "--title", title});
+    EXPECT_EQ(r.exit_code, 0) << Describe(r);
+    return JsonValue(r.out, "id");
+  };
+  const std::string first = create_on_b("before the kill");
+  KillA();
+  const std::string second = create_on_b("after the kill");
+
+  // Both, once each and in order, whether the first reached the watch live
+  // (a cross-replica feed) or from B's history when it resumed there.
+  deadline = absl::Now() + absl::Seconds(30);
+  std::vector<std::string> events;
+  while ((events = EventLines(ReadFileOrEmpty(output))).size() < 2 &&
+         absl::Now() < deadline) {
+    ASSERT_EQ(watch.Wait(absl::Milliseconds(20)), -1) << ReadFileOrEmpty(output);
+  }
+  ASSERT_EQ(events.size(), 2u) << ReadFileOrEmpty(output);
+  EXPECT_EQ(JsonValue(events[0], "task_id"), first) << events[0];
+  EXPECT_EQ(JsonValue(events[1], "task_id"), second) << events[1];
+  EXPECT_EQ(JsonValue(events[0], "kind"), "created");
+  EXPECT_EQ(JsonValue(events[1], "kind"), "created");
+  ASSERT_EQ(watch.Signal(SIGTERM), 0);
+  EXPECT_EQ(watch.Wait(absl::Seconds(10)), 0) << ReadFileOrEmpty(output);
 }
 
 TEST(ReplicasUsageTest, KanbanctlNamesTheFlagOfABadList) {

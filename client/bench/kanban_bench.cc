@@ -20,6 +20,7 @@
 #include "client/bench/report.h"
 #include "client/bench/scenarios.h"
 #include "client/bench/watch_scenario.h"
+#include "client/cpp/channel.h"
 
 namespace kanban::bench {
 namespace {
@@ -52,7 +53,12 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
         absl::StrCat("kanban-bench-", options.scenario, "-", options.synchronous), args);
     address = child->address();
   }
-  Target target(address, options);
+  absl::StatusOr<client::ServerTarget> resolved = client::ResolveServerAddress(address);
+  if (!resolved.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server: ", resolved.status().message()));
+  }
+  Target target(*resolved, options);
   if (absl::Status s = target.Connect(); !s.ok()) return s;
   absl::StatusOr<std::string> sync = ServerSynchronous(target);
   if (!sync.ok()) return sync.status();
@@ -62,11 +68,11 @@ absl::StatusOr<Result> RunScenario(const Options& options) {
   const Load load{options.concurrency, options.count, options.duration, options.rate};
   if (options.scenario == "watch") {
     // Idle streams first, on the fresh server, so that the live phase's heap
-    // does not hide what they cost.
+    // does not hide what they cost. With several replicas, all on the first.
     std::vector<Extra> idle;
     if (options.idle_watchers > 0) {
-      absl::StatusOr<std::vector<Extra>> measured =
-          MeasureIdleWatchers(address, options.idle_watchers, child ? child->pid() : -1);
+      absl::StatusOr<std::vector<Extra>> measured = MeasureIdleWatchers(
+          target.replicas().front(), options.idle_watchers, child ? child->pid() : -1);
       if (!measured.ok()) return measured.status();
       idle = *std::move(measured);
     }

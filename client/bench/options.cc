@@ -56,7 +56,9 @@ the same server and prints the ratio scenario RPS / Check RPS):
                   prints FULL/NORMAL (needs --kanband, not --server)
 
 Flags (--flag=value or --flag value):
-  --server ADDR       load this server (else start kanband on a fresh db)
+  --server ADDR       load this server (else start kanband on a fresh db);
+                      a,b,c: replicas of one database, each loop, connection
+                      and watcher on one of them in turn (also ipv4:/dns:)
   --kanband PATH      kanband to start (default: the one beside this program)
   --dir DIR           where fresh databases go (default: $TMPDIR or /tmp)
   --synchronous MODE  normal or full, for a kanband we start (default normal)

@@ -15,8 +15,10 @@ namespace kanban::bench {
 struct Options {
   // create, get, list, claim-complete, heartbeat, watch, health or modes.
   std::string scenario;
-  // Server to load. Empty: start a kanband (`kanband`) on a fresh database
-  // under `dir`. Default: empty.
+  // Server to load: any address ResolveServerAddress (client/cpp/channel.h)
+  // takes; a list names replicas of one database, and the loops, connections
+  // and watchers are spread over them in turn. Empty: start a kanband
+  // (`kanband`) on a fresh database under `dir`. Default: empty.
   std::string server;
   // kanband to start when `server` is empty. Default: `kanband` beside this
   // program.

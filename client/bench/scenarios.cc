@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 
@@ -360,25 +361,40 @@ class HealthScenario final : public UnaryScenario {
 
 }  // namespace
 
-Target::Target(const std::string& address, const Options& options)
-    : address_(address), timeout_(options.timeout) {
-  for (int i = 0; i < options.connections; ++i) {
-    grpc::ChannelArguments args;
-    // Without this, channels to one address share one connection.
-    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channels_.push_back(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
-    kanban_.push_back(v1::KanbanService::NewStub(channels_.back()));
-    heartbeat_.push_back(v1::HeartbeatService::NewStub(channels_.back()));
-    health_.push_back(grpc::health::v1::Health::NewStub(channels_.back()));
+Target::Target(const client::ServerTarget& target, const Options& options)
+    : target_(target),
+      address_(absl::StrJoin(target.replicas, ",")),
+      timeout_(options.timeout) {
+  // Channel c * replicas + r is replica r's connection c: loop i lands on
+  // replica i % replicas.
+  for (int c = 0; c < options.connections; ++c) {
+    for (int r = 0; r < static_cast<int>(replicas().size()); ++r) {
+      channels_.push_back(NewChannel(r));
+      kanban_.push_back(v1::KanbanService::NewStub(channels_.back()));
+      heartbeat_.push_back(v1::HeartbeatService::NewStub(channels_.back()));
+      health_.push_back(grpc::health::v1::Health::NewStub(channels_.back()));
+    }
   }
+}
+
+std::shared_ptr<grpc::Channel> Target::NewChannel(int index) const {
+  grpc::ChannelArguments args;
+  // Without this, channels to one address share one connection.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A dns: name stays one entry that gRPC balances over its records.
+  if (target_.round_robin && replicas().size() == 1) {
+    args.SetLoadBalancingPolicyName("round_robin");
+  }
+  return grpc::CreateCustomChannel(target_.replicas[index],
+                                   grpc::InsecureChannelCredentials(), args);
 }
 
 absl::Status Target::Connect() {
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(15);
-  for (auto& channel : channels_) {
-    if (!channel->WaitForConnected(deadline)) {
-      return absl::UnavailableError(absl::StrCat("cannot connect to ", address_));
+  for (size_t i = 0; i < channels_.size(); ++i) {
+    if (!channels_[i]->WaitForConnected(deadline)) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to ", target_.replicas[i % target_.replicas.size()]));
     }
   }
   return absl::OkStatus();

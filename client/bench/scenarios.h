@@ -15,6 +15,7 @@
 #include "client/bench/driver.h"
 #include "client/bench/options.h"
 #include "client/bench/report.h"
+#include "client/cpp/channel.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 
@@ -23,14 +24,26 @@ namespace kanban::bench {
 // The label every task the bench creates carries, and every claim asks for.
 inline constexpr char kBenchLabel[] = "kanban-bench";
 
-// One server, reached over `options.connections` HTTP/2 connections; loop
-// i uses connection i % connections. Thread-safe after Connect.
+// One server, or several replicas of one (--server a,b,c), each reached
+// over `options.connections` HTTP/2 connections of its own. Loop i uses
+// replica i % replicas (so the loops are spread evenly over the replicas),
+// on that replica's connection (i / replicas) % connections. Thread-safe
+// after Connect.
 class Target {
  public:
-  Target(const std::string& address, const Options& options);
+  // `target` as ResolveServerAddress made it: one channel per entry of
+  // target.replicas and connection.
+  Target(const client::ServerTarget& target, const Options& options);
 
   // Waits (up to 15 s) until every connection is up. UNAVAILABLE if not.
   absl::Status Connect();
+
+  // The dialable address of each replica, in --server order; one entry for
+  // a single server (or a dns: name, balanced by gRPC).
+  const std::vector<std::string>& replicas() const { return target_.replicas; }
+  // A new channel to replica `index` (of replicas()) with a connection of
+  // its own, for streams that should not share the loops' connections.
+  std::shared_ptr<grpc::Channel> NewChannel(int index) const;
 
   v1::KanbanService::Stub* kanban(int loop) const;
   v1::HeartbeatService::Stub* heartbeat(int loop) const;
@@ -40,7 +53,8 @@ class Target {
   void SetDeadline(grpc::ClientContext* ctx) const;
 
  private:
-  const std::string address_;
+  const client::ServerTarget target_;
+  const std::string address_;  // The replicas, comma-separated.
   const absl::Duration timeout_;
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<std::unique_ptr<v1::KanbanService::Stub>> kanban_;

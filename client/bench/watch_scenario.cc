@@ -109,20 +109,29 @@ class Watcher final : public grpc::ClientReadReactor<v1::WatchEventsResponse> {
   grpc::Status status_;
 };
 
-// The watch streams, spread over channels of kWatchersPerChannel each (one
-// connection per channel, so one busy connection does not hold them all).
+// The watch streams: watcher i on replica i % replicas (so that, with
+// several, most events travel from the replica that wrote them to another
+// before a watcher sees them), each replica's share on channels of
+// kWatchersPerChannel (one connection per channel, so one busy connection
+// does not hold them all).
 class Fleet {
  public:
-  Fleet(const std::string& address, int n, const std::string& board, Shared* shared)
+  Fleet(const Target& target, int n, const std::string& board, Shared* shared)
       : shared_(shared) {
+    const int replicas = static_cast<int>(target.replicas().size());
+    // The channel of each replica that takes its next watchers, and how many
+    // it has.
+    std::vector<v1::KanbanService::Stub*> current(replicas, nullptr);
+    std::vector<int> on_current(replicas, 0);
     for (int i = 0; i < n; ++i) {
-      if (i % kWatchersPerChannel == 0) {
-        grpc::ChannelArguments args;
-        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-        stubs_.push_back(v1::KanbanService::NewStub(grpc::CreateCustomChannel(
-            address, grpc::InsecureChannelCredentials(), args)));
+      const int r = i % replicas;
+      if (current[r] == nullptr || on_current[r] == kWatchersPerChannel) {
+        stubs_.push_back(v1::KanbanService::NewStub(target.NewChannel(r)));
+        current[r] = stubs_.back().get();
+        on_current[r] = 0;
       }
-      watchers_.push_back(std::make_unique<Watcher>(stubs_.back().get(), board, shared));
+      ++on_current[r];
+      watchers_.push_back(std::make_unique<Watcher>(current[r], board, shared));
     }
   }
   ~Fleet() { CancelAndWait(); }
@@ -167,7 +176,7 @@ class Fleet {
 
 absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
   Shared shared;
-  Fleet fleet(target.address(), options.watchers, options.board, &shared);
+  Fleet fleet(target, options.watchers, options.board, &shared);
   const int subscribed = fleet.WaitSubscribed(absl::Seconds(60));
   if (subscribed < options.watchers) {
     return absl::UnavailableError(absl::StrFormat(
@@ -235,8 +244,13 @@ absl::StatusOr<Result> RunWatch(const Target& target, const Options& options) {
         "%d watch streams ended before they were cancelled", shared.deliveries.failed()));
   }
   auto& extras = result.extras;
-  extras.push_back(
-      NumberExtra("watchers", options.watchers, absl::StrCat(options.watchers)));
+  const int replicas = static_cast<int>(target.replicas().size());
+  extras.push_back(NumberExtra(
+      "watchers", options.watchers,
+      replicas == 1 ? absl::StrCat(options.watchers)
+                    : absl::StrCat(options.watchers, " (spread over ", replicas,
+                                   " replicas, as are the writers)")));
+  extras.push_back(NumberExtra("replicas", replicas, absl::StrCat(replicas)));
   extras.push_back(NumberExtra("events_written", write_summary.ok(),
                                absl::StrCat(write_summary.ok(), " (CreateTask, ",
                                             options.concurrency, " in flight)")));

@@ -1,8 +1,9 @@
 // kanbanctl: the command-line client of kanband. Parses the command line,
-// opens a channel (plaintext, or TLS with the --tls-* flags; with --token or
-// $KANBAN_TOKEN, every call carries the bearer token) and runs one command
-// from the table in commands.h. Run `kanbanctl help` for the
-// commands.
+// opens a channel to --server (one kanband, or several replicas balanced
+// with round_robin: see ResolveServerAddress in client/cpp/channel.h),
+// plaintext or TLS with the --tls-* flags (with --token or $KANBAN_TOKEN,
+// every call carries the bearer token), and runs one command from the table
+// in commands.h. Run `kanbanctl help` for the commands.
 
 #include <cstdlib>
 #include <iostream>
@@ -99,6 +100,15 @@ int Main(int argc, char** argv) {
   }
   // The channel connects lazily, so commands that make no call cost nothing.
   const std::string server = ServerAddress(args);
+  // Checked (and its names resolved) before anything else: a bad list is a
+  // usage error that names the flag.
+  absl::StatusOr<ServerTarget> target = ResolveServerAddress(server);
+  if (!target.ok()) {
+    return UsageFailure(
+        nullptr,
+        absl::StrCat("--server (or $", kServerEnv, "): ", target.status().message()),
+        std::cerr);
+  }
   absl::StatusOr<ChannelSecurity> security = LoadChannelSecurity(TlsFilesFrom(args));
   if (!security.ok()) {
     return UsageFailure(nullptr, security.status().message(), std::cerr);
@@ -107,7 +117,7 @@ int Main(int argc, char** argv) {
   const std::string token(
       absl::StripAsciiWhitespace(FlagOrEnv(args, "token", kTokenEnv)));
   absl::StatusOr<std::shared_ptr<grpc::Channel>> made_channel =
-      CreateChannel(server, *security, token);
+      CreateChannel(*target, *security, token);
   if (!made_channel.ok()) {
     // The message names the problem, never the token itself.
     return UsageFailure(

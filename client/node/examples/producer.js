@@ -20,7 +20,7 @@
 
 const { parseArgs } = require('node:util');
 const crypto = require('node:crypto');
-const { connect } = require('../src');
+const { connect, resolveServerAddress } = require('../src');
 
 const PIPELINE = [
   { key: 'fetch', title: 'fetch sources', priority: 5, parents: [] },
@@ -30,7 +30,7 @@ const PIPELINE = [
   { key: 'release', title: 'release', priority: 9, parents: ['test', 'docs'] },
 ];
 
-const USAGE = 'usage: producer.js [--server HOST:PORT] [--token T] [--board B] [--run NAME]';
+const USAGE = 'usage: producer.js [--server HOST:PORT[,HOST:PORT...]] [--token T] [--board B] [--run NAME]';
 
 async function main() {
   const { values } = parseArgs({
@@ -46,7 +46,8 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server, { token: values.token });
+  // One address, or replicas: 'a:7300,b:7300' (host names are looked up).
+  const client = connect(await resolveServerAddress(values.server), { token: values.token });
   try {
     const ids = new Map();
     // Parents first, so every parent id is known when its child is created.

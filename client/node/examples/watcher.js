@@ -14,9 +14,9 @@
 // Without --after it shows only what happens from now on.
 
 const { parseArgs } = require('node:util');
-const { connect, watch, status } = require('../src');
+const { connect, watch, status, resolveServerAddress } = require('../src');
 
-const USAGE = 'usage: watcher.js [--server HOST:PORT] [--token T] [--after SEQ] [--board B] [--kind K ...] [--task ID ...]';
+const USAGE = 'usage: watcher.js [--server HOST:PORT[,HOST:PORT...]] [--token T] [--after SEQ] [--board B] [--kind K ...] [--task ID ...]';
 
 async function main() {
   const { values } = parseArgs({
@@ -34,7 +34,8 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server, { token: values.token });
+  // One address, or replicas: 'a:7300,b:7300' (host names are looked up).
+  const client = connect(await resolveServerAddress(values.server), { token: values.token });
   const watcher = watch(client, {
     afterSeq: values.after === undefined ? -1 : Number(values.after),
     board: values.board,

@@ -16,9 +16,9 @@
 
 const { parseArgs } = require('node:util');
 const { setTimeout: delay } = require('node:timers/promises');
-const { connect, Worker, defaultWorkerId } = require('../src');
+const { connect, Worker, defaultWorkerId, resolveServerAddress } = require('../src');
 
-const USAGE = 'usage: worker.js [--server HOST:PORT] [--token T] [--board B] [--worker-id ID] [--label L ...]\n                 [--max-tasks N] [--exit-when-idle] [--lease-seconds 60]\n                 [--claim-wait-seconds 30] [--work-ms 100]';
+const USAGE = 'usage: worker.js [--server HOST:PORT[,HOST:PORT...]] [--token T] [--board B] [--worker-id ID] [--label L ...]\n                 [--max-tasks N] [--exit-when-idle] [--lease-seconds 60]\n                 [--claim-wait-seconds 30] [--work-ms 100]';
 
 async function main() {
   const { values } = parseArgs({
@@ -40,7 +40,8 @@ async function main() {
     console.log(USAGE);
     return;
   }
-  const client = connect(values.server, { token: values.token });
+  // One address, or replicas: 'a:7300,b:7300' (host names are looked up).
+  const client = connect(await resolveServerAddress(values.server), { token: values.token });
   const worker = new Worker(client, {
     board: values.board,
     workerId: values['worker-id'],

@@ -17,6 +17,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const { serverTarget, targetChannelOptions } = require('./address');
 
 // The .proto files: packed into the package's proto/ by `npm pack`
 // (scripts/proto.js), or, in a checkout, the repository's proto/ folder, the
@@ -164,7 +165,13 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
   'grpc.max_reconnect_backoff_ms': 2000,
 });
 
-// Connects to the kanband at `address` ("host:port"). Returns:
+// Connects to the kanband at `address`: "host:port", or several replicas of
+// one kanban whose calls are spread over them with round_robin (a replica
+// that is down is skipped, so a Worker's or watch()'s retry lands on one
+// that is up): 'a:7300,b:7300' with IP addresses, 'ipv4:...', 'dns:///n:p',
+// or the ServerTarget that `await resolveServerAddress('name1:p,name2:p')`
+// gives for a list of host names (src/address.js). Throws a TypeError
+// ('server: ...') for an address it refuses. Returns:
 //   kanban     promise methods of KanbanService (createTask, getTask, moveTask,
 //              claimTask, ...), named lowerCamelCase;
 //   heartbeat  promise methods of HeartbeatService (heartbeat, listWorkers);
@@ -191,19 +198,25 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 // The stubs share one channel; nothing connects until the first call.
 function connect(address, options = {}) {
   const pkg = loadPackage(options.protoRoot);
-  const channelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...(options.channelOptions || {}) };
+  const server = typeof address === 'object' && address !== null ? address : serverTarget(address);
+  const channelOptions = {
+    ...DEFAULT_CHANNEL_OPTIONS,
+    ...targetChannelOptions(server),
+    ...(options.channelOptions || {}),
+  };
   const token = options.token ?? (process.env[TOKEN_ENV] || '');
   const none = typeof token === 'string' && token.trim() === '';
   const interceptors = none ? [] : [bearerTokenInterceptor(token)];
   const credentials = options.credentials || tlsCredentials(options, channelOptions);
   const v1 = pkg.kanban.v1;
-  const kanbanStub = new v1.KanbanService(address, credentials, { ...channelOptions, interceptors });
+  const target = server.target;
+  const kanbanStub = new v1.KanbanService(target, credentials, { ...channelOptions, interceptors });
   const shared = { ...channelOptions, channelOverride: kanbanStub.getChannel(), interceptors };
-  const heartbeatStub = new v1.HeartbeatService(address, credentials, shared);
-  const adminStub = new v1.AdminService(address, credentials, shared);
-  const healthStub = new pkg.grpc.health.v1.Health(address, credentials, shared);
+  const heartbeatStub = new v1.HeartbeatService(target, credentials, shared);
+  const adminStub = new v1.AdminService(target, credentials, shared);
+  const healthStub = new pkg.grpc.health.v1.Health(target, credentials, shared);
   return {
-    address,
+    address: typeof address === 'string' ? address : server.target,
     kanban: promisify(kanbanStub, v1.KanbanService.service),
     heartbeat: promisify(heartbeatStub, v1.HeartbeatService.service),
     admin: promisify(adminStub, v1.AdminService.service),

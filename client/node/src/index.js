@@ -1,14 +1,18 @@
 'use strict';
-// The kanban Node.js client: connect() for promise-returning stubs, Worker for
+// The kanban Node.js client: connect() for promise-returning stubs (to one
+// kanband or several replicas: serverTarget, resolveServerAddress), Worker for
 // the claim/heartbeat/complete protocol, watch() for the resuming event feed.
 
 const grpc = require('@grpc/grpc-js');
+const address = require('./address');
 const client = require('./client');
 const worker = require('./worker');
 const watcher = require('./watcher');
 
 module.exports = {
   connect: client.connect,
+  serverTarget: address.serverTarget,
+  resolveServerAddress: address.resolveServerAddress,
   bearerTokenInterceptor: client.bearerTokenInterceptor,
   TOKEN_ENV: client.TOKEN_ENV,
   loadPackage: client.loadPackage,

@@ -3,7 +3,7 @@
 // test file): starts a real kanband, runs the examples as child processes,
 // and waits for conditions.
 
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
@@ -38,15 +38,39 @@ async function waitUntil(condition, { timeoutMs = 20000, intervalMs = 20, what =
   }
 }
 
+// The suite's PostgreSQL (a libpq URI) from the file that
+// $KANBAN_TEST_POSTGRES_FILE names (ctest's fixture `postgres` sets it), or
+// null when the variable is unset.
+const POSTGRES_ENV = 'KANBAN_TEST_POSTGRES_FILE';
+function postgresServer() {
+  const file = process.env[POSTGRES_ENV];
+  if (!file) return null;
+  return fs.readFileSync(file, 'utf8').trim() || null;
+}
+
+// A fresh schema on the suite's PostgreSQL (made with psql) and a URI whose
+// sessions use it: a database of its own for one test, as the C++ tests'
+// NewPostgresDatabase makes them.
+let schemas = 0;
+function newPostgresDatabase() {
+  const server = postgresServer();
+  if (!server) throw new Error(`no PostgreSQL: set ${POSTGRES_ENV}`);
+  const name = `kanban_node_${process.pid}_${++schemas}`;
+  execFileSync('psql', ['-q', '-v', 'ON_ERROR_STOP=1', server, '-c', `CREATE SCHEMA ${name}`],
+    { stdio: ['ignore', 'ignore', 'inherit'], timeout: 30000 });
+  return `${server}?options=-csearch_path%3D${name}`;
+}
+
 // Starts kanband on 127.0.0.1:`port` (0: any free port) with its database in
-// `dir`, and resolves once it serves (its --port_file is written). The
-// result's stop() sends SIGTERM and resolves with the exit code.
-async function startKanband(dir, { port = 0, args = [] } = {}) {
+// `dir` (or `db`, e.g. a PostgreSQL URI that replicas share), and resolves
+// once it serves (its --port_file is written). The result's stop() sends
+// SIGTERM (or `signal`) and resolves with the exit code (or signal name).
+async function startKanband(dir, { port = 0, args = [], db = null } = {}) {
   const portFile = path.join(dir, 'port');
   fs.rmSync(portFile, { force: true });
   const proc = spawn(kanbandPath(), [
     `--listen=127.0.0.1:${port}`,
-    `--db=${path.join(dir, 'kanban.db')}`,
+    `--db=${db || path.join(dir, 'kanban.db')}`,
     `--port_file=${portFile}`,
     ...args,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -70,9 +94,9 @@ async function startKanband(dir, { port = 0, args = [] } = {}) {
     address: `127.0.0.1:${boundPort}`,
     proc,
     log: () => log,
-    stop() {
+    stop(signal = 'SIGTERM') {
       if (!stopping) {
-        if (exitCode === undefined) proc.kill('SIGTERM');
+        if (exitCode === undefined) proc.kill(signal);
         stopping = withTimeout(exited, 30000, 'kanband to exit after SIGTERM').catch((err) => {
           proc.kill('SIGKILL');
           throw err;
@@ -149,4 +173,15 @@ async function runExample(name, args, { timeoutMs = 60000 } = {}) {
   return { ...end, lines: child.lines, stderr: child.stderr };
 }
 
-module.exports = { kanbandPath, tempDir, waitUntil, startKanband, startExample, runExample, withTimeout };
+module.exports = {
+  kanbandPath,
+  tempDir,
+  waitUntil,
+  startKanband,
+  startExample,
+  runExample,
+  withTimeout,
+  postgresServer,
+  newPostgresDatabase,
+  POSTGRES_ENV,
+};

@@ -10,6 +10,8 @@ Thin helpers over the generated gRPC stubs:
 
 - connect(): a channel plus KanbanService, HeartbeatService, AdminService
   and Health stubs; with token= (or $KANBAN_TOKEN) every call carries it.
+  The address may list several replicas ("a:7300,b:7300"): round_robin.
+- server_target(): how an address is dialed (its forms, and errors).
 - with_token(): any channel, sending a bearer token with every call.
 - Worker: claims tasks, runs a handler on each under a heartbeated lease,
   completes or fails them by the handler's outcome.
@@ -39,14 +41,16 @@ except ImportError as error:  # pragma: no cover - depends on the setup
         "client/python (client/python/README.md): " + str(error)) from error
 
 from kanban.client import (  # noqa: E402
-    Client, connect, with_token, DEFAULT_ADDRESS, TOKEN_ENV)
+    Client, ServerTarget, connect, server_target, with_token, DEFAULT_ADDRESS,
+    TOKEN_ENV)
 from kanban.watcher import Watcher, WatchOrderError, oldest_seq  # noqa: E402
 from kanban.worker import (  # noqa: E402
     PermanentError, Release, TaskContext, Worker, WorkerEvent,
     default_worker_id)
 
 __all__ = [
-    "Client", "connect", "with_token", "DEFAULT_ADDRESS", "TOKEN_ENV",
+    "Client", "connect", "with_token", "server_target", "ServerTarget",
+    "DEFAULT_ADDRESS", "TOKEN_ENV",
     "Watcher", "WatchOrderError", "oldest_seq",
     "Worker", "WorkerEvent", "TaskContext", "Release", "PermanentError",
     "default_worker_id",

@@ -40,14 +40,15 @@ def kanband_path():
 
 
 class Kanband:
-    """One kanband on 127.0.0.1 serving a database in its own temp dir.
+    """One kanband on 127.0.0.1 serving a database in its own temp dir, or
+    `db` (a PostgreSQL URI that replicas share; see new_postgres_database()).
     start() may be called again after stop() to restart on the same
     database (and, with same_port, the same port)."""
 
-    def __init__(self, *flags):
+    def __init__(self, *flags, db=None):
         self._dir = tempfile.TemporaryDirectory(prefix="kanban-py-")
         self.dir = self._dir.name
-        self.db = os.path.join(self.dir, "kanban.db")
+        self.db = db or os.path.join(self.dir, "kanban.db")
         self.flags = list(flags)
         self.port = 0
         self.process = None
@@ -105,6 +106,38 @@ class Kanband:
     def close(self):
         self.stop()
         self._dir.cleanup()
+
+
+POSTGRES_ENV = "KANBAN_TEST_POSTGRES_FILE"
+
+
+def postgres_server():
+    """The suite's PostgreSQL (a libpq URI), from the file named by
+    $KANBAN_TEST_POSTGRES_FILE (the CTest fixture `postgres` sets it); None
+    when the variable is unset."""
+    path = os.environ.get(POSTGRES_ENV, "")
+    if not path:
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
+
+
+_schemas = 0
+
+
+def new_postgres_database():
+    """A fresh schema on the suite's PostgreSQL, created with psql, and a URI
+    whose sessions use it: a database of its own for one test, as
+    tests/support/backends.cc makes them for the C++ tests."""
+    global _schemas
+    server = postgres_server()
+    if server is None:
+        raise RuntimeError("no PostgreSQL: set %s" % POSTGRES_ENV)
+    _schemas += 1
+    name = "kanban_py_%d_%d" % (os.getpid(), _schemas)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", server, "-c",
+                    "CREATE SCHEMA " + name], check=True, timeout=30)
+    return server + "?options=-csearch_path%3D" + name
 
 
 def _read_port(path):

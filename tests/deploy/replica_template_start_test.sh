@@ -40,7 +40,7 @@ fail() {
 psql -q -X -v ON_ERROR_STOP=1 "$server_uri" -c "CREATE SCHEMA $schema" >/dev/null ||
   fail "could not create schema $schema"
 
-# /etc/kanban, as docs/replicas.md has the operator fill it.
+# /etc/kanban, as README.md has the operator fill it.
 etc="$tmp/etc"
 mkdir -p "$etc"
 {

@@ -46,7 +46,7 @@ verify() {
 }
 
 # A template names the replica after its instance and reads the instance's
-# own flagfile after the shared one (docs/replicas.md).
+# own flagfile after the shared one (README.md).
 if [ "$target" != "$name" ]; then
   exec_start="$(grep '^ExecStart=' "$unit")"
   for needed in '--replica_id=%i' '--flagfile=/etc/kanban/%i.flags'; do

@@ -209,6 +209,12 @@ absl::Status EventTailer::CatchUp(int64_t upto) {
       ++reads_;
     }
     if (events.empty()) break;  // Retention ran past the head: nothing to add.
+    if (events.front().seq > options_.hub->head() + 1) {
+      // Retention deleted events this replica never read: the ring starts
+      // again after the gap (older positions then read the database, which
+      // answers OUT_OF_RANGE).
+      options_.hub->ForgetBefore(events.front().seq);
+    }
     Publish(std::move(events));
   }
   return absl::OkStatus();

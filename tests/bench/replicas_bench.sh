@@ -10,6 +10,9 @@
 # the client, every replica and PostgreSQL share the cores: read the CPU per
 # call and the counter hold, which carry over to bigger machines, more than
 # the calls/s.
+# SCENARIO watch instead prints kanban-bench's watch report (WATCHERS=100
+# streams spread over the replicas, RATE=100 events/s written through all
+# of them; latency = commit -> receipt).
 #   tests/bench/replicas_bench.sh [BUILD_DIR] [SCENARIO=create] [DURATION=8s]
 set -euo pipefail
 build="${1:-build}"; scenario="${2:-create}"; duration="${3:-8s}"
@@ -68,6 +71,15 @@ run() {  # REPLICAS
   k_before=$(printf '%s\n' "${pids[@]}" | ticks_of); pg_before=$(postgres_pids | ticks_of)
   hold_s0=$(metric kanban_writer_seq_hold_seconds_sum); hold_n0=$(metric kanban_writer_seq_hold_seconds_count)
   retries0=$(metric kanban_writer_conflict_retries_total)
+  if [ "$scenario" = watch ]; then
+    # Watchers spread over the replicas, writes through all of them: the
+    # commit -> receipt latency across replicas.
+    echo "watch, $n replica(s), ${WATCHERS:-100} watchers, ${RATE:-100} events/s:"
+    "$bench" watch --server "$list" --watchers "${WATCHERS:-100}" --rate "${RATE:-100}" \
+      --duration "$duration" --no_check 2>&1 | sed 's/^/  /'
+    stop_replicas
+    return
+  fi
   local json calls rps
   json=$("$bench" "$scenario" --server "$list" --duration "$duration" --no_check --json 2>"$work/bench.err") ||
     { echo "kanban-bench failed:" >&2; cat "$work/bench.err" >&2; exit 1; }

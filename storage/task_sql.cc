@@ -242,12 +242,12 @@ absl::StatusOr<std::vector<TaskCount>> CountTasks(Connection& db) {
 
 // ---- Tasks -----------------------------------------------------------------
 
-absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
-                              absl::string_view field) {
-  static const dialect::PerDialect sql([](Dialect d) {
-    return absl::StrCat("SELECT ", TaskColumns(d), " FROM tasks t WHERE t.id = ?");
-  });
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
+namespace {
+
+// Task `id` by `sql` (one of the statements below), NOT_FOUND naming `field`.
+absl::StatusOr<Task> LoadTaskBy(Connection& db, const char* sql, absl::string_view id,
+                                absl::string_view field) {
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql));
   stmt.BindText(1, id);
   KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
   if (!row) {
@@ -256,19 +256,23 @@ absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
   return ReadTask(stmt, 0);
 }
 
+}  // namespace
+
+absl::StatusOr<Task> LoadTask(Connection& db, absl::string_view id,
+                              absl::string_view field) {
+  static const dialect::PerDialect sql([](Dialect d) {
+    return absl::StrCat("SELECT ", TaskColumns(d), " FROM tasks t WHERE t.id = ?");
+  });
+  return LoadTaskBy(db, sql.For(db), id, field);
+}
+
 absl::StatusOr<Task> LoadTaskForUpdate(Connection& db, absl::string_view id,
                                        absl::string_view field) {
   static const dialect::PerDialect sql([](Dialect d) {
     return absl::StrCat("SELECT ", TaskColumns(d), " FROM tasks t WHERE t.id = ?",
                         d == Dialect::kPostgres ? " FOR UPDATE OF t" : "");
   });
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(sql.For(db)));
-  stmt.BindText(1, id);
-  KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
-  if (!row) {
-    return absl::NotFoundError(absl::StrCat(field, ": task \"", id, "\" not found"));
-  }
-  return ReadTask(stmt, 0);
+  return LoadTaskBy(db, sql.For(db), id, field);
 }
 
 absl::Status LockTask(Connection& db, absl::string_view id) {

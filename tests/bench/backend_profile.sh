@@ -23,13 +23,8 @@ trap cleanup EXIT
 server="$(cat "$work/pg/target")"
 hz=$(getconf CLK_TCK)
 
-# Summed utime + stime ticks of the processes whose pids are on stdin.
-ticks_of() { while read -r p; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
-# The private cluster's processes: the postmaster (its pid file) and its children.
-postgres_pids() {
-  local master; master=$(head -1 "$(cat "$work/pg/cluster")/data/postmaster.pid")
-  echo "$master"; pgrep -P "$master" || true
-}
+# ticks_of, postgres_pids
+source "$src/tests/bench/proc_cpu.sh"
 thread_ticks() {
   for t in /proc/"$pid"/task/*; do
     echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"
@@ -45,14 +40,14 @@ run() {  # NAME DB
   for _ in $(seq 150); do [ -s "$work/port" ] && [ -s "$work/mport" ] && break; sleep 0.1; done
   [ -s "$work/port" ] || { echo "kanband did not start:" >&2; cat "$work/log" >&2; exit 1; }
   thread_ticks >"$work/before"
-  local pg_before; pg_before=$(postgres_pids | ticks_of)
+  local pg_before; pg_before=$(postgres_pids "$work/pg" | ticks_of)
   local hold_sum0 hold_n0
   hold_sum0=$(metric kanban_writer_seq_hold_seconds_sum); hold_n0=$(metric kanban_writer_seq_hold_seconds_count)
   local calls
   calls=$("$bench" "$scenario" --server "127.0.0.1:$(cat "$work/port")" --duration "$duration" \
     --no_check --json 2>/dev/null | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
   thread_ticks >"$work/after"
-  local pg_after; pg_after=$(postgres_pids | ticks_of)
+  local pg_after; pg_after=$(postgres_pids "$work/pg" | ticks_of)
   local hold_sum hold_n
   hold_sum=$(metric kanban_writer_seq_hold_seconds_sum); hold_n=$(metric kanban_writer_seq_hold_seconds_count)
   echo "$1 $scenario: $calls calls"

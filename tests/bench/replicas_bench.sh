@@ -35,11 +35,8 @@ trap cleanup EXIT
 server="$(cat "$work/pg/target")"
 hz=$(getconf CLK_TCK)
 
-ticks_of() { while read -r p; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
-postgres_pids() {
-  local master; master=$(head -1 "$(cat "$work/pg/cluster")/data/postmaster.pid")
-  echo "$master"; pgrep -P "$master" || true
-}
+# ticks_of, postgres_pids
+source "$src/tests/bench/proc_cpu.sh"
 # The sum of metric $1 over every replica's /metrics.
 metric() {
   local total=0 v
@@ -68,7 +65,7 @@ run() {  # REPLICAS
   done
   local list; list=$(IFS=,; echo "${addresses[*]}")
   local k_before pg_before hold_s0 hold_n0 retries0
-  k_before=$(printf '%s\n' "${pids[@]}" | ticks_of); pg_before=$(postgres_pids | ticks_of)
+  k_before=$(printf '%s\n' "${pids[@]}" | ticks_of); pg_before=$(postgres_pids "$work/pg" | ticks_of)
   hold_s0=$(metric kanban_writer_seq_hold_seconds_sum); hold_n0=$(metric kanban_writer_seq_hold_seconds_count)
   retries0=$(metric kanban_writer_conflict_retries_total)
   if [ "$scenario" = watch ]; then
@@ -86,7 +83,7 @@ run() {  # REPLICAS
   calls=$(echo "$json" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["count"])')
   rps=$(echo "$json" | /usr/bin/python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["rps"])')
   local k_after pg_after hold_s hold_n retries
-  k_after=$(printf '%s\n' "${pids[@]}" | ticks_of); pg_after=$(postgres_pids | ticks_of)
+  k_after=$(printf '%s\n' "${pids[@]}" | ticks_of); pg_after=$(postgres_pids "$work/pg" | ticks_of)
   hold_s=$(metric kanban_writer_seq_hold_seconds_sum); hold_n=$(metric kanban_writer_seq_hold_seconds_count)
   retries=$(metric kanban_writer_conflict_retries_total)
   awk -v n="$n" -v sc="$scenario" -v rps="$rps" -v c="$calls" -v hz="$hz" \

@@ -86,18 +86,7 @@ class Writer {
   std::thread thread_;  // Last: started once everything above exists.
 };
 
-class ClusterFeedTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testing::PostgresServer().has_value()) {
-      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
-    }
-    absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    database_ = *db;
-  }
-  std::string database_;
-};
+class ClusterFeedTest : public testing::ClusterTest {};
 
 TEST_F(ClusterFeedTest, AWatcherOfAKilledReplicaResumesOnAnotherWithExactlyTheRest) {
   Replicas replicas(KANBAND_PATH, database_, 3, {"--sweep_interval=200ms"});

@@ -17,6 +17,7 @@
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "gtest/gtest.h"
+#include "tests/support/backends.h"
 
 namespace kanban::testing {
 namespace {
@@ -328,6 +329,15 @@ std::vector<v1::Event> ReadWholeFeed(std::shared_ptr<grpc::Channel> channel, int
       << "; got up to " << reader.Position() << ", stream "
       << (reader.Done() ? reader.status().error_message() : "open");
   return reader.Events();
+}
+
+void ClusterTest::SetUp() {
+  if (!PostgresServer().has_value()) {
+    GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
+  }
+  absl::StatusOr<std::string> db = NewPostgresDatabase();
+  ASSERT_TRUE(db.ok()) << db.status();
+  database_ = *db;
 }
 
 }  // namespace kanban::testing

@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
 #include "tests/support/process.h"
 
@@ -228,6 +229,14 @@ class FeedReader {
 std::vector<v1::Event> ReadWholeFeed(std::shared_ptr<grpc::Channel> channel, int64_t head,
                                      absl::Duration timeout = kPatience,
                                      const std::string& token = "");
+
+// A test on a fresh database (schema) of the suite's PostgreSQL, in
+// database_; skipped when the suite started none.
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  std::string database_;
+};
 
 }  // namespace kanban::testing
 

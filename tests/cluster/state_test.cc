@@ -22,18 +22,7 @@ using ::kanban::testing::WaitFor;
 
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 
-class ClusterStateTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testing::PostgresServer().has_value()) {
-      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
-    }
-    absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    database_ = *db;
-  }
-  std::string database_;
-};
+class ClusterStateTest : public testing::ClusterTest {};
 
 TEST_F(ClusterStateTest, EveryReplicaSeesAWriteAcknowledgedByAnother) {
   Replicas replicas(KANBAND_PATH, database_, 3, {"--sweep_interval=200ms"});

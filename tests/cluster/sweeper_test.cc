@@ -29,18 +29,7 @@ using ::kanban::testing::WaitFor;
 constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 constexpr absl::Duration kSweepInterval = absl::Milliseconds(500);
 
-class ClusterSweeperTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testing::PostgresServer().has_value()) {
-      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
-    }
-    absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    database_ = *db;
-  }
-  std::string database_;
-};
+class ClusterSweeperTest : public testing::ClusterTest {};
 
 // One round of GetServerInfo on every running replica: the ids of those
 // that say they sweep. A replica that does not answer adds a failure.

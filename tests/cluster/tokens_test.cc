@@ -27,18 +27,7 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(10);
 // How soon a change of tokens made through one replica holds on the others.
 constexpr absl::Duration kTokenLag = absl::Seconds(1);
 
-class ClusterTokensTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testing::PostgresServer().has_value()) {
-      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
-    }
-    absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    database_ = *db;
-  }
-  std::string database_;
-};
+class ClusterTokensTest : public testing::ClusterTest {};
 
 // ListBoards on `stub` with `token`: its status code.
 grpc::StatusCode ListBoardsAs(v1::KanbanService::Stub& stub, const std::string& token) {

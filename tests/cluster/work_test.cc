@@ -326,18 +326,7 @@ struct Crew {
   }
 };
 
-class ClusterWorkTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (!testing::PostgresServer().has_value()) {
-      GTEST_SKIP() << "no PostgreSQL for tests (run through ctest: fixture `postgres`)";
-    }
-    absl::StatusOr<std::string> db = testing::NewPostgresDatabase();
-    ASSERT_TRUE(db.ok()) << db.status();
-    database_ = *db;
-  }
-  std::string database_;
-};
+class ClusterWorkTest : public testing::ClusterTest {};
 
 TEST_F(ClusterWorkTest, ThirtyWorkersOnThreeReplicasCompleteEachTaskOnce) {
   constexpr int kTasks = 600;

@@ -127,6 +127,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Store::OpenPostgres(
   KANBAN_ASSIGN_OR_RETURN(durability_.synchronous,
                           db->QueryText("SHOW synchronous_commit"));
   durability_.schema_version = postgres::CurrentSchemaVersion();
+  KANBAN_ASSIGN_OR_RETURN(postgres_schema_, db->QueryText("SELECT current_schema()"));
   open_reader = [target = opts.path]() -> absl::StatusOr<std::unique_ptr<Connection>> {
     PgConnection::Options read_only;
     read_only.target = target;
@@ -163,6 +164,7 @@ absl::Status Store::OpenDatabase(bool postgres) {
     // handed over to it, so they need no read).
     postgres::EventTailer::Options tail;
     tail.target = opts.path;
+    tail.schema = postgres_schema_;
     tail.hub = hub_.get();
     tail.on_events = opts.on_commit;
     KANBAN_ASSIGN_OR_RETURN(tailer_, postgres::EventTailer::Start(std::move(tail)));

@@ -225,6 +225,7 @@ class Store {
   const Options options_;
   DurabilityInfo durability_;
   std::string display_path_;
+  std::string postgres_schema_;     // PostgreSQL: the sessions' current_schema().
   std::unique_ptr<FileLock> lock_;  // Released last.
   std::unique_ptr<EventHub> hub_;
   // PostgreSQL: the hub's one source, and the sweeper's leader lock.

@@ -23,14 +23,7 @@ std::string EventsChannel(absl::string_view schema) {
 }
 
 absl::StatusOr<std::unique_ptr<EventTailer>> EventTailer::Start(Options options) {
-  std::string channel;
-  {
-    PgConnection::Options probe;
-    probe.target = options.target;
-    KANBAN_ASSIGN_OR_RETURN(std::unique_ptr<PgConnection> db, PgConnection::Open(probe));
-    KANBAN_ASSIGN_OR_RETURN(std::string schema, db->QueryText("SELECT current_schema()"));
-    channel = EventsChannel(schema);
-  }
+  std::string channel = EventsChannel(options.schema);
   PgConnection::Options conn;
   conn.target = options.target;
   // Listening is part of the session, so a reconnect listens again.
@@ -95,16 +88,6 @@ void EventTailer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-int64_t EventTailer::notifications() const {
-  absl::MutexLock lock(&mu_);
-  return notifications_;
-}
-
-int64_t EventTailer::reads() const {
-  absl::MutexLock lock(&mu_);
-  return reads_;
-}
-
 bool EventTailer::Wait(absl::Time poll_at) {
   {
     absl::MutexLock lock(&mu_);
@@ -139,11 +122,7 @@ void EventTailer::Run() {
     bool look = absl::Now() >= poll_at;
     if (db_->EnsureConnected().ok()) {
       absl::StatusOr<int> notified = db_->TakeNotifications();
-      if (notified.ok() && *notified > 0) {
-        look = true;
-        absl::MutexLock lock(&mu_);
-        notifications_ += *notified;
-      }
+      if (notified.ok() && *notified > 0) look = true;
     }
     if (look) {
       // On failure the next poll tries again.
@@ -204,10 +183,6 @@ absl::Status EventTailer::CatchUp(int64_t upto) {
     KANBAN_ASSIGN_OR_RETURN(
         std::vector<Event> events,
         sql::ReadEventsAfter(*db_, options_.hub->head(), options_.read_limit));
-    {
-      absl::MutexLock lock(&mu_);
-      ++reads_;
-    }
     if (events.empty()) break;  // Retention ran past the head: nothing to add.
     if (events.front().seq > options_.hub->head() + 1) {
       // Retention deleted events this replica never read: the ring starts

@@ -55,6 +55,7 @@ class EventTailer {
  public:
   struct Options {
     std::string target;       // The database (a --db value). Required.
+    std::string schema;       // Its sessions' current_schema(). Required.
     EventHub* hub = nullptr;  // Not owned; outlives the tailer. Required.
     // Called with each run of events (whole changes, in seq order) before
     // the hub gets them. Must not block. Default: none.
@@ -79,10 +80,6 @@ class EventTailer {
 
   // Publishes what was handed over, then stops the thread. Idempotent.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
-
-  // Notifications received and reads of the events table so far (tests).
-  int64_t notifications() const ABSL_LOCKS_EXCLUDED(mu_);
-  int64_t reads() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   EventTailer(Options options, std::unique_ptr<PgConnection> db, std::string channel,
@@ -116,8 +113,6 @@ class EventTailer {
   std::deque<std::vector<Event>> local_ ABSL_GUARDED_BY(mu_);
   bool notify_ ABSL_GUARDED_BY(mu_) = false;  // A local commit to announce.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t notifications_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t reads_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kanban::storage::postgres

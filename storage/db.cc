@@ -21,6 +21,11 @@ bool IsWriteConflict(const absl::Status& status) {
   return status.GetPayload(kWriteConflictPayload).has_value();
 }
 
+absl::Status ClearWriteConflict(absl::Status status) {
+  status.ErasePayload(kWriteConflictPayload);
+  return status;
+}
+
 absl::Status MarkSyncFailure(absl::Status status) {
   status.SetPayload(kSyncFailurePayload, absl::Cord("1"));
   return status;

@@ -37,6 +37,8 @@ bool IsSyncFailure(const absl::Status& status);
 // committed result. A backend marks such a status; the writer retries.
 absl::Status MarkWriteConflict(absl::Status status);
 bool IsWriteConflict(const absl::Status& status);
+// The status without the mark: a conflict that proved to be the caller's own.
+absl::Status ClearWriteConflict(absl::Status status);
 
 // A backend's prepared statement. Parameters are 1-based, columns 0-based.
 class StatementImpl {

@@ -14,6 +14,15 @@
 #include "storage/task_sql.h"
 
 namespace kanban::storage {
+namespace {
+
+// A unique key another transaction took first (PostgreSQL's 23505, which
+// the connection marks as a write conflict) or that this batch took itself.
+bool IsDuplicateKey(const absl::Status& status) {
+  return IsWriteConflict(status) && status.code() == absl::StatusCode::kAlreadyExists;
+}
+
+}  // namespace
 
 Writer::Writer(std::unique_ptr<Connection> db, Options options)
     : options_(std::move(options)), db_(std::move(db)) {
@@ -228,8 +237,32 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
       savepoint.emplace(*std::move(begun));
     }
     const int64_t changes_before = db_->TotalChanges();
-    WriteContext ctx(*db_, options_.clock->Now(), gen_);
-    absl::Status status = batch[i].apply(ctx);
+    std::optional<WriteContext> ctx;
+    ctx.emplace(*db_, options_.clock->Now(), gen_);
+    absl::Status status = batch[i].apply(*ctx);
+    if (IsDuplicateKey(status)) {
+      // Another writer's row, or one of this batch's own: only running the
+      // mutation again can tell. That needs a savepoint (the error voided
+      // the transaction), so the batch starts over isolated.
+      if (!isolate) return false;
+      // Under a savepoint, a mutation that lost a race for a key runs again
+      // at once: its statements now see the other's row, committed by then.
+      // A key still taken was this batch's own, and the error is this
+      // mutation's alone (ALREADY_EXISTS), not the batch's.
+      if (absl::Status s = savepoint->Rollback(); !s.ok()) {
+        batch_status = s;
+        break;
+      }
+      absl::StatusOr<Savepoint> again = Savepoint::Begin(*db_);
+      if (!again.ok()) {
+        batch_status = again.status();
+        break;
+      }
+      savepoint.emplace(*std::move(again));
+      ctx.emplace(*db_, options_.clock->Now(), gen_);
+      status = batch[i].apply(*ctx);
+      if (IsDuplicateKey(status)) status = ClearWriteConflict(std::move(status));
+    }
     if (IsWriteConflict(status)) {
       // Lost a race with another writer of the database: the whole batch
       // runs again (ApplyBatch), not just this mutation.
@@ -246,7 +279,7 @@ bool Writer::ApplyAll(std::vector<Job>& batch, bool isolate,
     }
     if (status.ok() && savepoint.has_value()) status = savepoint->Release();
     if (status.ok()) {
-      std::vector<Event> events = ctx.TakeEvents();
+      std::vector<Event> events = ctx->TakeEvents();
       if (!events.empty()) change_starts.push_back(committed_events.size());
       std::move(events.begin(), events.end(), std::back_inserter(committed_events));
     } else if (savepoint.has_value()) {

@@ -1,6 +1,9 @@
 // AdminService end to end: online backups taken while writers keep writing
 // (the copy holds everything acknowledged before it, and checks clean),
 // refused requests with the field named, and integrity checks.
+//
+// Backup and CheckIntegrity are SQLite tools; on PostgreSQL they refuse,
+// naming pg_dump / pg_basebackup / amcheck (AdminServicePostgresTest).
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 

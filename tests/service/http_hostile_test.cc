@@ -6,6 +6,9 @@
 // once and its event stream gets events made through gRPC; the held
 // connections are closed by the server within their timeout; refusals are
 // counted in /metrics.
+//
+// On SQLite only: the subject is the door's sockets, which never reach the
+// backend (the door's behaviour on each backend is tests/service/http_test.cc).
 #include <grpcpp/create_channel.h>
 #include <grpcpp/grpcpp.h>
 #include <poll.h>

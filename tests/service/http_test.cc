@@ -1,5 +1,6 @@
 // The HTTP door end to end: a real server with --http_listen on 127.0.0.1:0
-// over a real SQLite file, called with a raw-socket HTTP/1.1 client
+// over each backend (a real SQLite file, a fresh database on the suite's
+// PostgreSQL), called with a raw-socket HTTP/1.1 client
 // (tests/support/http_client.h). Checks the gRPC-code-to-HTTP-status table,
 // the canonical JSON shape, bearer tokens and roles, and the Server-Sent
 // Events stream: exact resumption with Last-Event-ID and the error event for
@@ -27,6 +28,7 @@
 #include "service/server.h"
 #include "storage/store.h"
 #include "tests/service/seed_token.h"
+#include "tests/support/backends.h"
 #include "tests/support/http_client.h"
 #include "tests/support/temp_dir.h"
 
@@ -53,14 +55,18 @@ Message FromJson(const std::string& json) {
   return message;
 }
 
-class HttpTest : public ::testing::Test {
+class HttpTest : public kanban::testing::BackendTest {
  protected:
+  // Skips the test here, before its body, when there is no PostgreSQL.
+  void SetUp() override { Database(dir_.File("kanban.db")); }
+
   void Start(std::function<void(Server::Options&)> configure = nullptr) {
     Server::Options options;
     options.listen = "127.0.0.1:0";
     options.http_listen = "127.0.0.1:0";
     options.http_keepalive = absl::Milliseconds(200);
-    options.store.path = dir_.File("kanban.db");
+    options.store.path = Database(dir_.File("kanban.db"));
+    ASSERT_FALSE(options.store.path.empty());
     if (configure) configure(options);
     if (options.auth) {
       // The first admin token goes straight into the database, as
@@ -168,6 +174,9 @@ class HttpTest : public ::testing::Test {
   std::unique_ptr<v1::AdminService::Stub> admin_;
 };
 
+INSTANTIATE_TEST_SUITE_P(Backends, HttpTest, kanban::testing::AllBackends(),
+                         kanban::testing::BackendName);
+
 // Every gRPC code has its HTTP status, as the issue's table says.
 TEST(HttpStatusTest, MapsEveryCode) {
   EXPECT_EQ(HttpStatusFor(StatusCode::OK), 200);
@@ -190,7 +199,7 @@ TEST(HttpStatusTest, MapsEveryCode) {
             R"({"code":"NOT_FOUND","message":"task \"x\"\n"})");
 }
 
-TEST_F(HttpTest, CreateGetListMoveCommentInCanonicalJson) {
+TEST_P(HttpTest, CreateGetListMoveCommentInCanonicalJson) {
   ASSERT_NO_FATAL_FAILURE(Start());
   HttpResponse created =
       Fetch("POST", "/api/v1/boards/default/tasks",
@@ -264,7 +273,7 @@ TEST_F(HttpTest, CreateGetListMoveCommentInCanonicalJson) {
   EXPECT_EQ(FromJson<v1::ListTasksResponse>(second.body).tasks_size(), 2);
 }
 
-TEST_F(HttpTest, GrpcCodesBecomeHttpStatusesWithJsonErrorBodies) {
+TEST_P(HttpTest, GrpcCodesBecomeHttpStatusesWithJsonErrorBodies) {
   ASSERT_NO_FATAL_FAILURE(Start());
   const v1::Task task = CreateTask("t");
   const auto expect = [&](const HttpResponse& r, int status, const std::string& code) {
@@ -316,7 +325,7 @@ TEST_F(HttpTest, GrpcCodesBecomeHttpStatusesWithJsonErrorBodies) {
 }
 
 // Bodies are read up to --max_request_bytes, as gRPC would take them.
-TEST_F(HttpTest, BodiesOverTheRequestLimitAreRefused) {
+TEST_P(HttpTest, BodiesOverTheRequestLimitAreRefused) {
   ASSERT_NO_FATAL_FAILURE(Start([](Server::Options& o) { o.max_request_bytes = 1024; }));
   const std::string big = R"({"title":"x","body":")" + std::string(2000, 'b') + R"("})";
   HttpResponse refused = Fetch("POST", "/api/v1/boards/default/tasks", big);
@@ -329,7 +338,7 @@ TEST_F(HttpTest, BodiesOverTheRequestLimitAreRefused) {
 
 // Streams hold a thread each: a cap keeps them from taking every thread
 // from the API.
-TEST_F(HttpTest, EventStreamsAreCappedAndTheApiStillAnswers) {
+TEST_P(HttpTest, EventStreamsAreCappedAndTheApiStillAnswers) {
   ASSERT_NO_FATAL_FAILURE(
       Start([](Server::Options& o) { o.http_max_event_streams = 2; }));
   std::vector<std::unique_ptr<SseStream>> open;
@@ -348,7 +357,7 @@ TEST_F(HttpTest, EventStreamsAreCappedAndTheApiStillAnswers) {
 // Another site's page must not drive a loopback board from the user's
 // browser: no form or text/plain POSTs (no CORS preflight), and no requests
 // addressed to a name other than loopback (DNS rebinding).
-TEST_F(HttpTest, RefusesCrossSiteShapedRequests) {
+TEST_P(HttpTest, RefusesCrossSiteShapedRequests) {
   ASSERT_NO_FATAL_FAILURE(Start());
   for (const char* type : {"text/plain", "application/x-www-form-urlencoded"}) {
     HttpResponse r = Fetch("POST", "/api/v1/boards/default/tasks", R"({"title":"csrf"})",
@@ -366,7 +375,7 @@ TEST_F(HttpTest, RefusesCrossSiteShapedRequests) {
   EXPECT_THAT(tasks.body, Not(HasSubstr("csrf")));
 }
 
-TEST_F(HttpTest, ServesThePage) {
+TEST_P(HttpTest, ServesThePage) {
   ASSERT_NO_FATAL_FAILURE(Start());
   HttpResponse page = Fetch("GET", "/");
   ASSERT_EQ(page.status, 200);
@@ -378,7 +387,7 @@ TEST_F(HttpTest, ServesThePage) {
   EXPECT_EQ(Fetch("GET", "/style.css").status, 200);
 }
 
-TEST_F(HttpTest, BearerTokensAndRolesAreThoseOfGrpc) {
+TEST_P(HttpTest, BearerTokensAndRolesAreThoseOfGrpc) {
   ASSERT_NO_FATAL_FAILURE(Start([](Server::Options& o) { o.auth = true; }));
   const std::string viewer = MakeToken("view", v1::ROLE_VIEWER);
   const std::string producer = MakeToken("prod", v1::ROLE_PRODUCER);
@@ -416,7 +425,7 @@ TEST_F(HttpTest, BearerTokensAndRolesAreThoseOfGrpc) {
 
 // A browser resumes with Last-Event-ID: exactly the events after it, no gap
 // and no duplicate, then the live tail.
-TEST_F(HttpTest, EventStreamResumesExactlyFromLastEventId) {
+TEST_P(HttpTest, EventStreamResumesExactlyFromLastEventId) {
   ASSERT_NO_FATAL_FAILURE(Start());
   for (int i = 0; i < 5; ++i) CreateTask(absl::StrCat("t", i));
   {
@@ -437,7 +446,7 @@ TEST_F(HttpTest, EventStreamResumesExactlyFromLastEventId) {
 
 // Events filtered out still move the position: bookmarks carry an id, so a
 // resume skips them; idle streams get keep-alive comments.
-TEST_F(HttpTest, BookmarksCarryIdsAndIdleStreamsGetKeepAlives) {
+TEST_P(HttpTest, BookmarksCarryIdsAndIdleStreamsGetKeepAlives) {
   ASSERT_NO_FATAL_FAILURE(Start());
   v1::CreateBoardRequest board;
   board.set_name("other");
@@ -462,7 +471,7 @@ TEST_F(HttpTest, BookmarksCarryIdsAndIdleStreamsGetKeepAlives) {
 
 // A resume point older than the retained history ends the stream with an
 // error event naming the oldest seq; resuming from just before it works.
-TEST_F(HttpTest, CompactedResumePointEndsWithErrorEventNamingOldestSeq) {
+TEST_P(HttpTest, CompactedResumePointEndsWithErrorEventNamingOldestSeq) {
   ASSERT_NO_FATAL_FAILURE(Start([](Server::Options& o) {
     o.store.event_retention_count = 10;
     o.store.sweep_interval = absl::Milliseconds(50);
@@ -490,7 +499,7 @@ TEST_F(HttpTest, CompactedResumePointEndsWithErrorEventNamingOldestSeq) {
 }
 
 // Shutdown ends open streams (first, before gRPC) instead of hanging.
-TEST_F(HttpTest, ShutdownEndsOpenStreams) {
+TEST_P(HttpTest, ShutdownEndsOpenStreams) {
   ASSERT_NO_FATAL_FAILURE(Start());
   auto stream = Events("?from_now=true");
   ASSERT_EQ(stream->status(), 200);

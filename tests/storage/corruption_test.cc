@@ -1,6 +1,10 @@
 // Corruption, on real files damaged on purpose: found at open (quick_check,
 // quarantine, restart loops that must not copy again), and found while
 // running (the call gets DATA_LOSS, writing stops, healthy reads go on).
+//
+// On SQLite only: damaging the file, quick_check and quarantine are about the
+// database file kanband owns; PostgreSQL's own storage is its operator's
+// (amcheck), and its faults are tests/storage/postgres_faults_test.cc.
 #include <filesystem>
 #include <fstream>
 #include <string>

@@ -1,5 +1,7 @@
 // KANBAN_SYNCHRONOUS_MODE and --synchronous: parsing, and the pragmas read
-// back from a real database opened through the Store.
+// back from a real database opened through the Store. The pragmas are
+// SQLite's; PostgreSQL's synchronous_commit, read back, is checked on both
+// backends by KanbanService*Test.ServerInfoReportsTheChoiceReadBack.
 #include "storage/durability.h"
 
 #include <cstdlib>

@@ -1,5 +1,7 @@
 // The SQLite wrapper: statements, cached statements, transactions and
-// savepoints on a real file, and the result-code mapping.
+// savepoints on a real file, and the result-code mapping. (The PostgreSQL
+// wrapper's counterpart runs through every Store test on that backend, and
+// tests/storage/postgres_faults_test.cc.)
 #include <sqlite3.h>
 
 #include "gmock/gmock.h"

@@ -161,15 +161,17 @@ CycleResult RunCycle(PrivatePostgres& server, const Replicas& kanband, int cycle
   }
   // kanband serves again before the next cycle (it reconnects by itself).
   auto stub = kanband.Stub(0);
-  EXPECT_TRUE(WaitFor(absl::Seconds(30), [&] {
-    v1::CreateTaskRequest create;
-    create.set_title(absl::StrCat("probe-", cycle));
-    create.set_idempotency_key(create.title());
-    v1::Task task;
-    grpc::ClientContext ctx;
-    Prepare(ctx, absl::Seconds(2));
-    return stub->CreateTask(&ctx, create, &task).ok();
-  })) << "kanband did not serve again\n"
+  EXPECT_TRUE(WaitFor(absl::Seconds(30),
+                      [&] {
+                        v1::CreateTaskRequest create;
+                        create.set_title(absl::StrCat("probe-", cycle));
+                        create.set_idempotency_key(create.title());
+                        v1::Task task;
+                        grpc::ClientContext ctx;
+                        Prepare(ctx, absl::Seconds(2));
+                        return stub->CreateTask(&ctx, create, &task).ok();
+                      }))
+      << "kanband did not serve again\n"
       << kanband.Logs();
   return result;
 }

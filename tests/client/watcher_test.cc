@@ -27,6 +27,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "tests/support/backends.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -282,22 +283,26 @@ class Client {
   std::atomic<bool> aborted_{false};
 };
 
-class WatcherTest : public ::testing::Test {
+class WatcherTest : public ::kanban::testing::BackendTest {
  protected:
   void SetUp() override {
+    if (db().empty()) return;  // Skipped: no PostgreSQL.
     server_ = StartServer(db());
     ASSERT_TRUE(server_.ok());
     channel_ = Connect(server_.address);
     client_ = std::make_unique<Client>(channel_);
   }
 
-  std::string db() const { return dir_.File("kanban.db"); }
+  const std::string& db() { return Database(dir_.File("kanban.db")); }
 
   TempDir dir_;
   Kanband server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Client> client_;
 };
+
+INSTANTIATE_TEST_SUITE_P(Backends, WatcherTest, ::kanban::testing::AllBackends(),
+                         ::kanban::testing::BackendName);
 
 // Creates `tasks` tasks; every second one is moved READY -> TODO and every
 // fourth back to READY. Returns the number of writes (one event each).
@@ -318,7 +323,7 @@ int WriteTasks(Client& client, int tasks, const std::string& prefix) {
   return writes;
 }
 
-TEST_F(WatcherTest, StopAndResumeAtRandomPointsMissesAndRepeatsNothing) {
+TEST_P(WatcherTest, StopAndResumeAtRandomPointsMissesAndRepeatsNothing) {
   constexpr int kTasks = 2000;
   std::atomic<bool> writing{true};
   int writes = 0;
@@ -363,7 +368,7 @@ TEST_F(WatcherTest, StopAndResumeAtRandomPointsMissesAndRepeatsNothing) {
   EXPECT_GT(watchers, 10);
 }
 
-TEST_F(WatcherTest, FollowsTheFeedAcrossServerRestartsOnTheSamePort) {
+TEST_P(WatcherTest, FollowsTheFeedAcrossServerRestartsOnTheSamePort) {
   constexpr int kTasks = 600;
   const std::string port = server_.address.substr(server_.address.rfind(':') + 1);
   BackgroundWatch watch(channel_, From(0));
@@ -398,7 +403,7 @@ TEST_F(WatcherTest, FollowsTheFeedAcrossServerRestartsOnTheSamePort) {
   EXPECT_GT(restarts, 0);
 }
 
-TEST_F(WatcherTest, ResumesOnARestartedServerWithExactlyTheMissedEvents) {
+TEST_P(WatcherTest, ResumesOnARestartedServerWithExactlyTheMissedEvents) {
   for (const std::string& title : Titles("before-", 20)) client_->Create(title);
   int64_t position = -1;
   {
@@ -434,7 +439,7 @@ TEST_F(WatcherTest, ResumesOnARestartedServerWithExactlyTheMissedEvents) {
   EXPECT_EQ(CreatedTitles(events), want);
 }
 
-TEST_F(WatcherTest, FromNowDeliversOnlyNewEvents) {
+TEST_P(WatcherTest, FromNowDeliversOnlyNewEvents) {
   for (const std::string& title : Titles("old-", 5)) client_->Create(title);
   int64_t before = Head(channel_, 5);
   BackgroundWatch watch(channel_, From(-1));
@@ -450,7 +455,7 @@ TEST_F(WatcherTest, FromNowDeliversOnlyNewEvents) {
   EXPECT_EQ(CreatedTitles(watch.events()), Titles("new-", 3));
 }
 
-TEST_F(WatcherTest, FromNowOnAnEmptyDatabaseStartsAtItsHead) {
+TEST_P(WatcherTest, FromNowOnAnEmptyDatabaseStartsAtItsHead) {
   BackgroundWatch watch(channel_, From(-1));
   ASSERT_TRUE(watch.WaitForBookmark());
   EXPECT_GE(watch.position(), 0);
@@ -463,7 +468,7 @@ TEST_F(WatcherTest, FromNowOnAnEmptyDatabaseStartsAtItsHead) {
   EXPECT_EQ(CreatedTitles(watch.events()), std::vector<std::string>{"first"});
 }
 
-TEST_F(WatcherTest, FiltersByKindTaskAndBoard) {
+TEST_P(WatcherTest, FiltersByKindTaskAndBoard) {
   client_->CreateBoard("other");
   v1::Task a = client_->Create("a");
   v1::Task b = client_->Create("b");
@@ -604,10 +609,12 @@ INSTANTIATE_TEST_SUITE_P(SameServerOrRestarted, WatcherRetentionTest, ::testing:
 // A watcher too slow to take what the server sends is reset by the server
 // after --watch_stall_timeout (it sees CANCELLED), and resumes from its
 // position without a gap.
-class WatcherStallTest : public ::testing::Test {
+class WatcherStallTest : public ::kanban::testing::BackendTest {
  protected:
   void SetUp() override {
-    server_ = StartServer(dir_.File("kanban.db"), {"--watch_stall_timeout=300ms"});
+    const std::string& db = Database(dir_.File("kanban.db"));
+    if (db.empty()) return;  // Skipped: no PostgreSQL.
+    server_ = StartServer(db, {"--watch_stall_timeout=300ms"});
     ASSERT_TRUE(server_.ok());
     channel_ = Connect(server_.address);
     // 3000 events of 8 kB: more than the connection's flow-control windows.
@@ -631,7 +638,10 @@ class WatcherStallTest : public ::testing::Test {
   int64_t head_ = -1;
 };
 
-TEST_F(WatcherStallTest, TheServerResetsAStalledStream) {
+INSTANTIATE_TEST_SUITE_P(Backends, WatcherStallTest, ::kanban::testing::AllBackends(),
+                         ::kanban::testing::BackendName);
+
+TEST_P(WatcherStallTest, TheServerResetsAStalledStream) {
   auto stub = v1::KanbanService::NewStub(channel_);
   grpc::ClientContext ctx;
   v1::WatchEventsRequest request;
@@ -650,7 +660,7 @@ TEST_F(WatcherStallTest, TheServerResetsAStalledStream) {
       << status.error_code() << " " << status.error_message();
 }
 
-TEST_F(WatcherStallTest, AStalledWatcherResumesWithoutLoss) {
+TEST_P(WatcherStallTest, AStalledWatcherResumesWithoutLoss) {
   Watcher watcher(channel_, From(0));
   std::vector<v1::Event> events;
   absl::Status status = watcher.Run(
@@ -665,7 +675,7 @@ TEST_F(WatcherStallTest, AStalledWatcherResumesWithoutLoss) {
   EXPECT_EQ(CheckContiguous(events, 1, head_), "");
 }
 
-TEST_F(WatcherTest, StopEndsAnIdleWatchPromptly) {
+TEST_P(WatcherTest, StopEndsAnIdleWatchPromptly) {
   WatchOptions options = From(-1);
   options.bookmark_interval = absl::ZeroDuration();
   BackgroundWatch watch(channel_, options);

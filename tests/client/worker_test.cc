@@ -20,6 +20,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "tests/support/backends.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -38,11 +39,12 @@ using Kind = WorkerEvent::Kind;
 // Long enough never to be hit by a passing test; a bound for a failing one.
 constexpr absl::Duration kPatience = absl::Seconds(20);
 
-class WorkerTest : public ::testing::Test {
+class WorkerTest : public ::kanban::testing::BackendTest {
  protected:
   void SetUp() override {
-    kanband_ = StartKanband(KANBAND_PATH, dir_.File("kanban.db"), {},
-                            {"KANBAN_SYNCHRONOUS_MODE"});
+    const std::string& db = Database(dir_.File("kanban.db"));
+    if (db.empty()) return;  // Skipped: no PostgreSQL.
+    kanband_ = StartKanband(KANBAND_PATH, db, {}, {"KANBAN_SYNCHRONOUS_MODE"});
     ASSERT_TRUE(kanband_.ok());
     channel_ = grpc::CreateChannel(kanband_.address, grpc::InsecureChannelCredentials());
     stub_ = v1::KanbanService::NewStub(channel_);
@@ -122,7 +124,10 @@ class WorkerTest : public ::testing::Test {
   std::vector<WorkerEvent> events_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST_F(WorkerTest, CompletesEachTaskWithTheHandlersResult) {
+INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::kanban::testing::AllBackends(),
+                         ::kanban::testing::BackendName);
+
+TEST_P(WorkerTest, CompletesEachTaskWithTheHandlersResult) {
   std::vector<v1::Task> tasks = {CreateTask("first", 3), CreateTask("second", 2),
                                  CreateTask("third", 1)};
   WorkerOptions options = Options();
@@ -150,7 +155,7 @@ TEST_F(WorkerTest, CompletesEachTaskWithTheHandlersResult) {
   EXPECT_EQ(EventNames(), expected_events);
 }
 
-TEST_F(WorkerTest, HandlerErrorFailsTheTaskForARetry) {
+TEST_P(WorkerTest, HandlerErrorFailsTheTaskForARetry) {
   v1::Task created = CreateTask("flaky", 0, 3);
   WorkerOptions options = Options();
   options.max_tasks = 1;
@@ -172,7 +177,7 @@ TEST_F(WorkerTest, HandlerErrorFailsTheTaskForARetry) {
   EXPECT_EQ(DetailOf(Kind::kFailed), "disk on fire");
 }
 
-TEST_F(WorkerTest, InvalidArgumentFromTheHandlerBlocksTheTask) {
+TEST_P(WorkerTest, InvalidArgumentFromTheHandlerBlocksTheTask) {
   v1::Task created = CreateTask("hopeless", 0, 3);
   WorkerOptions options = Options();
   options.max_tasks = 1;
@@ -189,7 +194,7 @@ TEST_F(WorkerTest, InvalidArgumentFromTheHandlerBlocksTheTask) {
   EXPECT_EQ(task.last_error(), "malformed input");
 }
 
-TEST_F(WorkerTest, CancelledFromTheHandlerReleasesTheTask) {
+TEST_P(WorkerTest, CancelledFromTheHandlerReleasesTheTask) {
   v1::Task created = CreateTask("not now");
   WorkerOptions options = Options();
   options.max_tasks = 1;
@@ -208,7 +213,7 @@ TEST_F(WorkerTest, CancelledFromTheHandlerReleasesTheTask) {
                                       absl::StrCat("released ", created.id())}));
 }
 
-TEST_F(WorkerTest, OperatorCancellingTheLeaseCancelsTheContext) {
+TEST_P(WorkerTest, OperatorCancellingTheLeaseCancelsTheContext) {
   v1::Task created = CreateTask("long job");
   WorkerOptions options = Options();
   options.max_tasks = 1;
@@ -244,7 +249,7 @@ TEST_F(WorkerTest, OperatorCancellingTheLeaseCancelsTheContext) {
   EXPECT_EQ(DetailOf(Kind::kLost), "cancelled");
 }
 
-TEST_F(WorkerTest, LeaseRunsOutWhenNoHeartbeatGetsThrough) {
+TEST_P(WorkerTest, LeaseRunsOutWhenNoHeartbeatGetsThrough) {
   CreateTask("orphaned");
   WorkerOptions options = Options();
   options.max_tasks = 1;
@@ -275,7 +280,7 @@ TEST_F(WorkerTest, LeaseRunsOutWhenNoHeartbeatGetsThrough) {
   EXPECT_EQ(DetailOf(Kind::kCompleted), "<none>");
 }
 
-TEST_F(WorkerTest, StopLetsTheRunningHandlerFinishAndClaimsNothingMore) {
+TEST_P(WorkerTest, StopLetsTheRunningHandlerFinishAndClaimsNothingMore) {
   v1::Task current = CreateTask("current", 5);
   v1::Task next = CreateTask("next", 1);
   Worker worker(channel_, Options());
@@ -307,7 +312,7 @@ TEST_F(WorkerTest, StopLetsTheRunningHandlerFinishAndClaimsNothingMore) {
   EXPECT_EQ(untouched.attempt(), 0);
 }
 
-TEST_F(WorkerTest, StopCutsAWaitingClaimShort) {
+TEST_P(WorkerTest, StopCutsAWaitingClaimShort) {
   WorkerOptions options = Options();
   options.claim_wait = absl::Seconds(30);
   Worker worker(channel_, options);
@@ -334,7 +339,7 @@ TEST_F(WorkerTest, StopCutsAWaitingClaimShort) {
       worker.Run([](TaskContext&) -> absl::StatusOr<std::string> { return ""; }).ok());
 }
 
-TEST_F(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
+TEST_P(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
   ASSERT_EQ(kanband_.process.Signal(SIGTERM), 0);
   ASSERT_EQ(kanband_.process.Wait(kPatience), 0) << kanband_.Log();
   WorkerOptions options = Options();
@@ -359,7 +364,7 @@ TEST_F(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
   EXPECT_TRUE(absl::StartsWith(errors[0], "ClaimTask: UNAVAILABLE")) << errors[0];
 }
 
-TEST_F(WorkerTest, ClaimsOnlyTasksWithAllItsLabels) {
+TEST_P(WorkerTest, ClaimsOnlyTasksWithAllItsLabels) {
   v1::Task plain = CreateTask("plain", 9);
   v1::Task gpu = CreateTask("gpu job", 1, 0, {"gpu", "big"});
   WorkerOptions options = Options();
@@ -379,7 +384,7 @@ TEST_F(WorkerTest, ClaimsOnlyTasksWithAllItsLabels) {
   EXPECT_EQ(GetTask(plain.id()).status(), v1::READY);
 }
 
-TEST_F(WorkerTest, BadOptionsAndUnknownBoardsAreErrors) {
+TEST_P(WorkerTest, BadOptionsAndUnknownBoardsAreErrors) {
   WorkerOptions no_id = Options();
   no_id.worker_id = "";
   EXPECT_EQ(

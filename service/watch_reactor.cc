@@ -1,6 +1,8 @@
 #include "service/watch_reactor.h"
 
 #include <algorithm>
+#include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -28,7 +30,8 @@ WatchReactor::WatchReactor(grpc::CallbackServerContext* ctx, storage::Store* sto
       store_(store),
       registry_(registry),
       filter_(std::move(filter)),
-      options_(options) {
+      options_(options),
+      connection_(std::hash<std::string>()(ctx->peer())) {
   absl::MutexLock lock(&mu_);
   pos_ = after_seq.has_value() ? *after_seq : store_->events()->head();
   last_sent_ = absl::Now();

@@ -77,6 +77,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // was revoked; end the stream with `status` (after what is being sent).
   void End(grpc::Status status) ABSL_LOCKS_EXCLUDED(mu_);
   const std::string& principal() const { return options_.principal; }
+  // Which client connection the stream is on (a hash of the peer address):
+  // the registry wakes the streams of one connection together.
+  size_t connection() const { return connection_; }
 
   // Lifetime: gRPC holds one reference until OnDone, the registry one while
   // the watcher is registered, and the registry's thread one per call it
@@ -120,6 +123,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   WatchRegistry* const registry_;
   const WatchFilter filter_;
   const Options options_;
+  const size_t connection_;
 
   std::atomic<int> refs_{1};
 

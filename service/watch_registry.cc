@@ -11,7 +11,7 @@
 namespace kanban::service {
 
 WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
-                             size_t max_per_token, absl::Duration tick)
+                             size_t max_per_token, absl::Duration tick, int wake_threads)
     : hub_(hub),
       tick_(tick),
       max_streams_(max_streams),
@@ -25,17 +25,39 @@ WatchRegistry::WatchRegistry(storage::EventHub* hub, size_t max_streams,
     pthread_setname_np(pthread_self(), "kanban-watch");
     Loop();
   });
+  if (wake_threads <= 0) {
+    wake_threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  }
+  for (int i = 0; i < wake_threads; ++i) {
+    wakers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "kanban-wake");
+      WakeLoop();
+    });
+  }
 }
 
 WatchRegistry::~WatchRegistry() {
   Shutdown();
   thread_.join();
+  std::deque<std::vector<WatchReactor*>> wakes;
+  {
+    absl::MutexLock lock(&wake_mu_);
+    wake_stop_ = true;
+  }
+  for (std::thread& waker : wakers_) waker.join();
+  {
+    absl::MutexLock lock(&wake_mu_);
+    wakes.swap(wakes_);
+  }
   std::vector<WatchReactor*> parked;
   {
     absl::MutexLock lock(&park_mu_);
     parked.swap(parked_);
   }
   for (WatchReactor* watcher : parked) watcher->Unref();
+  for (const std::vector<WatchReactor*>& chunk : wakes) {
+    for (WatchReactor* watcher : chunk) watcher->Unref();
+  }
 }
 
 absl::Status WatchRegistry::Add(WatchReactor* watcher) {
@@ -163,16 +185,54 @@ void WatchRegistry::Loop() {
         absl::MutexLock lock(&park_mu_);
         parked.swap(parked_);
       }
-      for (WatchReactor* watcher : parked) {
-        watcher->OnNotify();
-        watcher->Unref();
-      }
+      if (!parked.empty()) QueueWakes(std::move(parked));
     }
     if (tick) {
       for (WatchReactor* watcher : Snapshot()) {
         watcher->OnTick(now);
         watcher->Unref();
       }
+    }
+  }
+}
+
+void WatchRegistry::QueueWakes(std::vector<WatchReactor*> parked) {
+  std::sort(parked.begin(), parked.end(), [](WatchReactor* a, WatchReactor* b) {
+    return a->connection() < b->connection();
+  });
+  const size_t per_chunk = (parked.size() + wakers_.size() - 1) / wakers_.size();
+  std::vector<std::vector<WatchReactor*>> chunks;
+  for (size_t begin = 0; begin < parked.size();) {
+    size_t end = std::min(parked.size(), begin + per_chunk);
+    // Whole connections: a chunk ends where a connection does.
+    while (end < parked.size() &&
+           parked[end]->connection() == parked[end - 1]->connection()) {
+      ++end;
+    }
+    chunks.emplace_back(parked.begin() + begin, parked.begin() + end);
+    begin = end;
+  }
+  absl::MutexLock lock(&wake_mu_);
+  for (std::vector<WatchReactor*>& chunk : chunks) wakes_.push_back(std::move(chunk));
+}
+
+void WatchRegistry::WakeLoop() {
+  while (true) {
+    std::vector<WatchReactor*> chunk;
+    {
+      absl::MutexLock lock(&wake_mu_);
+      wake_mu_.Await(absl::Condition(
+          +[](WatchRegistry* r) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return r->wake_stop_ || !r->wakes_.empty();
+          },
+          this));
+      if (wake_stop_) return;  // The destructor lets go of what is left.
+      chunk = std::move(wakes_.front());
+      wakes_.pop_front();
+    }
+    for (WatchReactor* watcher : chunk) {
+      watcher->OnNotify();
+      watcher->Unref();
     }
   }
 }

@@ -1,17 +1,28 @@
 // WatchRegistry: the open WatchEvents streams. One thread of its own turns
-// newly published events into wire bytes once (WireCache) and wakes the
-// streams that are waiting for them (so the writer, which publishes, never
-// waits on watchers), and ticks every stream for bookmarks and stall checks.
+// newly published events into wire bytes once (WireCache), hands the streams
+// that are waiting for them to a few wake threads (so the writer, which
+// publishes, never waits on watchers), and ticks every stream for bookmarks
+// and stall checks.
 //
 // Wake-ups cost what is waiting, not what is open: a stream that has
 // nothing to send parks itself here; a publish wakes only the parked ones
 // (taken in one swap under one lock). A stream that is writing is not
 // touched: it looks for more when its write completes.
+//
+// Waking a stream starts its write on the waking thread, and gRPC sends it
+// there. With one thread, 1,000 wakes are 1,000 sends in a row and the last
+// watcher waits for all of them; so the parked streams are sorted by
+// connection and split, whole connections to a chunk, over the wake
+// threads. Streams of one connection woken together on one thread let gRPC
+// put their responses into one write to the socket; that is most of the
+// gain (1,000 watchers at 100 events/s: p99 70 ms to 23 ms with one wake
+// thread), and one thread per CPU keeps 1,000 events/s under 250 ms.
 #ifndef KANBAN_SERVICE_WATCH_REGISTRY_H_
 #define KANBAN_SERVICE_WATCH_REGISTRY_H_
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -39,10 +50,12 @@ class WatchRegistry {
   // registry's thread, which ticks every `tick`. At most `max_streams`
   // streams are open at once, and at most `max_per_token` of one token
   // (streams without a principal, with auth off, count only in the total).
+  // `wake_threads` wake parked streams (0: one per CPU).
   explicit WatchRegistry(storage::EventHub* hub, size_t max_streams = kDefaultMaxStreams,
                          size_t max_per_token = kDefaultMaxStreamsPerToken,
-                         absl::Duration tick = absl::Milliseconds(100));
-  ~WatchRegistry();  // Shutdown, then joins the thread.
+                         absl::Duration tick = absl::Milliseconds(100),
+                         int wake_threads = 0);
+  ~WatchRegistry();  // Shutdown, then joins the threads.
 
   // Registers `watcher` (OK), or refuses it: UNAVAILABLE once shut down,
   // RESOURCE_EXHAUSTED naming --max_watch_streams or
@@ -72,6 +85,10 @@ class WatchRegistry {
 
  private:
   void Loop() ABSL_LOCKS_EXCLUDED(mu_, signal_mu_);
+  // Sorts `parked` by connection and queues it for the wake threads in
+  // chunks of whole connections.
+  void QueueWakes(std::vector<WatchReactor*> parked) ABSL_LOCKS_EXCLUDED(wake_mu_);
+  void WakeLoop() ABSL_LOCKS_EXCLUDED(wake_mu_);
   // The open watchers, each with a reference taken: the caller calls them
   // without holding mu_ and then Unrefs each.
   std::vector<WatchReactor*> Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
@@ -101,7 +118,14 @@ class WatchRegistry {
   // Each holds a reference; taken by the next publish.
   std::vector<WatchReactor*> parked_ ABSL_GUARDED_BY(park_mu_);
 
+  // Chunks of parked streams (each holding a reference) for the wake
+  // threads.
+  absl::Mutex wake_mu_;
+  std::deque<std::vector<WatchReactor*>> wakes_ ABSL_GUARDED_BY(wake_mu_);
+  bool wake_stop_ ABSL_GUARDED_BY(wake_mu_) = false;
+
   std::thread thread_;
+  std::vector<std::thread> wakers_;
   std::atomic<int64_t> delivered_{0};
 };
 

@@ -82,6 +82,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       server->watchers_.get(), options.watch_stall_timeout, options.max_claim_wait);
   server->heartbeat_ =
       std::make_unique<HeartbeatServiceImpl>(server->store_.get(), server->auth_.get());
+  server->worker_ = std::make_unique<WorkerServiceImpl>(
+      server->store_.get(), server->auth_.get(), server->waiters_.get());
   server->admin_ = std::make_unique<AdminServiceImpl>(
       server->store_.get(), server->auth_.get(), server->watchers_.get());
 
@@ -107,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   builder.RegisterService(server->kanban_.get());
   builder.RegisterService(server->heartbeat_.get());
+  builder.RegisterService(server->worker_.get());
   builder.RegisterService(server->health_.get());
   builder.RegisterService(server->admin_.get());
   // Every interceptor goes into this one list: SetInterceptorCreators
@@ -190,6 +193,7 @@ void Server::Shutdown(absl::Duration grace) {
     health_->Shutdown();
     waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.
     watchers_->Shutdown();  // Every stream ends with UNAVAILABLE.
+    worker_->Shutdown();    // Worker streams get a go-away, then UNAVAILABLE.
     grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
     grpc_->Wait();
   }

@@ -15,6 +15,7 @@
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
+#include "service/worker_service.h"
 #include "service/http/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
@@ -120,6 +121,7 @@ class Server {
   std::unique_ptr<TokenRefresh> token_refresh_;
   std::unique_ptr<KanbanServiceImpl> kanban_;
   std::unique_ptr<HeartbeatServiceImpl> heartbeat_;
+  std::unique_ptr<WorkerServiceImpl> worker_;
   std::unique_ptr<HealthServiceImpl> health_;
   std::unique_ptr<AdminServiceImpl> admin_;
   std::unique_ptr<grpc::Server> grpc_;

@@ -185,6 +185,8 @@ class Store {
   // retention: on SQLite whenever the sweeper runs; on PostgreSQL while it is
   // the sweeper leader of the database (see SweepLoop).
   bool sweeping() const { return sweeping_.load(std::memory_order_relaxed); }
+  // The lease a claim gets when it names no lease_duration.
+  absl::Duration default_lease() const { return options_.retry.default_lease; }
   // The clock leases and timestamps follow. Not owned.
   Clock* clock() const { return options_.clock; }
   // OK while writes are accepted; otherwise the UNAVAILABLE status every

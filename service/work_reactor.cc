@@ -1,0 +1,495 @@
+#include "service/work_reactor.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "service/convert.h"
+#include "service/grpc_status.h"
+#include "service/work_streams.h"
+#include "storage/rules.h"
+
+namespace kanban::service {
+namespace {
+
+// A stream that has not attached is ended after this long.
+constexpr absl::Duration kAttachTimeout = absl::Seconds(10);
+
+// "lease lost: REASON (task ID)" from storage/lease_mutations.cc: the reason,
+// or empty for any other error.
+std::string LostReason(const absl::Status& status) {
+  constexpr absl::string_view kPrefix = "lease lost: ";
+  if (status.code() != absl::StatusCode::kFailedPrecondition ||
+      !absl::StartsWith(status.message(), kPrefix)) {
+    return "";
+  }
+  absl::string_view rest = status.message().substr(kPrefix.size());
+  return std::string(rest.substr(0, rest.find(" (")));
+}
+
+absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+absl::Status ValidateOutcome(const v1::WorkOutcome& outcome, absl::string_view field) {
+  if (absl::Status s =
+          storage::ValidateHeldLease({outcome.task_id(), outcome.lease_token()}, field);
+      !s.ok()) {
+    return s;
+  }
+  switch (outcome.outcome_case()) {
+    case v1::WorkOutcome::kComplete:
+      return storage::ValidateOutcomeText(outcome.complete(),
+                                          absl::StrCat(field, ".complete"));
+    case v1::WorkOutcome::kFail:
+      return storage::ValidateOutcomeText(outcome.fail().error(),
+                                          absl::StrCat(field, ".fail.error"));
+    case v1::WorkOutcome::kRelease:
+      if (outcome.release()) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat(field, ".release: must be true"));
+    case v1::WorkOutcome::OUTCOME_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": one of complete, fail or release is required"));
+}
+
+}  // namespace
+
+WorkReactor::WorkReactor(grpc::CallbackServerContext* ctx, storage::Store* store,
+                         ClaimWaiters* waiters, WorkStreams* streams,
+                         storage::Actor actor, std::string stream_id)
+    : ctx_(ctx),
+      store_(store),
+      waiters_(waiters),
+      streams_(streams),
+      actor_(std::move(actor)),
+      stream_id_(std::move(stream_id)) {
+  absl::MutexLock lock(&mu_);
+  interval_ = kAttachTimeout / 2;
+  last_heard_ = absl::Now();
+}
+
+void WorkReactor::Start() {
+  if (absl::Status added = streams_->Add(this); !added.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    Finish(ToGrpcStatus(added));
+    return;
+  }
+  StartRead(&in_);
+}
+
+absl::Status WorkReactor::AttachLocked(const v1::WorkRequest& request) {
+  if (!request.has_attach()) {
+    return absl::InvalidArgumentError(
+        "attach: the first message of a Work stream must attach");
+  }
+  if (request.outcomes_size() > 0 || request.heartbeat_size() > 0) {
+    return absl::InvalidArgumentError(
+        "attach: the attaching message carries nothing else (send outcomes and "
+        "heartbeats after it)");
+  }
+  const v1::WorkAttach& attach = request.attach();
+  absl::StatusOr<storage::ClaimRequest> claim = FromProto(attach.claim());
+  if (!claim.ok()) return Prefixed("attach.claim.", claim.status());
+  if (absl::Status s = storage::ValidateClaimRequest(*claim); !s.ok()) {
+    return Prefixed("attach.claim.", s);
+  }
+  if (!actor_.worker_id.empty() && claim->worker_id != actor_.worker_id) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "attach.claim.worker_id: token \"", actor_.principal, "\" acts as worker \"",
+        actor_.worker_id, "\", not \"", claim->worker_id, "\""));
+  }
+  if (attach.max_outstanding() < 1 || attach.max_outstanding() > kMaxOutstanding) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attach.max_outstanding: must be 1 to ", kMaxOutstanding, ", got ",
+                     attach.max_outstanding()));
+  }
+  const absl::Duration lease = claim->lease_duration > absl::ZeroDuration()
+                                   ? claim->lease_duration
+                                   : store_->default_lease();
+  claim_ = *std::move(claim);
+  window_ = attach.max_outstanding();
+  interval_ = lease / 3;
+  attached_ = true;
+  v1::WorkAttached* attached = outbox_.mutable_attached();
+  attached->set_stream_id(stream_id_);
+  DurationToProto(interval_, attached->mutable_heartbeat_interval());
+  outbox_used_ = true;
+  return absl::OkStatus();
+}
+
+void WorkReactor::OnReadDone(bool ok) {
+  Action action;
+  std::vector<Op> ops;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!ok) {
+      // The worker closed its side (or the stream broke): answer what is in
+      // flight, claim nothing more.
+      read_done_ = true;
+      FinishSoonLocked(grpc::Status::OK, /*drain=*/true);
+    } else if (finish_.has_value() || finished_) {
+      // Ending: read no further.
+    } else if (!attached_) {
+      last_heard_ = absl::Now();
+      if (absl::Status s = AttachLocked(in_); !s.ok()) {
+        FinishSoonLocked(ToGrpcStatus(s), /*drain=*/false);
+      } else {
+        action.read = true;
+      }
+    } else if (in_.has_attach()) {
+      FinishSoonLocked(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                       "attach: only the first message of a stream attaches"),
+          /*drain=*/false);
+    } else {
+      last_heard_ = absl::Now();
+      absl::Status bad;
+      for (int i = 0; i < in_.outcomes_size() && bad.ok(); ++i) {
+        bad = ValidateOutcome(in_.outcomes(i), absl::StrCat("outcomes[", i, "]"));
+      }
+      for (int i = 0; i < in_.heartbeat_size() && bad.ok(); ++i) {
+        bad = storage::ValidateHeldLease(
+            {in_.heartbeat(i).task_id(), in_.heartbeat(i).lease_token()},
+            absl::StrCat("heartbeat[", i, "]"));
+      }
+      if (!bad.ok()) {
+        // Nothing of a bad message is carried out.
+        FinishSoonLocked(ToGrpcStatus(bad), /*drain=*/true);
+      } else {
+        for (v1::WorkOutcome& outcome : *in_.mutable_outcomes()) {
+          Op op;
+          op.outcome = std::move(outcome);
+          ops.push_back(std::move(op));
+        }
+        if (in_.heartbeat_size() > 0) {
+          Op op;
+          op.is_heartbeat = true;
+          op.heartbeat = FromProto(in_.heartbeat());
+          ops.push_back(std::move(op));
+        }
+        ops_in_flight_ += static_cast<int>(ops.size());
+        action.read = true;
+      }
+    }
+    PlanLocked(&action);
+  }
+  Execute(std::move(action), std::move(ops));
+}
+
+void WorkReactor::PlanLocked(Action* action) {
+  if (finished_) {
+    action->read = false;
+    return;
+  }
+  if (attached_ && !finish_.has_value() && !claim_failed_ && !waiter_.has_value()) {
+    const int room = window_ - static_cast<int>(held_.size()) - claims_in_flight_;
+    const int n = std::min(room, kMaxClaimsInFlight - claims_in_flight_);
+    if (n > 0) {
+      claims_in_flight_ += n;
+      action->claims += n;
+    }
+  }
+  const bool abort = finish_.has_value() && !drain_;
+  if (!writing_ && outbox_used_ && !abort) {
+    out_.Swap(&outbox_);
+    outbox_.Clear();
+    outbox_used_ = false;
+    outbox_leases_.clear();
+    writing_ = true;
+    action->write = true;
+  }
+  if (finish_.has_value() && !writing_ && (abort || ops_in_flight_ == 0)) {
+    finished_ = true;
+    action->read = false;
+    action->finish = *finish_;
+    // Assignments that never went out: their tasks go back at once.
+    for (storage::Lease& lease : outbox_leases_)
+      action->give_back.push_back(std::move(lease));
+    outbox_leases_.clear();
+    outbox_.Clear();
+    outbox_used_ = false;
+    if (waiter_.has_value() && waiters_->Remove(*waiter_)) ++action->unrefs;
+    waiter_.reset();
+  }
+}
+
+void WorkReactor::FinishSoonLocked(grpc::Status status, bool drain) {
+  if (finished_) return;
+  if (!finish_.has_value()) finish_ = std::move(status);
+  if (!drain) drain_ = false;
+}
+
+void WorkReactor::Execute(Action action, std::vector<Op> ops) {
+  for (Op& op : ops) RunOp(std::move(op));
+  for (int i = 0; i < action.claims; ++i) Claim(std::nullopt);
+  for (const storage::Lease& lease : action.give_back) {
+    store_->ReleaseTask(
+        {lease.task_id, lease.token}, [](absl::StatusOr<storage::Task>) {}, actor_);
+  }
+  if (action.offer.has_value()) waiters_->Offer(*action.offer);
+  if (action.cancel) ctx_->TryCancel();
+  if (action.read) StartRead(&in_);
+  // out_ is not touched until OnWriteDone: writing_ is set.
+  if (action.write) StartWrite(&out_);
+  if (action.finish.has_value()) Finish(*action.finish);
+  for (int i = 0; i < action.unrefs; ++i) Unref();
+}
+
+void WorkReactor::Claim(std::optional<storage::Task> trigger) {
+  storage::ClaimRequest request;
+  {
+    absl::MutexLock lock(&mu_);
+    request = claim_;
+  }
+  Ref();  // Until the claim is answered.
+  store_->ClaimTask(
+      std::move(request),
+      [this, trigger = std::move(trigger)](
+          absl::StatusOr<storage::ClaimResult> result) mutable {
+        OnClaim(std::move(result), std::move(trigger));
+        Unref();
+      },
+      actor_);
+}
+
+void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
+                          std::optional<storage::Task> trigger) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    --claims_in_flight_;
+    if (!result.ok()) {
+      claim_failed_ = true;
+      if (trigger.has_value()) action.offer = std::move(trigger);
+      FinishSoonLocked(ToGrpcStatus(result.status()), /*drain=*/true);
+    } else if (result->claim.has_value()) {
+      // Woken for one task but took another: the first may suit another
+      // waiter.
+      if (trigger.has_value() && trigger->id != result->claim->task.id) {
+        action.offer = std::move(trigger);
+      }
+      if (finished_ || finish_.has_value()) {
+        action.give_back.push_back(result->claim->lease);
+      } else {
+        held_[result->claim->task.id] = result->claim->lease;
+        ToProto(*result, outbox_.add_assignments());
+        outbox_leases_.push_back(result->claim->lease);
+        outbox_used_ = true;
+      }
+    } else if (!finished_ && !finish_.has_value() && claims_in_flight_ == 0 &&
+               !waiter_.has_value() && static_cast<int>(held_.size()) < window_) {
+      // Nothing claimable: wait, as a waiting ClaimTask does, for a commit
+      // that makes a task claimable (or for a not_before to pass).
+      const absl::Time now = absl::Now();
+      absl::Time wake_at = now + absl::Minutes(1);
+      if (result->next_ready_at.has_value()) {
+        const absl::Duration until = *result->next_ready_at - store_->clock()->Now();
+        wake_at = std::min(wake_at, now + std::max(until, absl::ZeroDuration()));
+      }
+      Ref();  // Held while parked.
+      std::optional<uint64_t> id =
+          waiters_->Add(claim_, result->observed_seq, wake_at,
+                        [this](const storage::Task* task) { OnWake(task); });
+      if (id.has_value()) {
+        waiter_ = id;
+      } else {
+        ++action.unrefs;  // Something became claimable meanwhile: PlanLocked claims.
+      }
+    }
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnWake(const storage::Task* trigger) {
+  Action action;
+  std::optional<storage::Task> claim_for;
+  bool claim = false;
+  {
+    absl::MutexLock lock(&mu_);
+    waiter_.reset();
+    if (!finished_ && !finish_.has_value()) {
+      if (trigger != nullptr) claim_for = *trigger;
+      ++claims_in_flight_;
+      claim = true;
+    } else if (trigger != nullptr) {
+      action.offer = *trigger;
+    }
+    ++action.unrefs;  // The parked reference.
+  }
+  // The wake-up runs on the writer or the waiters' timer: only enqueue.
+  if (claim) Claim(std::move(claim_for));
+  Execute(std::move(action));
+}
+
+void WorkReactor::RunOp(Op op) {
+  std::string worker_id;
+  {
+    absl::MutexLock lock(&mu_);
+    worker_id = claim_.worker_id;
+  }
+  Ref();  // Until the op is answered.
+  if (op.is_heartbeat) {
+    store_->Heartbeat(
+        std::move(worker_id), std::move(op.heartbeat),
+        [this](absl::StatusOr<std::vector<storage::LeaseStatus>> statuses) {
+          OnHeartbeat(std::move(statuses));
+          Unref();
+        },
+        actor_);
+    return;
+  }
+  const v1::WorkOutcome& outcome = op.outcome;
+  storage::HeldLease held{outcome.task_id(), outcome.lease_token()};
+  auto done = [this, op_id = outcome.op_id(), held](absl::StatusOr<storage::Task> task) {
+    OnOutcome(op_id, held, std::move(task));
+    Unref();
+  };
+  switch (outcome.outcome_case()) {
+    case v1::WorkOutcome::kComplete:
+      store_->CompleteTask(held, outcome.complete(), std::move(done), actor_);
+      break;
+    case v1::WorkOutcome::kFail:
+      store_->FailTask(held, outcome.fail().error(), outcome.fail().retry(),
+                       std::move(done), actor_);
+      break;
+    default:  // Validated: release.
+      store_->ReleaseTask(held, std::move(done), actor_);
+      break;
+  }
+}
+
+void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
+                            absl::StatusOr<storage::Task> task) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    --ops_in_flight_;
+    v1::WorkResult* result = outbox_.add_results();
+    outbox_used_ = true;
+    result->set_op_id(op_id);
+    result->set_task_id(held.task_id);
+    bool settled = true;
+    if (task.ok()) {
+      result->set_state(v1::WorkResult::DONE);
+      ToProto(*task, result->mutable_task());
+    } else if (std::string reason = LostReason(task.status()); !reason.empty()) {
+      result->set_state(v1::WorkResult::LOST);
+      result->set_reason(reason);
+    } else {
+      // Not settled: the worker may send it again.
+      settled = false;
+      result->set_state(v1::WorkResult::ERROR);
+      result->set_code(static_cast<int>(task.status().code()));
+      result->set_message(std::string(task.status().message()));
+    }
+    auto it = held_.find(held.task_id);
+    if (settled && it != held_.end() && it->second.token == held.token) held_.erase(it);
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnHeartbeat(
+    absl::StatusOr<std::vector<storage::LeaseStatus>> statuses) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    --ops_in_flight_;
+    if (!statuses.ok()) {
+      // The worker must not go on believing its leases were extended.
+      FinishSoonLocked(ToGrpcStatus(statuses.status()), /*drain=*/true);
+    } else {
+      v1::HeartbeatResponse answer;
+      ToProto(*statuses, &answer);
+      for (v1::LeaseStatus& status : *answer.mutable_leases()) {
+        *outbox_.add_leases() = std::move(status);
+      }
+      outbox_used_ = true;
+      for (const storage::LeaseStatus& status : *statuses) {
+        auto it = held_.find(status.task_id);
+        if (!status.extended && it != held_.end() && it->second.token == status.token) {
+          held_.erase(it);
+        }
+      }
+    }
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnWriteDone(bool ok) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    out_.Clear();
+    if (!ok) {
+      FinishSoonLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream broken"),
+                       /*drain=*/false);
+    }
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnTick(absl::Time now) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || finish_.has_value()) return;
+    if (now - last_heard_ <= 2 * interval_) return;
+    // The transport's keepalive does not count: a proxy can hold a dead
+    // stream open. The leases run on to their expiry.
+    FinishSoonLocked(
+        grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                     attached_ ? absl::StrCat("no heartbeat for ",
+                                              absl::FormatDuration(now - last_heard_),
+                                              " (two heartbeat intervals of ",
+                                              absl::FormatDuration(interval_), ")")
+                               : absl::StrCat("no attach within ",
+                                              absl::FormatDuration(kAttachTimeout))),
+        /*drain=*/false);
+    // A write the worker does not take would hold the finish back.
+    action.cancel = writing_;
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::GoAway() {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_ || finish_.has_value()) return;
+    outbox_.set_go_away(true);
+    outbox_used_ = true;
+    FinishSoonLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"),
+                     /*drain=*/true);
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnCancel() {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    FinishSoonLocked(grpc::Status::CANCELLED, /*drain=*/false);
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::OnDone() {
+  streams_->Remove(this);
+  Unref();  // gRPC's reference.
+}
+
+}  // namespace kanban::service

@@ -1,0 +1,146 @@
+// One WorkerService.Work stream: a worker process's leases under a window.
+//
+// After the attach, the stream claims (through the Store, several claims in
+// flight, so group commit puts them in one transaction) while it holds
+// fewer leases than its window, and parks in ClaimWaiters when nothing is
+// claimable, exactly as a waiting ClaimTask does. Outcomes and heartbeats
+// read from the stream go to the Store at once (reads never wait for their
+// answers); each is answered after its commit. Whatever is ready to send is
+// gathered into one WorkResponse, so results and the assignments that
+// replace the settled tasks travel together, with one write in flight.
+//
+// Decisions are made under the reactor's lock and carried out (Store calls,
+// StartWrite, Finish) outside it, as in WatchReactor.
+#ifndef KANBAN_SERVICE_WORK_REACTOR_H_
+#define KANBAN_SERVICE_WORK_REACTOR_H_
+
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/server_callback.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kanban/v1/kanban.pb.h"
+#include "service/claim_waiters.h"
+#include "storage/store.h"
+
+namespace kanban::service {
+
+class WorkStreams;
+
+class WorkReactor final
+    : public grpc::ServerBidiReactor<v1::WorkRequest, v1::WorkResponse> {
+ public:
+  // Most claims one stream has in flight at once.
+  static constexpr int kMaxClaimsInFlight = 16;
+  static constexpr int kMaxOutstanding = 1000;
+
+  // Everything passed must outlive the call. The reactor deletes itself
+  // when the last reference goes (gRPC's is dropped in OnDone).
+  WorkReactor(grpc::CallbackServerContext* ctx, storage::Store* store,
+              ClaimWaiters* waiters, WorkStreams* streams, storage::Actor actor,
+              std::string stream_id);
+
+  // Registers with `streams` and reads the attach.
+  void Start() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // From WorkStreams' thread: ends a stream silent for two heartbeat
+  // intervals.
+  void OnTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
+  // The server is shutting down: send go_away, then end with UNAVAILABLE.
+  void GoAway() ABSL_LOCKS_EXCLUDED(mu_);
+
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void OnReadDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWriteDone(bool ok) override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnCancel() override ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDone() override;
+
+ private:
+  // What was decided under mu_; Execute carries it out without it.
+  struct Action {
+    bool read = false;
+    bool write = false;
+    int claims = 0;  // Claims to start.
+    std::optional<grpc::Status> finish;
+    std::vector<storage::Lease> give_back;  // Claimed but never sent.
+    std::optional<storage::Task> offer;     // A wake-up this stream did not use.
+    bool cancel = false;                    // Cancel the call (silent worker).
+    int unrefs = 0;                         // References to drop, last.
+  };
+  // One outcome or heartbeat read from the stream, for the Store.
+  struct Op {
+    v1::WorkOutcome outcome;
+    std::vector<storage::HeldLease> heartbeat;
+    bool is_heartbeat = false;
+  };
+
+  // The attach: validates it and answers with WorkAttached.
+  absl::Status AttachLocked(const v1::WorkRequest& request)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Claims to start now, and a write or finish if due.
+  void PlanLocked(Action* action) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the stream with `status`: at once when `drain` is false (what is
+  // unsent is given back), else after the ops in flight are answered.
+  void FinishSoonLocked(grpc::Status status, bool drain)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Execute(Action action, std::vector<Op> ops = {}) ABSL_LOCKS_EXCLUDED(mu_);
+  void Claim(std::optional<storage::Task> trigger) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnClaim(absl::StatusOr<storage::ClaimResult> result,
+               std::optional<storage::Task> trigger) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnWake(const storage::Task* trigger) ABSL_LOCKS_EXCLUDED(mu_);
+  void RunOp(Op op) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnOutcome(uint64_t op_id, const storage::HeldLease& held,
+                 absl::StatusOr<storage::Task> task) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnHeartbeat(absl::StatusOr<std::vector<storage::LeaseStatus>> statuses)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  grpc::CallbackServerContext* const ctx_;
+  storage::Store* const store_;
+  ClaimWaiters* const waiters_;
+  WorkStreams* const streams_;
+  const storage::Actor actor_;
+  const std::string stream_id_;
+
+  std::atomic<int> refs_{1};
+
+  v1::WorkRequest in_;  // Read into; touched only between StartRead and OnReadDone.
+
+  absl::Mutex mu_;
+  bool attached_ ABSL_GUARDED_BY(mu_) = false;
+  storage::ClaimRequest claim_ ABSL_GUARDED_BY(mu_);
+  int window_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Duration interval_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
+  // The leases this stream was given and has not yet seen settled or lost.
+  std::map<std::string, storage::Lease> held_ ABSL_GUARDED_BY(mu_);
+  int claims_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  int ops_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<uint64_t> waiter_ ABSL_GUARDED_BY(mu_);  // Parked in ClaimWaiters.
+  bool claim_failed_ ABSL_GUARDED_BY(mu_) = false;       // Stop claiming.
+  // What goes out next, and the assignments in it (given back if it never does).
+  v1::WorkResponse outbox_ ABSL_GUARDED_BY(mu_);
+  bool outbox_used_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<storage::Lease> outbox_leases_ ABSL_GUARDED_BY(mu_);
+  v1::WorkResponse out_ ABSL_GUARDED_BY(mu_);  // Being written.
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mu_);  // Due.
+  bool drain_ ABSL_GUARDED_BY(mu_) = true;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called.
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_WORK_REACTOR_H_

@@ -1,0 +1,94 @@
+#include "service/work_streams.h"
+
+#include <pthread.h>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "service/work_reactor.h"
+
+namespace kanban::service {
+
+WorkStreams::WorkStreams(size_t max_streams, absl::Duration tick)
+    : max_streams_(max_streams), tick_(tick), id_base_(absl::BitGen()()) {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kanban-streams");
+    Loop();
+  });
+}
+
+WorkStreams::~WorkStreams() {
+  Shutdown();
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+absl::Status WorkStreams::Add(WorkReactor* stream) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return absl::UnavailableError("server shutting down");
+  if (streams_.size() >= max_streams_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "worker streams: ", streams_.size(), " open (at most ", max_streams_, ")"));
+  }
+  stream->Ref();  // Dropped in Remove.
+  streams_.insert(stream);
+  return absl::OkStatus();
+}
+
+void WorkStreams::Remove(WorkReactor* stream) {
+  bool removed;
+  {
+    absl::MutexLock lock(&mu_);
+    removed = streams_.erase(stream) > 0;
+  }
+  if (removed) stream->Unref();
+}
+
+size_t WorkStreams::size() const {
+  absl::MutexLock lock(&mu_);
+  return streams_.size();
+}
+
+std::string WorkStreams::NextId() {
+  absl::MutexLock lock(&mu_);
+  return absl::StrFormat("ws-%016x-%d", id_base_, ++next_id_);
+}
+
+std::vector<WorkReactor*> WorkStreams::Snapshot() {
+  absl::MutexLock lock(&mu_);
+  std::vector<WorkReactor*> streams(streams_.begin(), streams_.end());
+  for (WorkReactor* stream : streams) stream->Ref();
+  return streams;
+}
+
+void WorkStreams::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+  }
+  for (WorkReactor* stream : Snapshot()) {
+    stream->GoAway();
+    stream->Unref();
+  }
+}
+
+void WorkStreams::Loop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), tick_);
+      if (stop_) return;
+    }
+    const absl::Time now = absl::Now();
+    for (WorkReactor* stream : Snapshot()) {
+      stream->OnTick(now);
+      stream->Unref();
+    }
+  }
+}
+
+}  // namespace kanban::service

@@ -1,0 +1,63 @@
+// WorkStreams: the open WorkerService.Work streams. Its thread ticks each
+// stream (a stream silent for two heartbeat intervals is ended); Shutdown
+// sends every stream a go-away. The bound on open streams keeps a flood of
+// attaches from exhausting memory.
+#ifndef KANBAN_SERVICE_WORK_STREAMS_H_
+#define KANBAN_SERVICE_WORK_STREAMS_H_
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace kanban::service {
+
+class WorkReactor;
+
+class WorkStreams {
+ public:
+  static constexpr size_t kDefaultMaxStreams = 10000;
+
+  explicit WorkStreams(size_t max_streams = kDefaultMaxStreams,
+                       absl::Duration tick = absl::Milliseconds(100));
+  ~WorkStreams();  // Shutdown, then joins the thread.
+
+  // Registers `stream` (taking a reference), or UNAVAILABLE once shut down,
+  // RESOURCE_EXHAUSTED when max_streams are open. Thread-safe.
+  absl::Status Add(WorkReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  void Remove(WorkReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // A new stream id: unique in this process, not guessable across them.
+  std::string NextId() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Sends every stream a go-away (they end with UNAVAILABLE once what they
+  // have in flight is answered); later Adds fail. Idempotent.
+  void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  void Loop() ABSL_LOCKS_EXCLUDED(mu_);
+  // The open streams, each with a reference the caller drops.
+  std::vector<WorkReactor*> Snapshot() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const size_t max_streams_;
+  const absl::Duration tick_;
+  const uint64_t id_base_;
+
+  mutable absl::Mutex mu_;
+  std::set<WorkReactor*> streams_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread thread_;
+};
+
+}  // namespace kanban::service
+
+#endif  // KANBAN_SERVICE_WORK_STREAMS_H_

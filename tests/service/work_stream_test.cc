@@ -1,0 +1,531 @@
+// WorkerService.Work end to end on a real server at 127.0.0.1:0, on each
+// backend, through the generated stubs: the attach and its refusals, pushed
+// assignments under the window, batched outcomes answered after commit
+// (each alone: a stale token is LOST without touching the others), stream
+// heartbeats, a silent stream ended while its leases run on, stream and
+// unary calls settling each other's leases, several streams never holding
+// one task, and the go-away at shutdown.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kanban/v1/kanban.grpc.pb.h"
+#include "service/server.h"
+#include "tests/support/backends.h"
+#include "tests/support/temp_dir.h"
+
+namespace kanban::service {
+namespace {
+
+using ::grpc::StatusCode;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Only keeps a broken server from hanging the binary.
+constexpr auto kCallTimeout = std::chrono::seconds(60);
+// "Promptly": far below every wait that could otherwise have ended things.
+constexpr absl::Duration kPrompt = absl::Seconds(10);
+
+std::string Describe(const grpc::Status& s) {
+  return absl::StrCat("code ", static_cast<int>(s.error_code()), ": ", s.error_message());
+}
+
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t nanos = absl::ToInt64Nanoseconds(d);
+  out->set_seconds(nanos / 1000000000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+v1::WorkRequest Attach(const std::string& worker, int window,
+                       absl::Duration lease = absl::Seconds(30)) {
+  v1::WorkRequest r;
+  r.mutable_attach()->mutable_claim()->set_worker_id(worker);
+  SetDuration(lease, r.mutable_attach()->mutable_claim()->mutable_lease_duration());
+  r.mutable_attach()->set_max_outstanding(window);
+  return r;
+}
+
+v1::WorkOutcome Complete(uint64_t op_id, const v1::Lease& lease,
+                         const std::string& result = "ok") {
+  v1::WorkOutcome o;
+  o.set_op_id(op_id);
+  o.set_task_id(lease.task_id());
+  o.set_lease_token(lease.token());
+  o.set_complete(result);
+  return o;
+}
+
+// One Work stream; a thread of its own reads every response into a list the
+// test can wait on.
+class WorkStream {
+ public:
+  explicit WorkStream(v1::WorkerService::Stub* stub) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    stream_ = stub->Work(&ctx_);
+    reader_ = std::thread([this] {
+      v1::WorkResponse response;
+      while (stream_->Read(&response)) {
+        absl::MutexLock lock(&mu_);
+        responses_.push_back(response);
+      }
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+    });
+  }
+  ~WorkStream() {
+    ctx_.TryCancel();
+    if (reader_.joinable()) reader_.join();
+    if (!finished_) stream_->Finish();
+  }
+
+  bool Send(const v1::WorkRequest& request) { return stream_->Write(request); }
+  bool Send(std::vector<v1::WorkOutcome> outcomes) {
+    v1::WorkRequest r;
+    for (v1::WorkOutcome& o : outcomes) *r.add_outcomes() = std::move(o);
+    return Send(r);
+  }
+
+  // Waits until `done` holds for what was received, or the stream ended.
+  bool Await(const std::function<bool(const std::vector<v1::WorkResponse>&)>& done,
+             absl::Duration timeout = kPrompt) {
+    absl::MutexLock lock(&mu_);
+    auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return done(responses_) || ended_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    return done(responses_);
+  }
+  bool AwaitAssignments(size_t n, absl::Duration timeout = kPrompt) {
+    return Await([n](const auto& r) { return CountAssignments(r) >= n; }, timeout);
+  }
+  bool AwaitResults(size_t n) {
+    return Await([n](const auto& r) { return CountResults(r) >= n; });
+  }
+
+  std::vector<v1::WorkResponse> responses() {
+    absl::MutexLock lock(&mu_);
+    return responses_;
+  }
+  std::vector<v1::ClaimTaskResponse> assignments() {
+    std::vector<v1::ClaimTaskResponse> out;
+    for (const v1::WorkResponse& r : responses()) {
+      out.insert(out.end(), r.assignments().begin(), r.assignments().end());
+    }
+    return out;
+  }
+  std::map<uint64_t, v1::WorkResult> results() {
+    std::map<uint64_t, v1::WorkResult> out;
+    for (const v1::WorkResponse& r : responses()) {
+      for (const v1::WorkResult& result : r.results()) out[result.op_id()] = result;
+    }
+    return out;
+  }
+
+  // Closes the worker's side and returns how the stream ended.
+  grpc::Status Close() {
+    stream_->WritesDone();
+    return End();
+  }
+  // Waits for the server to end the stream.
+  grpc::Status End() {
+    reader_.join();
+    finished_ = true;
+    return stream_->Finish();
+  }
+
+  static size_t CountAssignments(const std::vector<v1::WorkResponse>& responses) {
+    size_t n = 0;
+    for (const v1::WorkResponse& r : responses) n += r.assignments_size();
+    return n;
+  }
+  static size_t CountResults(const std::vector<v1::WorkResponse>& responses) {
+    size_t n = 0;
+    for (const v1::WorkResponse& r : responses) n += r.results_size();
+    return n;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkRequest, v1::WorkResponse>> stream_;
+  std::thread reader_;
+  bool finished_ = false;
+  absl::Mutex mu_;
+  std::vector<v1::WorkResponse> responses_ ABSL_GUARDED_BY(mu_);
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class WorkStreamTest : public testing::BackendTest {
+ protected:
+  void SetUp() override {
+    Server::Options options;
+    options.listen = "127.0.0.1:0";
+    options.store.path = Database(dir_.File("kanban.db"));
+    if (options.store.path.empty()) return;
+    options.store.sweep_interval = absl::Milliseconds(50);
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::KanbanService::NewStub(channel_);
+    worker_ = v1::WorkerService::NewStub(channel_);
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown();
+  }
+
+  v1::Task Create(const std::string& title) {
+    v1::CreateTaskRequest r;
+    r.set_title(title);
+    v1::Task task;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    grpc::Status s = stub_->CreateTask(&ctx, r, &task);
+    EXPECT_TRUE(s.ok()) << Describe(s);
+    return task;
+  }
+  v1::Task Get(const std::string& id) {
+    v1::GetTaskRequest r;
+    r.set_task_id(id);
+    v1::Task task;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    grpc::Status s = stub_->GetTask(&ctx, r, &task);
+    EXPECT_TRUE(s.ok()) << Describe(s);
+    return task;
+  }
+  std::unique_ptr<WorkStream> Open() {
+    return std::make_unique<WorkStream>(worker_.get());
+  }
+
+  kanban::testing::TempDir dir_;
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::KanbanService::Stub> stub_;
+  std::unique_ptr<v1::WorkerService::Stub> worker_;
+};
+
+TEST_P(WorkStreamTest, AttachIsAnsweredWithAStreamIdAndTheHeartbeatInterval) {
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w1", 2, absl::Seconds(3))));
+  ASSERT_TRUE(stream->Await([](const auto& r) { return !r.empty(); }));
+  const v1::WorkResponse first = stream->responses().front();
+  ASSERT_TRUE(first.has_attached());
+  EXPECT_FALSE(first.attached().stream_id().empty());
+  EXPECT_EQ(FromProto(first.attached().heartbeat_interval()), absl::Seconds(1));
+  EXPECT_EQ(first.assignments_size(), 0);  // Nothing to claim.
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, BadAttachIsRefusedNamingTheField) {
+  struct Case {
+    std::string name;
+    v1::WorkRequest request;
+    std::string field;
+  };
+  std::vector<Case> cases;
+  {
+    v1::WorkRequest r;
+    r.add_heartbeat()->set_task_id("t");
+    cases.push_back({"no attach", r, "attach:"});
+  }
+  cases.push_back({"no worker", Attach("", 1), "attach.claim.worker_id:"});
+  cases.push_back({"window 0", Attach("w", 0), "attach.max_outstanding:"});
+  cases.push_back({"window 1001", Attach("w", 1001), "attach.max_outstanding:"});
+  cases.push_back({"short lease", Attach("w", 1, absl::Milliseconds(10)),
+                   "attach.claim.lease_duration:"});
+  {
+    v1::WorkRequest r = Attach("w", 1);
+    r.mutable_attach()->mutable_claim()->set_board("bad board!");
+    cases.push_back({"bad board", r, "attach.claim.board:"});
+  }
+  for (const Case& c : cases) {
+    auto stream = Open();
+    stream->Send(c.request);
+    const grpc::Status status = stream->End();
+    EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT)
+        << c.name << ": " << Describe(status);
+    EXPECT_THAT(status.error_message(), StartsWith(c.field)) << c.name;
+  }
+  // A second attach on a working stream.
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  stream->Send(Attach("w", 1));
+  const grpc::Status status = stream->End();
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT) << Describe(status);
+  EXPECT_THAT(status.error_message(), StartsWith("attach:"));
+}
+
+TEST_P(WorkStreamTest, BadOutcomeEndsTheStreamNamingTheFieldAndChangesNothing) {
+  Create("a");
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease lease = stream->assignments()[0].lease();
+  v1::WorkOutcome good = Complete(1, lease);
+  v1::WorkOutcome bad = Complete(2, lease);
+  bad.clear_outcome();
+  stream->Send({good, bad});
+  const grpc::Status status = stream->End();
+  EXPECT_EQ(status.error_code(), StatusCode::INVALID_ARGUMENT) << Describe(status);
+  EXPECT_THAT(status.error_message(), StartsWith("outcomes[1]:"));
+  EXPECT_EQ(Get(lease.task_id()).status(),
+            v1::RUNNING);  // The good one was not run either.
+}
+
+TEST_P(WorkStreamTest, AssignmentsNeverExceedTheWindowAndSettlingRefillsIt) {
+  for (int i = 0; i < 10; ++i) Create(absl::StrCat("t", i));
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 3)));
+  ASSERT_TRUE(stream->AwaitAssignments(3));
+  absl::SleepFor(absl::Milliseconds(300));  // Room for a wrong fourth.
+  std::vector<v1::ClaimTaskResponse> held = stream->assignments();
+  ASSERT_EQ(held.size(), 3u);
+  for (const auto& a : held) {
+    EXPECT_EQ(a.task().status(), v1::RUNNING);
+    EXPECT_EQ(a.lease().worker_id(), "w");
+  }
+
+  // Settling one brings exactly one more, after the result.
+  ASSERT_TRUE(stream->Send({Complete(7, held[0].lease(), "done!")}));
+  ASSERT_TRUE(stream->AwaitResults(1));
+  ASSERT_TRUE(stream->AwaitAssignments(4));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(stream->assignments().size(), 4u);
+  const v1::WorkResult result = stream->results().at(7);
+  EXPECT_EQ(result.state(), v1::WorkResult::DONE);
+  EXPECT_EQ(result.task_id(), held[0].task().id());
+  EXPECT_EQ(result.task().status(), v1::DONE);
+  // Answered after the commit: a read sees it.
+  const v1::Task task = Get(held[0].task().id());
+  EXPECT_EQ(task.status(), v1::DONE);
+  EXPECT_EQ(task.result(), "done!");
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, AStaleTokenInABatchIsLostAloneAndTheOthersAreDone) {
+  for (int i = 0; i < 3; ++i) Create(absl::StrCat("t", i));
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 3)));
+  ASSERT_TRUE(stream->AwaitAssignments(3));
+  std::vector<v1::ClaimTaskResponse> held = stream->assignments();
+  v1::WorkOutcome fail;
+  fail.set_op_id(3);
+  fail.set_task_id(held[2].task().id());
+  fail.set_lease_token(held[2].lease().token());
+  fail.mutable_fail()->set_error("boom");
+  fail.mutable_fail()->set_retry(false);
+  v1::WorkOutcome wrong_task = Complete(4, held[1].lease());
+  wrong_task.set_task_id(held[0].task().id());  // Another task's token.
+  ASSERT_TRUE(stream->Send(
+      {Complete(1, held[0].lease()), Complete(2, held[0].lease()), fail, wrong_task}));
+  ASSERT_TRUE(stream->AwaitResults(4));
+  std::map<uint64_t, v1::WorkResult> results = stream->results();
+  EXPECT_EQ(results[1].state(), v1::WorkResult::DONE);
+  EXPECT_EQ(results[2].state(), v1::WorkResult::LOST);
+  EXPECT_EQ(results[2].reason(), "completed");
+  EXPECT_EQ(results[3].state(), v1::WorkResult::DONE);
+  EXPECT_EQ(results[3].task().status(), v1::BLOCKED);
+  EXPECT_EQ(results[4].state(), v1::WorkResult::LOST) << results[4].ShortDebugString();
+  EXPECT_EQ(Get(held[1].task().id()).status(), v1::RUNNING);  // Untouched.
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, UnaryCallsSettleStreamLeasesAndTheStreamSettlesUnaryOnes) {
+  Create("a");
+  Create("b");
+  v1::ClaimTaskResponse unary;
+  {
+    v1::ClaimTaskRequest r;
+    r.set_worker_id("w");
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ClaimTask(&ctx, r, &unary).ok());
+    ASSERT_TRUE(unary.has_task());
+  }
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease streamed = stream->assignments()[0].lease();
+  ASSERT_NE(streamed.task_id(), unary.task().id());
+  {
+    v1::CompleteTaskRequest r;
+    r.set_task_id(streamed.task_id());
+    r.set_lease_token(streamed.token());
+    v1::Task task;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->CompleteTask(&ctx, r, &task);
+    ASSERT_TRUE(s.ok()) << Describe(s);
+    EXPECT_EQ(task.status(), v1::DONE);
+  }
+  ASSERT_TRUE(stream->Send({Complete(1, unary.lease())}));
+  ASSERT_TRUE(stream->AwaitResults(1));
+  EXPECT_EQ(stream->results()[1].state(), v1::WorkResult::DONE);
+  EXPECT_EQ(Get(unary.task().id()).status(), v1::DONE);
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, AWaitingStreamIsPushedATaskCreatedLater) {
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 2)));
+  ASSERT_TRUE(stream->Await([](const auto& r) { return !r.empty(); }));
+  absl::SleepFor(absl::Milliseconds(200));  // Parked by now, most likely.
+  const v1::Task task = Create("late");
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  EXPECT_EQ(stream->assignments()[0].task().id(), task.id());
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
+  Create("a");
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(4))));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease lease = stream->assignments()[0].lease();
+  absl::SleepFor(absl::Milliseconds(300));
+  v1::WorkRequest beat;
+  v1::HeldLease* held = beat.add_heartbeat();
+  held->set_task_id(lease.task_id());
+  held->set_lease_token(lease.token());
+  v1::HeldLease* stale = beat.add_heartbeat();
+  stale->set_task_id(lease.task_id());
+  stale->set_lease_token("not-a-token");
+  ASSERT_TRUE(stream->Send(beat));
+  ASSERT_TRUE(stream->Await([](const auto& rs) {
+    for (const auto& r : rs) {
+      if (r.leases_size() > 0) return true;
+    }
+    return false;
+  }));
+  v1::WorkResponse answer;
+  for (const auto& r : stream->responses()) {
+    if (r.leases_size() > 0) answer = r;
+  }
+  ASSERT_EQ(answer.leases_size(), 2);
+  EXPECT_EQ(answer.leases(0).state(), v1::LeaseStatus::EXTENDED);
+  EXPECT_GT(FromProto(answer.leases(0).expires_at()), FromProto(lease.expires_at()));
+  EXPECT_EQ(answer.leases(1).state(), v1::LeaseStatus::LOST);
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, ASilentStreamIsEndedAndItsLeasesRunOn) {
+  Create("a");
+  auto stream = Open();
+  // Heartbeat interval 2 s: ended after about 4 s of silence, lease to 6 s.
+  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(6))));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease lease = stream->assignments()[0].lease();
+  const absl::Time start = absl::Now();
+  const grpc::Status status = stream->End();
+  EXPECT_EQ(status.error_code(), StatusCode::DEADLINE_EXCEEDED) << Describe(status);
+  EXPECT_THAT(status.error_message(), HasSubstr("no heartbeat"));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
+  // The lease was not ended with the stream: the worker may still finish.
+  v1::CompleteTaskRequest r;
+  r.set_task_id(lease.task_id());
+  r.set_lease_token(lease.token());
+  v1::Task task;
+  grpc::ClientContext ctx;
+  grpc::Status s = stub_->CompleteTask(&ctx, r, &task);
+  EXPECT_TRUE(s.ok()) << Describe(s);
+}
+
+TEST_P(WorkStreamTest, SeveralStreamsCompleteEveryTaskOnceAndNeverShareOne) {
+  constexpr int kTasks = 60;
+  constexpr int kStreams = 3;
+  for (int i = 0; i < kTasks; ++i) Create(absl::StrCat("t", i));
+  std::vector<std::unique_ptr<WorkStream>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    streams.push_back(Open());
+    ASSERT_TRUE(streams.back()->Send(Attach(absl::StrCat("w", i), 4)));
+  }
+  // Each stream completes what it is given until every task is done.
+  std::vector<std::thread> workers;
+  for (int i = 0; i < kStreams; ++i) {
+    workers.emplace_back([&, i] {
+      size_t sent = 0;
+      uint64_t op = 0;
+      const absl::Time give_up = absl::Now() + absl::Seconds(60);
+      while (absl::Now() < give_up) {
+        streams[i]->AwaitAssignments(sent + 1, absl::Milliseconds(200));
+        std::vector<v1::ClaimTaskResponse> got = streams[i]->assignments();
+        std::vector<v1::WorkOutcome> batch;
+        for (; sent < got.size(); ++sent)
+          batch.push_back(Complete(++op, got[sent].lease()));
+        if (!batch.empty()) streams[i]->Send(std::move(batch));
+        size_t results = 0;
+        for (const auto& s : streams) results += s->results().size();
+        if (results >= kTasks) break;
+      }
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  std::set<std::string> seen;
+  size_t assigned = 0;
+  for (const auto& s : streams) {
+    for (const auto& a : s->assignments()) {
+      EXPECT_TRUE(seen.insert(a.task().id()).second) << a.task().id() << " given twice";
+      ++assigned;
+    }
+    for (const auto& [op, result] : s->results()) {
+      EXPECT_EQ(result.state(), v1::WorkResult::DONE) << result.ShortDebugString();
+    }
+  }
+  EXPECT_EQ(assigned, static_cast<size_t>(kTasks));
+  for (const auto& s : streams) EXPECT_TRUE(s->Close().ok());
+}
+
+TEST_P(WorkStreamTest, ClosingAnswersWhatIsInFlightThenEndsOk) {
+  Create("a");
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease lease = stream->assignments()[0].lease();
+  ASSERT_TRUE(stream->Send({Complete(1, lease)}));
+  EXPECT_TRUE(stream->Close().ok());
+  ASSERT_EQ(stream->results().count(1), 1u);
+  EXPECT_EQ(stream->results()[1].state(), v1::WorkResult::DONE);
+  EXPECT_EQ(Get(lease.task_id()).status(), v1::DONE);
+}
+
+TEST_P(WorkStreamTest, ShutdownSendsAGoAwayThenUnavailable) {
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  ASSERT_TRUE(stream->Await([](const auto& r) { return !r.empty(); }));
+  std::thread stop([this] { server_->Shutdown(absl::Seconds(5)); });
+  const grpc::Status status = stream->End();
+  stop.join();
+  EXPECT_EQ(status.error_code(), StatusCode::UNAVAILABLE) << Describe(status);
+  bool go_away = false;
+  for (const auto& r : stream->responses()) go_away = go_away || r.go_away();
+  EXPECT_TRUE(go_away);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, WorkStreamTest, testing::AllBackends(),
+                         testing::BackendName);
+
+}  // namespace
+}  // namespace kanban::service

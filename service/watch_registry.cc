@@ -178,8 +178,13 @@ void WatchRegistry::Loop() {
     if (!published && !tick) continue;
     if (published) {
       // Encoded once here, before anyone is woken; then only the streams
-      // waiting for it are touched.
-      wire_.Update(*hub_);
+      // waiting for it are touched. With no stream open nothing is encoded
+      // (a stream that opens later encodes what it sends of these).
+      if (size() == 0) {
+        wire_.Skip(*hub_);
+      } else {
+        wire_.Update(*hub_);
+      }
       std::vector<WatchReactor*> parked;
       {
         absl::MutexLock lock(&park_mu_);

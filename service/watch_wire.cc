@@ -97,6 +97,14 @@ void WireCache::Update(const storage::EventHub& hub) {
   }
 }
 
+void WireCache::Skip(const storage::EventHub& hub) {
+  absl::MutexLock lock(&mu_);
+  slices_.clear();
+  const int64_t head = hub.head();
+  first_seq_ = head + 1;
+  head_.store(head, std::memory_order_release);
+}
+
 std::vector<grpc::Slice> WireCache::Lookup(
     const std::vector<storage::EventHub::EventPtr>& events) const {
   std::vector<grpc::Slice> out(events.size());

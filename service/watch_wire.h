@@ -52,6 +52,11 @@ class WireCache {
   // then encode those events themselves. Called by one thread at a time.
   void Update(const storage::EventHub& hub) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Moves head() to the hub's head without encoding anything, for when
+  // nobody watches: a watcher that starts later encodes those events
+  // itself. Called by the thread that calls Update.
+  void Skip(const storage::EventHub& hub) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Every event up to this seq may be sent; the ones still cached are in
   // Lookup. Always the end of a publish, so never inside a change.
   int64_t head() const { return head_.load(std::memory_order_acquire); }

@@ -163,6 +163,26 @@ TEST(WireCacheTest, CatchesUpWithTheHubWhenItsRingMovedOn) {
   EXPECT_GT(cache.Lookup(Ptrs(MakeEvents(9, 9)))[0].size(), 0u);
 }
 
+TEST(WireCacheTest, SkipMakesEverythingVisibleWithoutEncodingAndUpdateGoesOnFromThere) {
+  storage::EventHub hub(/*capacity=*/100, /*head=*/0);
+  WireCache cache(/*capacity=*/10, /*head=*/0);
+  hub.Publish(MakeEvents(1, 3));
+  cache.Update(hub);
+  hub.Publish(MakeEvents(4, 6));
+  cache.Skip(hub);  // Nobody watching.
+  EXPECT_EQ(cache.head(), 6);
+  EXPECT_EQ(cache.size(), 0u) << "nothing encoded, and the old encodings let go";
+  for (const grpc::Slice& s : cache.Lookup(Ptrs(MakeEvents(1, 6))))
+    EXPECT_EQ(s.size(), 0u);
+  hub.Publish(MakeEvents(7, 8));
+  cache.Update(hub);
+  EXPECT_EQ(cache.head(), 8);
+  const std::vector<grpc::Slice> found = cache.Lookup(Ptrs(MakeEvents(6, 8)));
+  EXPECT_EQ(found[0].size(), 0u);
+  EXPECT_EQ(Bytes({found[1]}), Bytes({EncodeEventField(MakeEvent(7))}));
+  EXPECT_EQ(Bytes({found[2]}), Bytes({EncodeEventField(MakeEvent(8))}));
+}
+
 // ---- End to end, on a real server -------------------------------------------
 
 constexpr auto kCallTimeout = std::chrono::seconds(20);

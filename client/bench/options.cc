@@ -17,7 +17,8 @@ namespace {
 
 const std::set<std::string>& Scenarios() {
   static const auto* scenarios = new std::set<std::string>{
-      "create", "get", "list", "claim-complete", "heartbeat", "watch", "health", "modes"};
+      "create",    "get",   "list",   "claim-complete", "stream",
+      "heartbeat", "watch", "health", "modes"};
   return *scenarios;
 }
 
@@ -48,6 +49,9 @@ the same server and prints the ratio scenario RPS / Check RPS):
   list            ListTasks of --board, --page_size per page (--prefill 200)
   claim-complete  ClaimTask then CompleteTask; one request = one cycle
                   (--prefill: --count, or 4000 per second of --duration)
+  stream          --concurrency worker slots over --streams WorkerService.Work
+                  streams: take a pushed assignment, complete it; one
+                  request = one cycle (--prefill: 10000 per second)
   heartbeat       Heartbeat: each loop is a worker renewing one lease
   watch           --watchers WatchEvents streams while --concurrency writers
                   create tasks; latency = commit -> receipt, RPS = events/s
@@ -75,6 +79,7 @@ Flags (--flag=value or --flag value):
   --watchers N        watch streams for `watch` (default 100)
   --idle_watchers N   `watch`: first open N streams that only wait and print
                       kanband's memory per stream and CPU (default 0: none)
+  --streams N         worker streams for `stream` (default 8)
   --page_size N       ListTasks page size (default 50)
   --prefill N         tasks created before measuring (see above)
   --no_check          skip the Health/Check comparison run
@@ -179,6 +184,10 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
     } else if (name == "idle_watchers") {
       if (!absl::SimpleAtoi(value, &o.idle_watchers) || o.idle_watchers < 0) {
         return Bad(name, value, "a non-negative integer");
+      }
+    } else if (name == "streams") {
+      if (!absl::SimpleAtoi(value, &o.streams) || o.streams < 1) {
+        return Bad(name, value, "a positive integer");
       }
     } else if (name == "page_size") {
       if (!absl::SimpleAtoi(value, &n) || n < 1 || n > 1000) {

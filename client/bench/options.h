@@ -56,6 +56,7 @@ struct Options {
   // measure what they cost kanband (memory each, CPU). Default: 0 (none).
   int idle_watchers = 0;
   // list: ListTasks page size. Default: 50.
+  int streams = 8;  // Worker streams for `stream`.
   int page_size = 50;
   // Tasks created before measuring: get and list read them, claim-complete
   // claims them. -1: a default per scenario (see --help).

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "client/bench/stream_scenario.h"
 
 namespace kanban::bench {
 namespace {
@@ -29,43 +30,6 @@ void SetSetupDeadline(grpc::ClientContext* ctx) {
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                       absl::StrCat(what, ": ", s.error_message()));
-}
-
-// Creates `n` bench tasks, 64 at a time, and returns their ids.
-absl::StatusOr<std::vector<std::string>> Prefill(const Target& target,
-                                                 const Options& options, int64_t n) {
-  std::vector<std::string> ids;
-  if (n == 0) return ids;
-  absl::Mutex mu;
-  ids.reserve(n);
-  Recorder recorder;
-  Load load;
-  load.concurrency = 64;
-  load.count = n;
-  RunLoad(
-      "prefill", load,
-      [&](int loop, int64_t seq, Done done) {
-        auto* c = new Unary<v1::CreateTaskRequest, v1::Task>();
-        target.SetDeadline(&c->ctx);
-        c->request = BenchTaskRequest(options, seq);
-        target.kanban(loop)->async()->CreateTask(&c->ctx, &c->request, &c->response,
-                                                 [c, done, &mu, &ids](grpc::Status s) {
-                                                   if (s.ok()) {
-                                                     absl::MutexLock lock(&mu);
-                                                     ids.push_back(c->response.id());
-                                                   }
-                                                   delete c;
-                                                   done(s, false);
-                                                 });
-      },
-      &recorder);
-  const Summary summary = recorder.Summarize(absl::ZeroDuration());
-  if (summary.ok() != n) {
-    return absl::UnavailableError(absl::StrFormat(
-        "prefill: %d of %d CreateTask calls failed, e.g. %s", n - summary.ok(), n,
-        summary.errors.empty() ? "?" : summary.errors.begin()->first));
-  }
-  return ids;
 }
 
 class CreateScenario final : public UnaryScenario {
@@ -361,6 +325,42 @@ class HealthScenario final : public UnaryScenario {
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> Prefill(const Target& target,
+                                                 const Options& options, int64_t n) {
+  std::vector<std::string> ids;
+  if (n == 0) return ids;
+  absl::Mutex mu;
+  ids.reserve(n);
+  Recorder recorder;
+  Load load;
+  load.concurrency = 64;
+  load.count = n;
+  RunLoad(
+      "prefill", load,
+      [&](int loop, int64_t seq, Done done) {
+        auto* c = new Unary<v1::CreateTaskRequest, v1::Task>();
+        target.SetDeadline(&c->ctx);
+        c->request = BenchTaskRequest(options, seq);
+        target.kanban(loop)->async()->CreateTask(&c->ctx, &c->request, &c->response,
+                                                 [c, done, &mu, &ids](grpc::Status s) {
+                                                   if (s.ok()) {
+                                                     absl::MutexLock lock(&mu);
+                                                     ids.push_back(c->response.id());
+                                                   }
+                                                   delete c;
+                                                   done(s, false);
+                                                 });
+      },
+      &recorder);
+  const Summary summary = recorder.Summarize(absl::ZeroDuration());
+  if (summary.ok() != n) {
+    return absl::UnavailableError(absl::StrFormat(
+        "prefill: %d of %d CreateTask calls failed, e.g. %s", n - summary.ok(), n,
+        summary.errors.empty() ? "?" : summary.errors.begin()->first));
+  }
+  return ids;
+}
+
 Target::Target(const client::ServerTarget& target, const Options& options)
     : target_(target),
       address_(absl::StrJoin(target.replicas, ",")),
@@ -459,6 +459,7 @@ absl::StatusOr<std::unique_ptr<UnaryScenario>> MakeUnaryScenario(const std::stri
     return std::make_unique<ClaimCompleteScenario>(target, options);
   if (name == "heartbeat") return std::make_unique<HeartbeatScenario>(target, options);
   if (name == "health") return std::make_unique<HealthScenario>(target);
+  if (name == "stream") return MakeStreamScenario(target, options);
   return absl::InvalidArgumentError(absl::StrCat("not a unary scenario: ", name));
 }
 

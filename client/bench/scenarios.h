@@ -73,6 +73,10 @@ absl::StatusOr<std::string> ServerSynchronous(const Target& target);
 // bench label and a body of `options.payload` bytes.
 v1::CreateTaskRequest BenchTaskRequest(const Options& options, int64_t seq);
 
+// Creates `n` bench tasks, 64 at a time, and returns their ids.
+absl::StatusOr<std::vector<std::string>> Prefill(const Target& target,
+                                                 const Options& options, int64_t n);
+
 // A unary scenario: Prepare once, then Start from many loops at once.
 class UnaryScenario {
  public:

@@ -4,7 +4,9 @@
 // the suite's private PostgreSQL (the CTest fixture `postgres`).
 #include <signal.h>
 
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -93,6 +95,49 @@ TEST(KanbandPostgresTest, MigrateThenServeTheCopyWithoutShowingThePassword) {
   const std::string log = pg.Log();
   EXPECT_TRUE(absl::StrContains(log, "PostgreSQL")) << log;
   EXPECT_FALSE(absl::StrContains(log, kPassword)) << log;
+}
+
+// Several kanband processes started at once on an empty database: the
+// migration runs once under its advisory lock (a second run would fail on
+// the tables the first made), and every one of them serves.
+TEST(KanbandPostgresTest, ProcessesStartingAtOnceOnAnEmptyDatabaseMigrateItOnce) {
+  if (!kanban::testing::PostgresServer().has_value()) {
+    GTEST_SKIP() << "no PostgreSQL for tests";
+  }
+  absl::StatusOr<std::string> target = kanban::testing::NewPostgresDatabase();
+  ASSERT_TRUE(target.ok()) << target.status();
+  constexpr int kProcesses = 4;
+  std::vector<std::unique_ptr<Kanband>> servers(kProcesses);
+  std::vector<std::thread> starts;
+  for (int i = 0; i < kProcesses; ++i) {
+    starts.emplace_back([&, i] {
+      servers[i] = std::make_unique<Kanband>(StartKanband(KANBAND_PATH, *target));
+    });
+  }
+  for (std::thread& t : starts) t.join();
+  for (int i = 0; i < kProcesses; ++i) {
+    ASSERT_TRUE(servers[i]->ok()) << "kanband " << i;
+    // Each serves the one schema: a task made through one is read by all.
+    const std::string id = JsonValue(
+        CtlJson(*servers[i], {"create", "--title", absl::StrCat("from ", i)}), "id");
+    ASSERT_FALSE(id.empty());
+    for (int j = 0; j < kProcesses; ++j) {
+      EXPECT_EQ(JsonValue(CtlJson(*servers[j], {"get", id}), "title"),
+                absl::StrCat("from ", i));
+    }
+  }
+  // The migration's own row: one "default" board, made once.
+  const std::string boards = CtlJson(*servers[0], {"boards"});
+  size_t defaults = 0;
+  for (size_t at = boards.find("\"default\""); at != std::string::npos;
+       at = boards.find("\"default\"", at + 1)) {
+    ++defaults;
+  }
+  EXPECT_EQ(defaults, 1u) << boards;
+  for (auto& server : servers) {
+    ASSERT_EQ(server->process.Signal(SIGTERM), 0);
+    EXPECT_EQ(server->process.Wait(absl::Seconds(20)), 0) << server->Log();
+  }
 }
 
 TEST(KanbandPostgresTest, UnreachableServerIsExitOneNamingItButNotThePassword) {

@@ -20,12 +20,15 @@ namespace kanban::service {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   std::unique_ptr<Server> server(new Server());
   server->waiters_ = std::make_unique<ClaimWaiters>();
-  // Committed events wake waiting claims, then go wherever the caller sent
-  // them.
+  server->work_streams_ = std::make_unique<WorkStreams>();
+  // Committed events wake waiting claims and tell worker streams of the
+  // leases they lost, then go wherever the caller sent them.
   auto forward = std::move(options.store.on_commit);
   options.store.on_commit = [waiters = server->waiters_.get(),
+                             streams = server->work_streams_.get(),
                              forward](const std::vector<storage::Event>& events) {
     waiters->OnCommit(events);
+    streams->OnCommit(events);
     if (forward) forward(events);
   };
   // The health service exists before the store, so that a store fenced
@@ -83,7 +86,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   server->heartbeat_ =
       std::make_unique<HeartbeatServiceImpl>(server->store_.get(), server->auth_.get());
   server->worker_ = std::make_unique<WorkerServiceImpl>(
-      server->store_.get(), server->auth_.get(), server->waiters_.get());
+      server->store_.get(), server->auth_.get(), server->waiters_.get(),
+      server->work_streams_.get());
   server->admin_ = std::make_unique<AdminServiceImpl>(
       server->store_.get(), server->auth_.get(), server->watchers_.get());
 
@@ -191,9 +195,9 @@ void Server::Shutdown(absl::Duration grace) {
   token_refresh_.reset();                 // Reads the store and ends streams.
   if (grpc_) {
     health_->Shutdown();
-    waiters_->Shutdown();   // Waiting claims answer now instead of at their deadline.
-    watchers_->Shutdown();  // Every stream ends with UNAVAILABLE.
-    worker_->Shutdown();    // Worker streams get a go-away, then UNAVAILABLE.
+    waiters_->Shutdown();       // Waiting claims answer now instead of at their deadline.
+    watchers_->Shutdown();      // Every stream ends with UNAVAILABLE.
+    work_streams_->Shutdown();  // Worker streams get a go-away, then UNAVAILABLE.
     grpc_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(grace));
     grpc_->Wait();
   }

@@ -15,12 +15,12 @@
 #include "service/claim_waiters.h"
 #include "service/health_service.h"
 #include "service/heartbeat_service.h"
-#include "service/worker_service.h"
 #include "service/http/http_gateway.h"
 #include "service/kanban_service.h"
 #include "service/metrics.h"
 #include "service/token_refresh.h"
 #include "service/watch_registry.h"
+#include "service/worker_service.h"
 #include "storage/store.h"
 
 namespace kanban::service {
@@ -112,9 +112,10 @@ class Server {
  private:
   Server() = default;
 
-  std::unique_ptr<ClaimWaiters> waiters_;  // Outlives the store's callbacks.
-  std::unique_ptr<Auth> auth_;             // Likewise (token callbacks).
-  std::unique_ptr<Metrics> metrics_;       // Likewise; null when off.
+  std::unique_ptr<ClaimWaiters> waiters_;      // Outlives the store's callbacks.
+  std::unique_ptr<WorkStreams> work_streams_;  // Likewise.
+  std::unique_ptr<Auth> auth_;                 // Likewise (token callbacks).
+  std::unique_ptr<Metrics> metrics_;           // Likewise; null when off.
   std::unique_ptr<storage::Store> store_;
   std::unique_ptr<WatchRegistry> watchers_;  // After store_: stops first.
   // PostgreSQL with auth: tokens other replicas create or revoke.

@@ -163,6 +163,7 @@ void WorkReactor::OnReadDone(bool ok) {
         FinishSoonLocked(ToGrpcStatus(bad), /*drain=*/true);
       } else {
         for (v1::WorkOutcome& outcome : *in_.mutable_outcomes()) {
+          ++settling_[outcome.task_id()];
           Op op;
           op.outcome = std::move(outcome);
           ops.push_back(std::move(op));
@@ -278,6 +279,7 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
         action.give_back.push_back(result->claim->lease);
       } else {
         held_[result->claim->task.id] = result->claim->lease;
+        streams_->Track(result->claim->task.id, this);
         ToProto(*result, outbox_.add_assignments());
         outbox_leases_.push_back(result->claim->lease);
         outbox_used_ = true;
@@ -389,8 +391,11 @@ void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
       result->set_code(static_cast<int>(task.status().code()));
       result->set_message(std::string(task.status().message()));
     }
-    auto it = held_.find(held.task_id);
-    if (settled && it != held_.end() && it->second.token == held.token) held_.erase(it);
+    if (auto it = settling_.find(held.task_id);
+        it != settling_.end() && --it->second == 0) {
+      settling_.erase(it);
+    }
+    if (settled) DropLocked(held.task_id, held.token);
     PlanLocked(&action);
   }
   Execute(std::move(action));
@@ -413,13 +418,49 @@ void WorkReactor::OnHeartbeat(
       }
       outbox_used_ = true;
       for (const storage::LeaseStatus& status : *statuses) {
-        auto it = held_.find(status.task_id);
-        if (!status.extended && it != held_.end() && it->second.token == status.token) {
-          held_.erase(it);
-        }
+        if (!status.extended) DropLocked(status.task_id, status.token);
       }
     }
     PlanLocked(&action);
+  }
+  Execute(std::move(action));
+}
+
+void WorkReactor::DropLocked(const std::string& task_id, const std::string& token) {
+  auto it = held_.find(task_id);
+  if (it == held_.end() || it->second.token != token) return;
+  held_.erase(it);
+  streams_->Untrack(task_id, this);
+}
+
+void WorkReactor::OnTaskChanged(const storage::Event& event) {
+  Action action;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    auto it = held_.find(event.task_id);
+    // This stream's own outcome answers for itself.
+    if (it == held_.end() || settling_.count(event.task_id) > 0) return;
+    if (event.task.has_value() && event.task->status == storage::TaskStatus::kRunning &&
+        event.task->attempt == it->second.attempt) {
+      return;  // Still this lease: its own claim, an edit, a comment.
+    }
+    // The lease's end reason, as a heartbeat would report it.
+    std::string reason = "cancelled";  // An operator's move.
+    if (event.kind == "completed" || event.kind == "failed" || event.kind == "released" ||
+        event.kind == "reclaimed") {
+      reason = event.kind;
+    } else if (event.kind == "gave_up") {
+      reason = event.principal == storage::kServerPrincipal ? "reclaimed" : "failed";
+    }
+    v1::LeaseStatus* lost = outbox_.add_leases();
+    lost->set_task_id(event.task_id);
+    lost->set_lease_token(it->second.token);
+    lost->set_state(v1::LeaseStatus::LOST);
+    lost->set_reason(reason);
+    outbox_used_ = true;
+    DropLocked(event.task_id, it->second.token);
+    PlanLocked(&action);  // Room in the window: claim again.
   }
   Execute(std::move(action));
 }
@@ -488,6 +529,11 @@ void WorkReactor::OnCancel() {
 }
 
 void WorkReactor::OnDone() {
+  {
+    // The leases run on, but nothing is pushed to a stream that ended.
+    absl::MutexLock lock(&mu_);
+    for (const auto& [task_id, lease] : held_) streams_->Untrack(task_id, this);
+  }
   streams_->Remove(this);
   Unref();  // gRPC's reference.
 }

@@ -56,6 +56,10 @@ class WorkReactor final
   void OnTick(absl::Time now) ABSL_LOCKS_EXCLUDED(mu_);
   // The server is shutting down: send go_away, then end with UNAVAILABLE.
   void GoAway() ABSL_LOCKS_EXCLUDED(mu_);
+  // From WorkStreams::OnCommit: a committed change to a task this stream
+  // holds. When it ended the lease (and not through an outcome of this
+  // stream), the stream is told at once: LOST in `leases`.
+  void OnTaskChanged(const storage::Event& event) ABSL_LOCKS_EXCLUDED(mu_);
 
   void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
   void Unref() {
@@ -105,6 +109,9 @@ class WorkReactor final
                  absl::StatusOr<storage::Task> task) ABSL_LOCKS_EXCLUDED(mu_);
   void OnHeartbeat(absl::StatusOr<std::vector<storage::LeaseStatus>> statuses)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Forgets the lease on `task_id` if it is the one with `token`.
+  void DropLocked(const std::string& task_id, const std::string& token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   grpc::CallbackServerContext* const ctx_;
   storage::Store* const store_;
@@ -123,8 +130,10 @@ class WorkReactor final
   int window_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Duration interval_ ABSL_GUARDED_BY(mu_);
   absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
-  // The leases this stream was given and has not yet seen settled or lost.
+  // The leases this stream was given and has not yet seen settled or lost
+  // (each tracked in streams_), and its outcomes in flight by task.
   std::map<std::string, storage::Lease> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> settling_ ABSL_GUARDED_BY(mu_);
   int claims_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int ops_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<uint64_t> waiter_ ABSL_GUARDED_BY(mu_);  // Parked in ClaimWaiters.

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <utility>
+
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -62,6 +64,40 @@ std::vector<WorkReactor*> WorkStreams::Snapshot() {
   std::vector<WorkReactor*> streams(streams_.begin(), streams_.end());
   for (WorkReactor* stream : streams) stream->Ref();
   return streams;
+}
+
+void WorkStreams::Track(const std::string& task_id, WorkReactor* stream) {
+  absl::MutexLock lock(&held_mu_);
+  held_[task_id] = stream;
+}
+
+void WorkStreams::Untrack(const std::string& task_id, WorkReactor* stream) {
+  absl::MutexLock lock(&held_mu_);
+  auto it = held_.find(task_id);
+  if (it != held_.end() && it->second == stream) held_.erase(it);
+}
+
+void WorkStreams::OnCommit(const std::vector<storage::Event>& events) {
+  std::vector<std::pair<WorkReactor*, const storage::Event*>> found;
+  {
+    absl::MutexLock lock(&held_mu_);
+    if (held_.empty()) return;
+    for (const storage::Event& event : events) {
+      // A lease ends only with the task leaving RUNNING or running again
+      // under another attempt; the stream decides which.
+      if (event.task_id.empty() || event.kind == "created" || event.kind == "commented") {
+        continue;
+      }
+      auto it = held_.find(event.task_id);
+      if (it == held_.end()) continue;
+      it->second->Ref();
+      found.emplace_back(it->second, &event);
+    }
+  }
+  for (auto& [stream, event] : found) {
+    stream->OnTaskChanged(*event);
+    stream->Unref();
+  }
 }
 
 void WorkStreams::Shutdown() {

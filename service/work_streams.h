@@ -2,6 +2,10 @@
 // stream (a stream silent for two heartbeat intervals is ended); Shutdown
 // sends every stream a go-away. The bound on open streams keeps a flood of
 // attaches from exhausting memory.
+//
+// It also knows which stream holds which task, so that a committed change
+// that ends a stream's lease by other means (an operator's move, a sweep,
+// a unary call) is pushed to that stream at once (OnCommit).
 #ifndef KANBAN_SERVICE_WORK_STREAMS_H_
 #define KANBAN_SERVICE_WORK_STREAMS_H_
 
@@ -12,9 +16,11 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "storage/types.h"
 
 namespace kanban::service {
 
@@ -37,6 +43,17 @@ class WorkStreams {
   // A new stream id: unique in this process, not guessable across them.
   std::string NextId() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // `stream` holds a lease on `task_id` (Track) or no longer does (Untrack:
+  // only if `stream` is the one tracked). Thread-safe; never calls streams.
+  void Track(const std::string& task_id, WorkReactor* stream)
+      ABSL_LOCKS_EXCLUDED(held_mu_);
+  void Untrack(const std::string& task_id, WorkReactor* stream)
+      ABSL_LOCKS_EXCLUDED(held_mu_);
+
+  // From the Store's on_commit (the writer thread): hands each event that
+  // may end a lease to the stream holding its task. Does not block.
+  void OnCommit(const std::vector<storage::Event>& events) ABSL_LOCKS_EXCLUDED(held_mu_);
+
   // Sends every stream a go-away (they end with UNAVAILABLE once what they
   // have in flight is answered); later Adds fail. Idempotent.
   void Shutdown() ABSL_LOCKS_EXCLUDED(mu_);
@@ -55,6 +72,11 @@ class WorkStreams {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Taken after a stream's own lock (Track, Untrack), never before.
+  absl::Mutex held_mu_;
+  absl::flat_hash_map<std::string, WorkReactor*> held_ ABSL_GUARDED_BY(held_mu_);
+
   std::thread thread_;
 };
 

@@ -22,8 +22,8 @@ grpc::ServerBidiReactor<v1::WorkRequest, v1::WorkResponse>* WorkerServiceImpl::W
     grpc::CallbackServerContext* ctx) {
   absl::StatusOr<storage::Actor> actor = auth_->Check(*ctx, Access::kWork, "Work");
   if (!actor.ok()) return new RejectedWork(actor.status());
-  auto* reactor = new WorkReactor(ctx, store_, waiters_, &streams_, *std::move(actor),
-                                  streams_.NextId());
+  auto* reactor = new WorkReactor(ctx, store_, waiters_, streams_, *std::move(actor),
+                                  streams_->NextId());
   reactor->Start();
   return reactor;
 }

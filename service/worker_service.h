@@ -1,5 +1,5 @@
 // WorkerService over the callback API: one Work stream per worker process
-// (see service/work_reactor.h). Owns the registry of open streams.
+// (see service/work_reactor.h), registered in a WorkStreams.
 #ifndef KANBAN_SERVICE_WORKER_SERVICE_H_
 #define KANBAN_SERVICE_WORKER_SERVICE_H_
 
@@ -14,21 +14,18 @@ namespace kanban::service {
 class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
   // Nothing passed is owned; all must outlive the server.
-  WorkerServiceImpl(storage::Store* store, const Auth* auth, ClaimWaiters* waiters)
-      : store_(store), auth_(auth), waiters_(waiters) {}
+  WorkerServiceImpl(storage::Store* store, const Auth* auth, ClaimWaiters* waiters,
+                    WorkStreams* streams)
+      : store_(store), auth_(auth), waiters_(waiters), streams_(streams) {}
 
   grpc::ServerBidiReactor<v1::WorkRequest, v1::WorkResponse>* Work(
       grpc::CallbackServerContext* ctx) override;
-
-  // Sends every open stream a go-away; later streams are refused.
-  void Shutdown() { streams_.Shutdown(); }
-  size_t open_streams() const { return streams_.size(); }
 
  private:
   storage::Store* const store_;
   const Auth* const auth_;
   ClaimWaiters* const waiters_;
-  WorkStreams streams_;
+  WorkStreams* const streams_;
 };
 
 }  // namespace kanban::service

@@ -178,6 +178,17 @@ class WorkStream {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// The LOST lease statuses the stream was sent.
+std::vector<v1::LeaseStatus> Lost(const std::vector<v1::WorkResponse>& responses) {
+  std::vector<v1::LeaseStatus> lost;
+  for (const v1::WorkResponse& r : responses) {
+    for (const v1::LeaseStatus& l : r.leases()) {
+      if (l.state() == v1::LeaseStatus::LOST) lost.push_back(l);
+    }
+  }
+  return lost;
+}
+
 class WorkStreamTest : public testing::BackendTest {
  protected:
   void SetUp() override {
@@ -324,6 +335,7 @@ TEST_P(WorkStreamTest, AssignmentsNeverExceedTheWindowAndSettlingRefillsIt) {
   const v1::Task task = Get(held[0].task().id());
   EXPECT_EQ(task.status(), v1::DONE);
   EXPECT_EQ(task.result(), "done!");
+  EXPECT_TRUE(Lost(stream->responses()).empty()) << "its own outcome pushed as a loss";
   EXPECT_TRUE(stream->Close().ok());
 }
 
@@ -496,6 +508,66 @@ TEST_P(WorkStreamTest, SeveralStreamsCompleteEveryTaskOnceAndNeverShareOne) {
   }
   EXPECT_EQ(assigned, static_cast<size_t>(kTasks));
   for (const auto& s : streams) EXPECT_TRUE(s->Close().ok());
+}
+
+TEST_P(WorkStreamTest, AnOperatorsMoveIsPushedAsALossAndTheWindowRefills) {
+  const v1::Task first = Create("first");
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(Attach("w", 1)));
+  ASSERT_TRUE(stream->AwaitAssignments(1));
+  const v1::Lease lease = stream->assignments()[0].lease();
+  ASSERT_EQ(lease.task_id(), first.id());
+  const v1::Task second = Create("second");
+  {
+    v1::MoveTaskRequest r;
+    r.set_task_id(first.id());
+    r.set_to_status(v1::BLOCKED);
+    r.set_reason("needs a person");
+    v1::Task moved;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->MoveTask(&ctx, r, &moved);
+    ASSERT_TRUE(s.ok()) << Describe(s);
+  }
+  ASSERT_TRUE(stream->Await([](const auto& r) { return !Lost(r).empty(); }));
+  const std::vector<v1::LeaseStatus> lost = Lost(stream->responses());
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].task_id(), first.id());
+  EXPECT_EQ(lost[0].lease_token(), lease.token());
+  EXPECT_EQ(lost[0].reason(), "cancelled");
+  // The window has room again.
+  ASSERT_TRUE(stream->AwaitAssignments(2));
+  EXPECT_EQ(stream->assignments()[1].task().id(), second.id());
+  EXPECT_TRUE(stream->Close().ok());
+}
+
+TEST_P(WorkStreamTest, AUnaryCompletionAndASweepArePushedAsLosses) {
+  Create("a");
+  Create("b");
+  auto stream = Open();
+  // Lease 1 s; the stream stays alive on empty messages that extend nothing.
+  ASSERT_TRUE(stream->Send(Attach("w", 2, absl::Seconds(1))));
+  ASSERT_TRUE(stream->AwaitAssignments(2));
+  const std::vector<v1::ClaimTaskResponse> held = stream->assignments();
+  {
+    v1::CompleteTaskRequest r;
+    r.set_task_id(held[0].task().id());
+    r.set_lease_token(held[0].lease().token());
+    v1::Task task;
+    grpc::ClientContext ctx;
+    grpc::Status s = stub_->CompleteTask(&ctx, r, &task);
+    ASSERT_TRUE(s.ok()) << Describe(s);
+  }
+  const absl::Time give_up = absl::Now() + kPrompt;
+  while (Lost(stream->responses()).size() < 2 && absl::Now() < give_up) {
+    ASSERT_TRUE(stream->Send(v1::WorkRequest()));
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  std::map<std::string, std::string> reasons;
+  for (const v1::LeaseStatus& l : Lost(stream->responses()))
+    reasons[l.task_id()] = l.reason();
+  EXPECT_EQ(reasons[held[0].task().id()], "completed");
+  EXPECT_EQ(reasons[held[1].task().id()], "reclaimed");
+  EXPECT_TRUE(stream->Close().ok());
 }
 
 TEST_P(WorkStreamTest, ClosingAnswersWhatIsInFlightThenEndsOk) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -191,12 +192,31 @@ absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
                                                    const std::vector<HeldLease>& leases) {
   KANBAN_RETURN_IF_ERROR(CheckActsAs(ctx.actor(), worker_id));
   KANBAN_RETURN_IF_ERROR(sql::TouchWorker(ctx.db(), worker_id, ctx.now(), ""));
+  // Every lease still held is extended by one statement; only the others
+  // are read one by one, to say why they are lost.
+  std::vector<std::string> tokens;
+  tokens.reserve(leases.size());
+  for (const HeldLease& held : leases) tokens.push_back(held.token);
+  std::map<std::string, sql::Extended> extended;
+  if (!tokens.empty()) {
+    KANBAN_ASSIGN_OR_RETURN(extended,
+                            sql::ExtendLeases(ctx.db(), worker_id, tokens, ctx.now()));
+  }
   std::vector<LeaseStatus> statuses;
   statuses.reserve(leases.size());
   for (const HeldLease& held : leases) {
     LeaseStatus status;
     status.task_id = held.task_id;
     status.token = held.token;
+    if (auto it = extended.find(held.token);
+        it != extended.end() && it->second.task_id == held.task_id) {
+      status.extended = true;
+      status.expires_at = it->second.expires_at;
+      statuses.push_back(std::move(status));
+      continue;
+    }
+    // (A token listed with another task's id was extended all the same: it
+    // is this worker's own lease. It is reported unknown, as before.)
     KANBAN_ASSIGN_OR_RETURN(std::optional<sql::LeaseRow> row,
                             sql::FindLeaseByToken(ctx.db(), held.token));
     if (!row.has_value() || row->lease.task_id != held.task_id) {
@@ -205,20 +225,8 @@ absl::StatusOr<std::vector<LeaseStatus>> Heartbeat(WriteContext& ctx,
       status.reason = "not_held";
     } else if (row->ended_at.has_value()) {
       status.reason = row->end_reason;
-    } else if (row->lease.expires_at <= ctx.now()) {
-      status.reason = "expired";
     } else {
-      status.expires_at = ctx.now() + row->lease.duration;
-      KANBAN_ASSIGN_OR_RETURN(
-          status.extended,
-          sql::ExtendLease(ctx.db(), held.token, ctx.now(), status.expires_at));
-      if (!status.extended) {
-        // Another kanband of the database ended it after it was read.
-        KANBAN_ASSIGN_OR_RETURN(row, sql::FindLeaseByToken(ctx.db(), held.token));
-        status.expires_at = absl::UnixEpoch();
-        status.reason =
-            row.has_value() && row->ended_at.has_value() ? row->end_reason : "expired";
-      }
+      status.reason = "expired";
     }
     statuses.push_back(std::move(status));
   }

@@ -79,14 +79,43 @@ absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
   return stmt.Run();
 }
 
-absl::StatusOr<bool> ExtendLease(Connection& db, absl::string_view token, absl::Time now,
-                                 absl::Time expires_at) {
-  KANBAN_ASSIGN_OR_RETURN(Statement stmt,
-                          db.Cached("UPDATE leases SET expires_at = ? WHERE token = ?"
-                                    " AND ended_at IS NULL AND expires_at > ?"));
-  stmt.BindInt(1, Micros(expires_at)).BindText(2, token).BindInt(3, Micros(now));
-  KANBAN_RETURN_IF_ERROR(stmt.Run());
-  return db.Changes() > 0;
+absl::StatusOr<std::map<std::string, Extended>> ExtendLeases(
+    Connection& db, absl::string_view worker_id, const std::vector<std::string>& tokens,
+    absl::Time now) {
+  // The worker's active leases (an index) tested against the list, not
+  // `token IN (SELECT ... json_each)`: SQLite materializes that list in a
+  // temporary table whose page cache it allocates and frees per call, which
+  // cost the writer more than the whole heartbeat. Nor RETURNING, for the
+  // same reason: the read after the update sees it (same transaction, rows
+  // locked).
+  static const dialect::PerDialect kUpdate([](Dialect d) {
+    return absl::StrCat(
+        "UPDATE leases SET expires_at = ?1 + duration_us WHERE worker_id = ?2"
+        " AND ended_at IS NULL AND expires_at > ?1 AND ",
+        dialect::JsonArrayHas(d, "?3", "leases.token"));
+  });
+  static const dialect::PerDialect kRead([](Dialect d) {
+    return absl::StrCat(
+        "SELECT token, task_id, expires_at FROM leases WHERE worker_id = ?2"
+        " AND ended_at IS NULL AND expires_at > ?1 AND ",
+        dialect::JsonArrayHas(d, "?3", "leases.token"));
+  });
+  const std::string list = EncodeStringArray(tokens);
+  {
+    KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(kUpdate.For(db)));
+    stmt.BindInt(1, Micros(now)).BindText(2, worker_id).BindText(3, list);
+    KANBAN_RETURN_IF_ERROR(stmt.Run());
+    if (db.Changes() == 0) return std::map<std::string, Extended>();
+  }
+  // Every active lease of the list left unexpired was just extended.
+  KANBAN_ASSIGN_OR_RETURN(Statement stmt, db.Cached(kRead.For(db)));
+  stmt.BindInt(1, Micros(now)).BindText(2, worker_id).BindText(3, list);
+  std::map<std::string, Extended> extended;
+  while (true) {
+    KANBAN_ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) return extended;
+    extended[stmt.ColumnText(0)] = {stmt.ColumnText(1), FromMicros(stmt.ColumnInt(2))};
+  }
 }
 
 absl::StatusOr<std::vector<LeaseRow>> ExpiredLeases(Connection& db, absl::Time now,

@@ -4,6 +4,7 @@
 #define KANBAN_STORAGE_LEASE_SQL_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,10 +31,17 @@ absl::StatusOr<std::optional<LeaseRow>> FindActiveLease(Connection& db,
                                                         absl::string_view task_id);
 absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
                       absl::string_view reason);
-// Extends the lease if it is active and unexpired at `now`; returns whether
-// it did (another writer may have ended it since it was read).
-absl::StatusOr<bool> ExtendLease(Connection& db, absl::string_view token, absl::Time now,
-                                 absl::Time expires_at);
+// One statement for all of `tokens`: extends each lease of `worker_id` among
+// them that is active and unexpired at `now` by its own duration. Returns
+// what was extended: token -> (task id, new expiry).
+struct Extended {
+  std::string task_id;
+  absl::Time expires_at;
+};
+absl::StatusOr<std::map<std::string, Extended>> ExtendLeases(
+    Connection& db, absl::string_view worker_id, const std::vector<std::string>& tokens,
+    absl::Time now);
+
 // Active leases with expires_at <= now, oldest expiry first, at most `limit`.
 absl::StatusOr<std::vector<LeaseRow>> ExpiredLeases(Connection& db, absl::Time now,
                                                     int limit);

@@ -377,9 +377,14 @@ TEST_P(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
   Claim cb = MustClaim("w1", absl::Seconds(20));
   const int64_t version = Get(a.id).version;
   clock_.Advance(absl::Seconds(8));
-  std::vector<LeaseStatus> beat =
-      Beat("w1", {{a.id, ca.lease.token}, {b.id, cb.lease.token}, {a.id, "bogus"}});
-  ASSERT_EQ(beat.size(), 3u);
+  // One statement extends them all (the tokens go in as a JSON array: a
+  // quote or a backslash in a bogus one must not break it).
+  std::vector<LeaseStatus> beat = Beat("w1", {{a.id, ca.lease.token},
+                                              {b.id, cb.lease.token},
+                                              {a.id, "bogus"},
+                                              {b.id, "bo\"g\\us"}});
+  ASSERT_EQ(beat.size(), 4u);
+  EXPECT_EQ(beat[3].reason, "unknown");
   EXPECT_TRUE(beat[0].extended);
   EXPECT_EQ(beat[0].expires_at, clock_.Now() + absl::Seconds(10));
   EXPECT_TRUE(beat[1].extended);

@@ -84,10 +84,10 @@ absl::StatusOr<std::map<std::string, Extended>> ExtendLeases(
     absl::Time now) {
   // The worker's active leases (an index) tested against the list, not
   // `token IN (SELECT ... json_each)`: SQLite materializes that list in a
-  // temporary table whose page cache it allocates and frees per call, which
-  // cost the writer more than the whole heartbeat. Nor RETURNING, for the
-  // same reason: the read after the update sees it (same transaction, rows
-  // locked).
+  // temporary table whose memory it allocates and frees per call (perf:
+  // heap growth and trimming), which cost the writer four times the whole
+  // heartbeat. No RETURNING either (SQLite buffers its rows per call):
+  // the read after the update sees it (same transaction, rows locked).
   static const dialect::PerDialect kUpdate([](Dialect d) {
     return absl::StrCat(
         "UPDATE leases SET expires_at = ?1 + duration_us WHERE worker_id = ?2"

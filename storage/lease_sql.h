@@ -31,9 +31,10 @@ absl::StatusOr<std::optional<LeaseRow>> FindActiveLease(Connection& db,
                                                         absl::string_view task_id);
 absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
                       absl::string_view reason);
-// One statement for all of `tokens`: extends each lease of `worker_id` among
-// them that is active and unexpired at `now` by its own duration. Returns
-// what was extended: token -> (task id, new expiry).
+// Extends each lease of `worker_id` among `tokens` that is active and
+// unexpired at `now` by its own duration: on PostgreSQL in one statement,
+// on SQLite in one per lease. Returns what was extended: token -> (task
+// id, new expiry).
 struct Extended {
   std::string task_id;
   absl::Time expires_at;

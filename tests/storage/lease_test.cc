@@ -377,8 +377,8 @@ TEST_P(LeaseTest, HeartbeatsExtendOnlyTheHoldersLiveLeases) {
   Claim cb = MustClaim("w1", absl::Seconds(20));
   const int64_t version = Get(a.id).version;
   clock_.Advance(absl::Seconds(8));
-  // One statement extends them all (the tokens go in as a JSON array: a
-  // quote or a backslash in a bogus one must not break it).
+  // On PostgreSQL one statement extends them all, the tokens passed as a
+  // JSON array: a quote or a backslash in a bogus one must not break it.
   std::vector<LeaseStatus> beat = Beat("w1", {{a.id, ca.lease.token},
                                               {b.id, cb.lease.token},
                                               {a.id, "bogus"},

@@ -52,7 +52,7 @@ the same server and prints the ratio scenario RPS / Check RPS):
   stream          --concurrency worker slots over --streams WorkerService.Work
                   streams: take a pushed assignment, complete it; one
                   request = one cycle (--prefill: 10000 per second)
-  heartbeat       Heartbeat: each loop is a worker renewing one lease
+  heartbeat       Heartbeat: each loop is a worker renewing --leases leases
   watch           --watchers WatchEvents streams while --concurrency writers
                   create tasks; latency = commit -> receipt, RPS = events/s
   health          Health/Check only
@@ -80,6 +80,7 @@ Flags (--flag=value or --flag value):
   --idle_watchers N   `watch`: first open N streams that only wait and print
                       kanband's memory per stream and CPU (default 0: none)
   --streams N         worker streams for `stream` (default 8)
+  --leases N          leases per Heartbeat for `heartbeat` (default 1)
   --page_size N       ListTasks page size (default 50)
   --prefill N         tasks created before measuring (see above)
   --no_check          skip the Health/Check comparison run
@@ -184,6 +185,10 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
     } else if (name == "idle_watchers") {
       if (!absl::SimpleAtoi(value, &o.idle_watchers) || o.idle_watchers < 0) {
         return Bad(name, value, "a non-negative integer");
+      }
+    } else if (name == "leases") {
+      if (!absl::SimpleAtoi(value, &o.leases) || o.leases < 1 || o.leases > 1000) {
+        return Bad(name, value, "1 to 1000");
       }
     } else if (name == "streams") {
       if (!absl::SimpleAtoi(value, &o.streams) || o.streams < 1) {

@@ -57,6 +57,7 @@ struct Options {
   int idle_watchers = 0;
   // list: ListTasks page size. Default: 50.
   int streams = 8;  // Worker streams for `stream`.
+  int leases = 1;   // Leases each `heartbeat` loop holds and renews.
   int page_size = 50;
   // Tasks created before measuring: get and list read them, claim-complete
   // claims them. -1: a default per scenario (see --help).

@@ -222,9 +222,9 @@ class ClaimCompleteScenario final : public UnaryScenario {
   std::atomic<int64_t> empty_{0};
 };
 
-// Each loop is a worker holding one lease (claimed in Prepare) and renewing
-// it. A lease reported LOST counts as FAILED_PRECONDITION, the code the
-// worker protocol uses for a lost lease.
+// Each loop is a worker holding --leases leases (claimed in Prepare) and
+// renewing them all in each Heartbeat. A lease reported LOST counts as
+// FAILED_PRECONDITION, the code the worker protocol uses for a lost lease.
 class HeartbeatScenario final : public UnaryScenario {
  public:
   HeartbeatScenario(const Target* target, const Options& options)
@@ -233,14 +233,15 @@ class HeartbeatScenario final : public UnaryScenario {
   ~HeartbeatScenario() override { ReleaseAll(); }
 
   absl::Status Prepare() override {
-    absl::Status created = Prefill(*target_, options_, options_.concurrency).status();
+    const int n = options_.concurrency * options_.leases;
+    absl::Status created = Prefill(*target_, options_, n).status();
     if (!created.ok()) return created;
-    for (int i = 0; i < options_.concurrency; ++i) {
+    for (int i = 0; i < n; ++i) {
       grpc::ClientContext ctx;
       SetSetupDeadline(&ctx);
       v1::ClaimTaskRequest claim;
       claim.set_board(options_.board);
-      claim.set_worker_id(WorkerId(i));
+      claim.set_worker_id(WorkerId(i % options_.concurrency));
       claim.add_labels(kBenchLabel);
       claim.mutable_lease_duration()->set_seconds(3600);
       v1::ClaimTaskResponse claimed;
@@ -261,7 +262,9 @@ class HeartbeatScenario final : public UnaryScenario {
     auto* c = new Unary<v1::HeartbeatRequest, v1::HeartbeatResponse>();
     target_->SetDeadline(&c->ctx);
     c->request.set_worker_id(WorkerId(loop));
-    *c->request.add_leases() = leases_[loop];
+    for (int i = 0; i < options_.leases; ++i) {
+      *c->request.add_leases() = leases_[i * options_.concurrency + loop];
+    }
     target_->heartbeat(loop)->async()->Heartbeat(
         &c->ctx, &c->request, &c->response, [c, done](grpc::Status s) {
           if (s.ok()) {
@@ -280,7 +283,8 @@ class HeartbeatScenario final : public UnaryScenario {
   void Finish(const Summary& summary, Result* result) override {
     result->extras.push_back(
         NumberExtra("workers", options_.concurrency,
-                    absl::StrCat(options_.concurrency, ", one lease each")));
+                    absl::StrCat(options_.concurrency, ", ", options_.leases,
+                                 options_.leases == 1 ? " lease" : " leases", " each")));
   }
 
  private:
@@ -301,7 +305,8 @@ class HeartbeatScenario final : public UnaryScenario {
 
   const Target* const target_;
   const Options& options_;
-  std::vector<v1::HeldLease> leases_;  // One per loop; constant after Prepare.
+  // Lease j of loop i at j * concurrency + i; constant after Prepare.
+  std::vector<v1::HeldLease> leases_;
 };
 
 class HealthScenario final : public UnaryScenario {

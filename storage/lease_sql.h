@@ -33,8 +33,8 @@ absl::Status EndLease(Connection& db, absl::string_view token, absl::Time now,
                       absl::string_view reason);
 // Extends each lease of `worker_id` among `tokens` that is active and
 // unexpired at `now` by its own duration: on PostgreSQL in one statement,
-// on SQLite with an update and a read per lease. Returns what was extended: token -> (task
-// id, new expiry).
+// on SQLite with an update and a read per lease. Returns what was extended: token ->
+// (task id, new expiry).
 struct Extended {
   std::string task_id;
   absl::Time expires_at;

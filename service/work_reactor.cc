@@ -28,6 +28,12 @@ std::string LostReason(const absl::Status& status) {
   return std::string(rest.substr(0, rest.find(" (")));
 }
 
+// True when `response` has anything to send.
+bool HasContent(const v1::WorkResponse& response) {
+  return response.has_attached() || response.assignments_size() > 0 ||
+         response.results_size() > 0 || response.leases_size() > 0 || response.go_away();
+}
+
 absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
   return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
 }
@@ -119,7 +125,6 @@ absl::Status WorkReactor::AttachLocked(const v1::WorkRequest& request) {
   v1::WorkAttached* attached = outbox_.mutable_attached();
   attached->set_stream_id(stream_id_);
   DurationToProto(interval_, attached->mutable_heartbeat_interval());
-  outbox_used_ = true;
   return absl::OkStatus();
 }
 
@@ -131,7 +136,6 @@ void WorkReactor::OnReadDone(bool ok) {
     if (!ok) {
       // The worker closed its side (or the stream broke): answer what is in
       // flight, claim nothing more.
-      read_done_ = true;
       FinishSoonLocked(grpc::Status::OK, /*drain=*/true);
     } else if (finish_.has_value() || finished_) {
       // Ending: read no further.
@@ -188,7 +192,7 @@ void WorkReactor::PlanLocked(Action* action) {
     action->read = false;
     return;
   }
-  if (attached_ && !finish_.has_value() && !claim_failed_ && !waiter_.has_value()) {
+  if (attached_ && !finish_.has_value() && !waiter_.has_value()) {
     const int room = window_ - static_cast<int>(held_.size()) - claims_in_flight_;
     const int n = std::min(room, kMaxClaimsInFlight - claims_in_flight_);
     if (n > 0) {
@@ -197,10 +201,9 @@ void WorkReactor::PlanLocked(Action* action) {
     }
   }
   const bool abort = finish_.has_value() && !drain_;
-  if (!writing_ && outbox_used_ && !abort) {
+  if (!writing_ && HasContent(outbox_) && !abort) {
     out_.Swap(&outbox_);
     outbox_.Clear();
-    outbox_used_ = false;
     outbox_leases_.clear();
     writing_ = true;
     action->write = true;
@@ -214,7 +217,6 @@ void WorkReactor::PlanLocked(Action* action) {
       action->give_back.push_back(std::move(lease));
     outbox_leases_.clear();
     outbox_.Clear();
-    outbox_used_ = false;
     if (waiter_.has_value() && waiters_->Remove(*waiter_)) ++action->unrefs;
     waiter_.reset();
   }
@@ -266,7 +268,6 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
     absl::MutexLock lock(&mu_);
     --claims_in_flight_;
     if (!result.ok()) {
-      claim_failed_ = true;
       if (trigger.has_value()) action.offer = std::move(trigger);
       FinishSoonLocked(ToGrpcStatus(result.status()), /*drain=*/true);
     } else if (result->claim.has_value()) {
@@ -282,7 +283,6 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
         streams_->Track(result->claim->task.id, this);
         ToProto(*result, outbox_.add_assignments());
         outbox_leases_.push_back(result->claim->lease);
-        outbox_used_ = true;
       }
     } else if (!finished_ && !finish_.has_value() && claims_in_flight_ == 0 &&
                !waiter_.has_value() && static_cast<int>(held_.size()) < window_) {
@@ -374,7 +374,6 @@ void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
     absl::MutexLock lock(&mu_);
     --ops_in_flight_;
     v1::WorkResult* result = outbox_.add_results();
-    outbox_used_ = true;
     result->set_op_id(op_id);
     result->set_task_id(held.task_id);
     bool settled = true;
@@ -416,7 +415,6 @@ void WorkReactor::OnHeartbeat(
       for (v1::LeaseStatus& status : *answer.mutable_leases()) {
         *outbox_.add_leases() = std::move(status);
       }
-      outbox_used_ = true;
       for (const storage::LeaseStatus& status : *statuses) {
         if (!status.extended) DropLocked(status.task_id, status.token);
       }
@@ -458,7 +456,6 @@ void WorkReactor::OnTaskChanged(const storage::Event& event) {
     lost->set_lease_token(it->second.token);
     lost->set_state(v1::LeaseStatus::LOST);
     lost->set_reason(reason);
-    outbox_used_ = true;
     DropLocked(event.task_id, it->second.token);
     PlanLocked(&action);  // Room in the window: claim again.
   }
@@ -510,7 +507,6 @@ void WorkReactor::GoAway() {
     absl::MutexLock lock(&mu_);
     if (finished_ || finish_.has_value()) return;
     outbox_.set_go_away(true);
-    outbox_used_ = true;
     FinishSoonLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down"),
                      /*drain=*/true);
     PlanLocked(&action);

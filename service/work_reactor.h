@@ -137,14 +137,11 @@ class WorkReactor final
   int claims_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int ops_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<uint64_t> waiter_ ABSL_GUARDED_BY(mu_);  // Parked in ClaimWaiters.
-  bool claim_failed_ ABSL_GUARDED_BY(mu_) = false;       // Stop claiming.
   // What goes out next, and the assignments in it (given back if it never does).
   v1::WorkResponse outbox_ ABSL_GUARDED_BY(mu_);
-  bool outbox_used_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<storage::Lease> outbox_leases_ ABSL_GUARDED_BY(mu_);
   v1::WorkResponse out_ ABSL_GUARDED_BY(mu_);  // Being written.
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool read_done_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<grpc::Status> finish_ ABSL_GUARDED_BY(mu_);  // Due.
   bool drain_ ABSL_GUARDED_BY(mu_) = true;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;  // Finish was called.

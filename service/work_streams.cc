@@ -49,11 +49,6 @@ void WorkStreams::Remove(WorkReactor* stream) {
   if (removed) stream->Unref();
 }
 
-size_t WorkStreams::size() const {
-  absl::MutexLock lock(&mu_);
-  return streams_.size();
-}
-
 std::string WorkStreams::NextId() {
   absl::MutexLock lock(&mu_);
   return absl::StrFormat("ws-%016x-%d", id_base_, ++next_id_);

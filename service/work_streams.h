@@ -38,7 +38,6 @@ class WorkStreams {
   // RESOURCE_EXHAUSTED when max_streams are open. Thread-safe.
   absl::Status Add(WorkReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
   void Remove(WorkReactor* stream) ABSL_LOCKS_EXCLUDED(mu_);
-  size_t size() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // A new stream id: unique in this process, not guessable across them.
   std::string NextId() ABSL_LOCKS_EXCLUDED(mu_);
@@ -67,7 +66,7 @@ class WorkStreams {
   const absl::Duration tick_;
   const uint64_t id_base_;
 
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   std::set<WorkReactor*> streams_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/convert.h"
 #include "service/grpc_status.h"
 #include "service/work_streams.h"
+#include "storage/lease_mutations.h"
 #include "storage/rules.h"
 
 namespace kanban::service {
@@ -15,18 +15,6 @@ namespace {
 
 // A stream that has not attached is ended after this long.
 constexpr absl::Duration kAttachTimeout = absl::Seconds(10);
-
-// "lease lost: REASON (task ID)" from storage/lease_mutations.cc: the reason,
-// or empty for any other error.
-std::string LostReason(const absl::Status& status) {
-  constexpr absl::string_view kPrefix = "lease lost: ";
-  if (status.code() != absl::StatusCode::kFailedPrecondition ||
-      !absl::StartsWith(status.message(), kPrefix)) {
-    return "";
-  }
-  absl::string_view rest = status.message().substr(kPrefix.size());
-  return std::string(rest.substr(0, rest.find(" (")));
-}
 
 // True when `response` has anything to send.
 bool HasContent(const v1::WorkResponse& response) {
@@ -380,9 +368,10 @@ void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
     if (task.ok()) {
       result->set_state(v1::WorkResult::DONE);
       ToProto(*task, result->mutable_task());
-    } else if (std::string reason = LostReason(task.status()); !reason.empty()) {
+    } else if (std::optional<std::string> reason =
+                   storage::mutations::LeaseLostReason(task.status())) {
       result->set_state(v1::WorkResult::LOST);
-      result->set_reason(reason);
+      result->set_reason(*std::move(reason));
     } else {
       // Not settled: the worker may send it again.
       settled = false;
@@ -443,19 +432,11 @@ void WorkReactor::OnTaskChanged(const storage::Event& event) {
         event.task->attempt == it->second.attempt) {
       return;  // Still this lease: its own claim, an edit, a comment.
     }
-    // The lease's end reason, as a heartbeat would report it.
-    std::string reason = "cancelled";  // An operator's move.
-    if (event.kind == "completed" || event.kind == "failed" || event.kind == "released" ||
-        event.kind == "reclaimed") {
-      reason = event.kind;
-    } else if (event.kind == "gave_up") {
-      reason = event.principal == storage::kServerPrincipal ? "reclaimed" : "failed";
-    }
     v1::LeaseStatus* lost = outbox_.add_leases();
     lost->set_task_id(event.task_id);
     lost->set_lease_token(it->second.token);
     lost->set_state(v1::LeaseStatus::LOST);
-    lost->set_reason(reason);
+    lost->set_reason(storage::LeaseEndReason(event));
     DropLocked(event.task_id, it->second.token);
     PlanLocked(&action);  // Room in the window: claim again.
   }

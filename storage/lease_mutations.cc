@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "storage/lease_sql.h"
@@ -37,9 +38,13 @@ absl::Status CheckActsAs(const Actor& actor, const std::string& worker_id) {
                                                   "\", not \"", worker_id, "\""));
 }
 
+constexpr absl::string_view kLeaseLostPayload = "kanban.dev/lease-lost";
+
 absl::Status LeaseLost(absl::string_view task_id, absl::string_view reason) {
-  return absl::FailedPreconditionError(
+  absl::Status status = absl::FailedPreconditionError(
       absl::StrCat("lease lost: ", reason, " (task ", task_id, ")"));
+  status.SetPayload(kLeaseLostPayload, absl::Cord(reason));
+  return status;
 }
 
 // The active, unexpired lease `held` names, or FAILED_PRECONDITION saying
@@ -102,6 +107,12 @@ absl::StatusOr<std::string> Requeue(WriteContext& ctx, Task& task, bool retry,
 }
 
 }  // namespace
+
+std::optional<std::string> LeaseLostReason(const absl::Status& status) {
+  absl::optional<absl::Cord> reason = status.GetPayload(kLeaseLostPayload);
+  if (!reason.has_value()) return std::nullopt;
+  return std::string(*reason);
+}
 
 absl::Duration Backoff(int attempt, const RetryPolicy& policy, absl::BitGen& gen) {
   absl::Duration delay = policy.backoff_base;

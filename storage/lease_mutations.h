@@ -38,6 +38,10 @@ absl::StatusOr<ClaimResult> ClaimTask(WriteContext& ctx, const ClaimRequest& req
 // RUNNING -> DONE. FAILED_PRECONDITION "lease lost: ..." for a stale token.
 absl::StatusOr<Task> CompleteTask(WriteContext& ctx, const HeldLease& held,
                                   const std::string& result);
+// The reason in a "lease lost" error of CompleteTask, FailTask or
+// ReleaseTask ("expired", "reclaimed", ...); nothing for any other status.
+std::optional<std::string> LeaseLostReason(const absl::Status& status);
+
 // RUNNING -> READY/TODO after a backoff (retry and attempts left), else BLOCKED.
 absl::StatusOr<Task> FailTask(WriteContext& ctx, const HeldLease& held,
                               const std::string& error, bool retry,

@@ -109,6 +109,17 @@ bool IsEventKind(absl::string_view kind) {
          std::end(kEventKinds);
 }
 
+std::string LeaseEndReason(const Event& event) {
+  if (event.kind == "completed" || event.kind == "failed" || event.kind == "released" ||
+      event.kind == "reclaimed") {
+    return event.kind;
+  }
+  if (event.kind == "gave_up") {
+    return event.principal == kServerPrincipal ? "reclaimed" : "failed";
+  }
+  return "cancelled";
+}
+
 bool IsFinished(TaskStatus status) {
   return status == TaskStatus::kDone || status == TaskStatus::kArchived;
 }

@@ -4,6 +4,7 @@
 #define KANBAN_STORAGE_RULES_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -41,6 +42,11 @@ bool IsEventKind(absl::string_view kind);
 
 // "TRIAGE", "READY", ... as in the proto enum.
 absl::string_view StatusName(TaskStatus status);
+
+// What a heartbeat reports for a lease that `event` ended: "completed",
+// "failed", "released", "reclaimed" (the sweep, also when it gave up), or
+// "cancelled" for an operator's move.
+std::string LeaseEndReason(const Event& event);
 
 // DONE and ARCHIVED: a child whose parents are all finished may run.
 bool IsFinished(TaskStatus status);

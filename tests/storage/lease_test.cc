@@ -113,6 +113,7 @@ class LeaseTest : public ::testing::TestWithParam<testing::Backend> {
   static void ExpectLeaseLost(const absl::StatusOr<Task>& r, const std::string& reason) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
     EXPECT_THAT(std::string(r.status().message()), StartsWith("lease lost: " + reason));
+    EXPECT_EQ(mutations::LeaseLostReason(r.status()), reason);
   }
 
   testing::TempDir dir_;

@@ -60,6 +60,24 @@ TEST(RulesTest, BoardNames) {
   EXPECT_TRUE(ValidateBoardName(std::string(64, 'a'), "board").ok());
 }
 
+TEST(RulesTest, LeaseEndReasonIsWhatAHeartbeatReports) {
+  auto reason = [](const std::string& kind, const std::string& principal) {
+    Event event;
+    event.kind = kind;
+    event.principal = principal;
+    return LeaseEndReason(event);
+  };
+  EXPECT_EQ(reason("completed", "w"), "completed");
+  EXPECT_EQ(reason("failed", "w"), "failed");
+  EXPECT_EQ(reason("released", "w"), "released");
+  EXPECT_EQ(reason("reclaimed", kServerPrincipal), "reclaimed");
+  // Out of attempts: the sweep reclaimed it, or the worker failed it.
+  EXPECT_EQ(reason("gave_up", kServerPrincipal), "reclaimed");
+  EXPECT_EQ(reason("gave_up", "w"), "failed");
+  EXPECT_EQ(reason("moved", "operator"), "cancelled");
+  EXPECT_EQ(reason("lease_cancelled", "operator"), "cancelled");
+}
+
 TEST(RulesTest, Utf8LengthCountsCodePoints) {
   EXPECT_EQ(Utf8Length("abc"), 3);
   EXPECT_EQ(Utf8Length("é"), 1);

@@ -26,6 +26,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kanban/v1/kanban.grpc.pb.h"
+#include "service/convert.h"
 #include "service/server.h"
 #include "tests/support/backends.h"
 #include "tests/support/temp_dir.h"
@@ -46,25 +47,11 @@ std::string Describe(const grpc::Status& s) {
   return absl::StrCat("code ", static_cast<int>(s.error_code()), ": ", s.error_message());
 }
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  const int64_t nanos = absl::ToInt64Nanoseconds(d);
-  out->set_seconds(nanos / 1000000000);
-  out->set_nanos(static_cast<int32_t>(nanos % 1000000000));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 v1::WorkRequest Attach(const std::string& worker, int window,
                        absl::Duration lease = absl::Seconds(30)) {
   v1::WorkRequest r;
   r.mutable_attach()->mutable_claim()->set_worker_id(worker);
-  SetDuration(lease, r.mutable_attach()->mutable_claim()->mutable_lease_duration());
+  DurationToProto(lease, r.mutable_attach()->mutable_claim()->mutable_lease_duration());
   r.mutable_attach()->set_max_outstanding(window);
   return r;
 }
@@ -247,7 +234,8 @@ TEST_P(WorkStreamTest, AttachIsAnsweredWithAStreamIdAndTheHeartbeatInterval) {
   const v1::WorkResponse first = stream->responses().front();
   ASSERT_TRUE(first.has_attached());
   EXPECT_FALSE(first.attached().stream_id().empty());
-  EXPECT_EQ(FromProto(first.attached().heartbeat_interval()), absl::Seconds(1));
+  EXPECT_EQ(DurationFromProto(first.attached().heartbeat_interval(), "interval").value(),
+            absl::Seconds(1));
   EXPECT_EQ(first.assignments_size(), 0);  // Nothing to claim.
   EXPECT_TRUE(stream->Close().ok());
 }
@@ -438,7 +426,8 @@ TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   }
   ASSERT_EQ(answer.leases_size(), 2);
   EXPECT_EQ(answer.leases(0).state(), v1::LeaseStatus::EXTENDED);
-  EXPECT_GT(FromProto(answer.leases(0).expires_at()), FromProto(lease.expires_at()));
+  EXPECT_GT(TimeFromProto(answer.leases(0).expires_at(), "after").value(),
+            TimeFromProto(lease.expires_at(), "before").value());
   EXPECT_EQ(answer.leases(1).state(), v1::LeaseStatus::LOST);
   EXPECT_TRUE(stream->Close().ok());
 }

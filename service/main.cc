@@ -111,6 +111,11 @@ ABSL_FLAG(int64_t, max_writer_queue, 10000,
           "writes queued for the writer; more get UNAVAILABLE with a retry pushback");
 ABSL_FLAG(int64_t, max_watch_streams_per_token, 100,
           "WatchEvents streams one token may hold open; more get RESOURCE_EXHAUSTED");
+ABSL_FLAG(bool, worker_streams, true,
+          "serve WorkerService.Work; false answers UNIMPLEMENTED (clients fall back to "
+          "ClaimTask and Heartbeat)");
+ABSL_FLAG(int, watch_wake_threads, 0,
+          "threads that wake parked WatchEvents streams when events commit; 0: one per CPU");
 // ---- end limits ----
 // ---- Several replicas on one PostgreSQL database ----
 ABSL_FLAG(std::string, replica_id, "",
@@ -366,6 +371,13 @@ int main(int argc, char** argv) {
   }
   options.max_watch_streams_per_token =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_watch_streams_per_token));
+  if (absl::GetFlag(FLAGS_watch_wake_threads) < 0 ||
+      absl::GetFlag(FLAGS_watch_wake_threads) > 256) {
+    LogError("watch_wake_threads must be between 0 (one per CPU) and 256");
+    return kExitConfig;
+  }
+  options.watch_wake_threads = absl::GetFlag(FLAGS_watch_wake_threads);
+  options.worker_streams = absl::GetFlag(FLAGS_worker_streams);
   options.store.max_writer_queue =
       static_cast<size_t>(absl::GetFlag(FLAGS_max_writer_queue));
   // ---- end limits ----

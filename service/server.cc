@@ -60,7 +60,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   server->store_ = *std::move(store);
   server->watchers_ =
       std::make_unique<WatchRegistry>(server->store_->events(), options.max_watch_streams,
-                                      options.max_watch_streams_per_token);
+                                      options.max_watch_streams_per_token,
+                                      WatchRegistry::kDefaultTick, options.watch_wake_threads);
   // Tokens: every one, revoked ones too (their refusals say so). Without
   // auth nothing reads them.
   server->auth_ = std::make_unique<Auth>(options.auth);
@@ -113,7 +114,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   builder.RegisterService(server->kanban_.get());
   builder.RegisterService(server->heartbeat_.get());
-  builder.RegisterService(server->worker_.get());
+  // Without it, Work answers UNIMPLEMENTED and clients use the unary calls.
+  if (options.worker_streams) builder.RegisterService(server->worker_.get());
   builder.RegisterService(server->health_.get());
   builder.RegisterService(server->admin_.get());
   // Every interceptor goes into this one list: SetInterceptorCreators

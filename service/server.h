@@ -59,6 +59,10 @@ class Server {
     size_t max_watch_streams = WatchRegistry::kDefaultMaxStreams;
     // Open WatchEvents streams of one token. Default: 100.
     size_t max_watch_streams_per_token = WatchRegistry::kDefaultMaxStreamsPerToken;
+    // Threads waking parked WatchEvents streams. Default: 0, one per CPU.
+    int watch_wake_threads = 0;
+    // Serve WorkerService.Work. Default: true.
+    bool worker_streams = true;
     // ---- Authentication (service/auth.h). ----
     // Bearer tokens required on every call but health and reflection.
     // Default: off. (kanband refuses a non-loopback listen address without

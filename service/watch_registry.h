@@ -15,8 +15,8 @@
 // connection and split, whole connections to a chunk, over the wake
 // threads. Streams of one connection woken together on one thread let gRPC
 // put their responses into one write to the socket; that is most of the
-// gain (1,000 watchers at 100 events/s: p99 70 ms to 23 ms with one wake
-// thread), and one thread per CPU keeps 1,000 events/s under 250 ms.
+// gain. How many threads is kanband's --watch_wake_threads (figures in the
+// README, "Waking 1,000 watchers").
 #ifndef KANBAN_SERVICE_WATCH_REGISTRY_H_
 #define KANBAN_SERVICE_WATCH_REGISTRY_H_
 
@@ -45,6 +45,7 @@ class WatchRegistry {
   // The defaults of --max_watch_streams and --max_watch_streams_per_token.
   static constexpr size_t kDefaultMaxStreams = 10000;
   static constexpr size_t kDefaultMaxStreamsPerToken = 100;
+  static constexpr absl::Duration kDefaultTick = absl::Milliseconds(100);
 
   // Listens to `hub` (not owned; must outlive the registry) and starts the
   // registry's thread, which ticks every `tick`. At most `max_streams`
@@ -53,7 +54,7 @@ class WatchRegistry {
   // `wake_threads` wake parked streams (0: one per CPU).
   explicit WatchRegistry(storage::EventHub* hub, size_t max_streams = kDefaultMaxStreams,
                          size_t max_per_token = kDefaultMaxStreamsPerToken,
-                         absl::Duration tick = absl::Milliseconds(100),
+                         absl::Duration tick = kDefaultTick,
                          int wake_threads = 0);
   ~WatchRegistry();  // Shutdown, then joins the threads.
 

@@ -79,6 +79,16 @@ TEST(KanbandTest, GarbageSynchronousFlagIsRejected) {
   EXPECT_TRUE(absl::StrContains(r.err, "--synchronous")) << Describe(r);
 }
 
+TEST(KanbandTest, NegativeWakeThreadCountIsRejected) {
+  TempDir dir;
+  RunResult r =
+      kanban::testing::Run({KANBAND_PATH, "--listen=127.0.0.1:0",
+                            "--db=" + dir.File("kanban.db"), "--watch_wake_threads=-1"},
+                           {}, "", absl::Seconds(15));
+  EXPECT_GT(r.exit_code, 0) << Describe(r);
+  EXPECT_TRUE(absl::StrContains(r.err, "watch_wake_threads")) << Describe(r);
+}
+
 // One process owns a database: a second kanband on the same file (even on
 // another port) must refuse to start rather than become a second writer.
 TEST(KanbandTest, SecondKanbandOnTheSameDatabaseRefusesToStart) {

@@ -148,6 +148,11 @@ absl::Status WorkReactor::AttachLocked(v1::WorkRequest& request, std::vector<Op>
       held.lease.task_id = lease.task_id();
       held.lease.worker_id = lease.worker_id();
       held.lease.attempt = lease.attempt();
+      // Only to skip heartbeats: a bad value just means a write.
+      held.lease.expires_at =
+          TimeFromProto(lease.expires_at(), "expires_at").value_or(absl::InfinitePast());
+      held.lease.duration =
+          DurationFromProto(lease.duration(), "duration").value_or(absl::ZeroDuration());
       held.tracked = true;
       held.unconfirmed = assignment;
       unconfirmed_[lease.token()] = lease.task_id();
@@ -222,11 +227,28 @@ absl::Status WorkReactor::ReadLocked(v1::WorkRequest& request, std::vector<Op>* 
     ops->push_back(std::move(op));
   }
   if (request.heartbeat_size() > 0) {
-    for (const v1::HeldLease& lease : request.heartbeat()) ConfirmLocked(lease.lease_token());
     Op op;
     op.is_heartbeat = true;
-    op.heartbeat = FromProto(request.heartbeat());
-    ops->push_back(std::move(op));
+    const absl::Time now = store_->clock()->Now();
+    for (const v1::HeldLease& lease : request.heartbeat()) {
+      ConfirmLocked(lease.lease_token());
+      // A lease this stream was given that still has more than half its
+      // duration to run is not written: the answer is the expiry it has,
+      // and had it ended, the loss would have been pushed (OnTaskChanged).
+      auto it = held_.find(lease.task_id());
+      if (it != held_.end() && it->second.tracked &&
+          it->second.lease.token == lease.lease_token() &&
+          it->second.lease.expires_at - now > it->second.lease.duration / 2) {
+        v1::LeaseStatus* status = outbox_.add_leases();
+        status->set_task_id(lease.task_id());
+        status->set_lease_token(lease.lease_token());
+        status->set_state(v1::LeaseStatus::EXTENDED);
+        TimeToProto(it->second.lease.expires_at, status->mutable_expires_at());
+        continue;
+      }
+      op.heartbeat.push_back({lease.task_id(), lease.lease_token()});
+    }
+    if (!op.heartbeat.empty()) ops->push_back(std::move(op));
   }
   return absl::OkStatus();
 }
@@ -541,7 +563,12 @@ void WorkReactor::OnHeartbeat(
         *outbox_.add_leases() = std::move(status);
       }
       for (const storage::LeaseStatus& status : *statuses) {
-        if (!status.extended) DropLocked(status.task_id, status.token);
+        if (!status.extended) {
+          DropLocked(status.task_id, status.token);
+        } else if (auto it = held_.find(status.task_id);
+                   it != held_.end() && it->second.lease.token == status.token) {
+          it->second.lease.expires_at = status.expires_at;
+        }
       }
     }
     PlanLocked(&action);

@@ -605,13 +605,22 @@ TEST_P(WorkStreamTest, AWaitingStreamIsPushedATaskCreatedLater) {
   EXPECT_TRUE(stream->Close().ok());
 }
 
+// Every lease status the stream was sent, in order.
+std::vector<v1::LeaseStatus> Statuses(const std::vector<v1::WorkResponse>& responses) {
+  std::vector<v1::LeaseStatus> statuses;
+  for (const v1::WorkResponse& r : responses) {
+    statuses.insert(statuses.end(), r.leases().begin(), r.leases().end());
+  }
+  return statuses;
+}
+
 TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   Create("a");
   auto stream = Open();
-  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(4))));
+  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(2))));
   ASSERT_TRUE(stream->AwaitAssignments(1));
   const v1::Lease lease = stream->assignments()[0].lease();
-  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time claimed_until = TimeFromProto(lease.expires_at(), "claimed").value();
   v1::WorkRequest beat;
   v1::HeldLease* held = beat.add_heartbeat();
   held->set_task_id(lease.task_id());
@@ -619,22 +628,34 @@ TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   v1::HeldLease* stale = beat.add_heartbeat();
   stale->set_task_id(lease.task_id());
   stale->set_lease_token("not-a-token");
+  auto await_statuses = [&](size_t n) {
+    return stream->Await([n](const auto& rs) { return Statuses(rs).size() >= n; });
+  };
+
+  // Early, with more than half the lease left: answered without a write.
   ASSERT_TRUE(stream->Send(beat));
-  ASSERT_TRUE(stream->Await([](const auto& rs) {
-    for (const auto& r : rs) {
-      if (r.leases_size() > 0) return true;
-    }
-    return false;
-  }));
-  v1::WorkResponse answer;
-  for (const auto& r : stream->responses()) {
-    if (r.leases_size() > 0) answer = r;
-  }
-  ASSERT_EQ(answer.leases_size(), 2);
-  EXPECT_EQ(answer.leases(0).state(), v1::LeaseStatus::EXTENDED);
-  EXPECT_GT(TimeFromProto(answer.leases(0).expires_at(), "after").value(),
-            TimeFromProto(lease.expires_at(), "before").value());
-  EXPECT_EQ(answer.leases(1).state(), v1::LeaseStatus::LOST);
+  ASSERT_TRUE(await_statuses(2));
+  std::vector<v1::LeaseStatus> statuses = Statuses(stream->responses());
+  std::map<std::string, v1::LeaseStatus> by_token;
+  for (const v1::LeaseStatus& status : statuses) by_token[status.lease_token()] = status;
+  EXPECT_EQ(by_token[lease.token()].state(), v1::LeaseStatus::EXTENDED);
+  EXPECT_EQ(TimeFromProto(by_token[lease.token()].expires_at(), "early").value(),
+            claimed_until);
+  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(),
+            claimed_until);
+  EXPECT_EQ(by_token["not-a-token"].state(), v1::LeaseStatus::LOST);
+
+  // Past half of it: extended in the database.
+  absl::SleepFor(claimed_until - absl::Now() - absl::Milliseconds(700));
+  ASSERT_TRUE(stream->Send(beat));
+  ASSERT_TRUE(await_statuses(4));
+  statuses = Statuses(stream->responses());
+  for (size_t i = 2; i < statuses.size(); ++i) by_token[statuses[i].lease_token()] = statuses[i];
+  EXPECT_EQ(by_token[lease.token()].state(), v1::LeaseStatus::EXTENDED);
+  const absl::Time extended = TimeFromProto(by_token[lease.token()].expires_at(), "late").value();
+  EXPECT_GT(extended, claimed_until);
+  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(), extended);
+  EXPECT_EQ(by_token["not-a-token"].state(), v1::LeaseStatus::LOST);
   EXPECT_TRUE(stream->Close().ok());
 }
 

@@ -298,7 +298,14 @@ void WorkReactor::PlanLocked(Action* action) {
     return;
   }
   if (attached_ && !finish_.has_value() && !waiter_.has_value()) {
-    const int room = window_ - static_cast<int>(held_.size()) - claims_in_flight_;
+    // A lease with an outcome in flight counts as settled: its replacement
+    // is claimed now, queued right behind the outcome, so that both usually
+    // commit in one writer transaction and go out in one message. Should
+    // the outcome fail, OnClaim gives the replacement back.
+    int settling = 0;
+    for (const auto& [task_id, ops] : settling_) settling += held_.count(task_id);
+    const int room =
+        window_ - static_cast<int>(held_.size()) + settling - claims_in_flight_;
     const int n = std::min(room, kMaxClaimsInFlight - claims_in_flight_);
     if (n > 0) {
       claims_in_flight_ += n;
@@ -383,7 +390,9 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
       if (trigger.has_value() && trigger->id != result->claim->task.id) {
         action.offer = std::move(trigger);
       }
-      if (finished_ || finish_.has_value()) {
+      if (finished_ || finish_.has_value() || static_cast<int>(held_.size()) >= window_) {
+        // Ending, or claimed for the room an outcome was to make and did
+        // not (it failed): back at once, the attempt not counted.
         action.give_back.push_back(result->claim->lease);
       } else {
         Held& held = held_[result->claim->task.id];

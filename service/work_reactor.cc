@@ -320,7 +320,10 @@ void WorkReactor::PlanLocked(Action* action) {
     writing_ = true;
     action->write = true;
   }
-  if (finish_.has_value() && !writing_ && (abort || ops_in_flight_ == 0)) {
+  // A draining stream ends once its claims are back and given back too, so
+  // that a worker reading the board after the end sees them READY.
+  if (finish_.has_value() && !writing_ &&
+      (abort || (ops_in_flight_ == 0 && claims_in_flight_ == 0))) {
     finished_ = true;
     action->read = false;
     action->finish = *finish_;
@@ -348,6 +351,22 @@ void WorkReactor::Execute(Action action, std::vector<Op> ops) {
   for (const storage::Lease& lease : action.give_back) {
     store_->ReleaseTask(
         {lease.task_id, lease.token}, [](absl::StatusOr<storage::Task>) {}, actor_);
+  }
+  for (const storage::Lease& lease : action.give_back_awaited) {
+    Ref();  // Until the release is answered.
+    store_->ReleaseTask(
+        {lease.task_id, lease.token},
+        [this](absl::StatusOr<storage::Task>) {
+          Action next;
+          {
+            absl::MutexLock lock(&mu_);
+            --ops_in_flight_;
+            PlanLocked(&next);
+          }
+          Execute(std::move(next));
+          Unref();
+        },
+        actor_);
   }
   if (action.offer.has_value()) waiters_->Offer(*action.offer);
   if (action.cancel) ctx_->TryCancel();
@@ -393,7 +412,12 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
       if (finished_ || finish_.has_value() || static_cast<int>(held_.size()) >= window_) {
         // Ending, or claimed for the room an outcome was to make and did
         // not (it failed): back at once, the attempt not counted.
-        action.give_back.push_back(result->claim->lease);
+        if (finished_) {
+          action.give_back.push_back(result->claim->lease);
+        } else {
+          ++ops_in_flight_;  // A draining end waits for it.
+          action.give_back_awaited.push_back(result->claim->lease);
+        }
       } else {
         Held& held = held_[result->claim->task.id];
         held.lease = result->claim->lease;

@@ -91,6 +91,7 @@ class WorkReactor final
     int claims = 0;  // Claims to start.
     std::optional<grpc::Status> finish;
     std::vector<storage::Lease> give_back;  // Claimed but never sent.
+    std::vector<storage::Lease> give_back_awaited;  // Likewise; ops in flight.
     std::optional<storage::Task> offer;     // A wake-up this stream did not use.
     bool cancel = false;                    // Cancel the call (silent worker).
     int unrefs = 0;                         // References to drop, last.

@@ -222,6 +222,7 @@ absl::Status WorkReactor::ReadLocked(v1::WorkRequest& request, std::vector<Op>* 
   for (v1::WorkOutcome& outcome : *request.mutable_outcomes()) {
     ConfirmLocked(outcome.lease_token());
     ++settling_[outcome.task_id()];
+    if (!outcome.has_release()) ++replacing_[outcome.task_id()];
     Op op;
     op.outcome = std::move(outcome);
     ops->push_back(std::move(op));
@@ -302,8 +303,10 @@ void WorkReactor::PlanLocked(Action* action) {
     // is claimed now, queued right behind the outcome, so that both usually
     // commit in one writer transaction and go out in one message. Should
     // the outcome fail, OnClaim gives the replacement back.
+    // A release is not replaced early: it may be the worker giving back
+    // what it will not run, before closing, and the task would come back.
     int settling = 0;
-    for (const auto& [task_id, ops] : settling_) settling += held_.count(task_id);
+    for (const auto& [task_id, ops] : replacing_) settling += held_.count(task_id);
     const int room =
         window_ - static_cast<int>(held_.size()) + settling - claims_in_flight_;
     const int n = std::min(room, kMaxClaimsInFlight - claims_in_flight_);
@@ -519,7 +522,7 @@ void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
       task.ok() ? std::nullopt : storage::mutations::LeaseLostReason(task.status());
   if (lost.has_value() && *lost == settled_as) {
     // Sent again after a break: the first try committed.
-    AnswerAgain(op_id, held);
+    AnswerAgain(op_id, held, settled_as != "released");
     return;
   }
   Action action;
@@ -542,17 +545,18 @@ void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
       result.set_code(static_cast<int>(task.status().code()));
       result.set_message(std::string(task.status().message()));
     }
-    AnswerLocked(std::move(result), held, settled);
+    AnswerLocked(std::move(result), held, settled, settled_as != "released");
     PlanLocked(&action);
   }
   Execute(std::move(action));
 }
 
-void WorkReactor::AnswerAgain(uint64_t op_id, const storage::HeldLease& held) {
+void WorkReactor::AnswerAgain(uint64_t op_id, const storage::HeldLease& held,
+                              bool replacing) {
   Ref();  // Until the read is answered.
   store_->GetTask(
       held.task_id,
-      [this, op_id, held](absl::StatusOr<storage::Task> task) {
+      [this, op_id, held, replacing](absl::StatusOr<storage::Task> task) {
         Action action;
         {
           absl::MutexLock lock(&mu_);
@@ -561,7 +565,7 @@ void WorkReactor::AnswerAgain(uint64_t op_id, const storage::HeldLease& held) {
           result.set_task_id(held.task_id);
           result.set_state(v1::WorkResult::DONE);
           if (task.ok()) ToProto(*task, result.mutable_task());
-          AnswerLocked(std::move(result), held, /*settled=*/true);
+          AnswerLocked(std::move(result), held, /*settled=*/true, replacing);
           PlanLocked(&action);
         }
         Execute(std::move(action));
@@ -571,11 +575,15 @@ void WorkReactor::AnswerAgain(uint64_t op_id, const storage::HeldLease& held) {
 }
 
 void WorkReactor::AnswerLocked(v1::WorkResult result, const storage::HeldLease& held,
-                               bool settled) {
+                               bool settled, bool replacing) {
   --ops_in_flight_;
   *outbox_.add_results() = std::move(result);
   if (auto it = settling_.find(held.task_id); it != settling_.end() && --it->second == 0) {
     settling_.erase(it);
+  }
+  if (auto it = replacing_.find(held.task_id);
+      replacing && it != replacing_.end() && --it->second == 0) {
+    replacing_.erase(it);
   }
   if (settled) DropLocked(held.task_id, held.token);
 }

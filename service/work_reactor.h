@@ -146,10 +146,12 @@ class WorkReactor final
       ABSL_LOCKS_EXCLUDED(mu_);
   // Answers op `op_id` DONE with the task as it is now (an outcome sent
   // again after its first try committed).
-  void AnswerAgain(uint64_t op_id, const storage::HeldLease& held) ABSL_LOCKS_EXCLUDED(mu_);
+  // `replacing`: not a release (see replacing_).
+  void AnswerAgain(uint64_t op_id, const storage::HeldLease& held, bool replacing)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Adds `result` to the outbox and forgets the op.
-  void AnswerLocked(v1::WorkResult result, const storage::HeldLease& held, bool settled)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AnswerLocked(v1::WorkResult result, const storage::HeldLease& held, bool settled,
+                    bool replacing) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnHeartbeat(absl::StatusOr<std::vector<storage::LeaseStatus>> statuses)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets the lease on `task_id` if it is the one with `token`.
@@ -178,6 +180,7 @@ class WorkReactor final
   std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> unconfirmed_ ABSL_GUARDED_BY(mu_);  // Token -> task.
   std::map<std::string, int> settling_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> replacing_ ABSL_GUARDED_BY(mu_);  // Completes, fails.
   int claims_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int ops_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<uint64_t> waiter_ ABSL_GUARDED_BY(mu_);  // Parked in ClaimWaiters.

@@ -42,7 +42,7 @@ constexpr int kStreams = 8;
 constexpr int kWindow = 8;  // 64 slots.
 // A kill loses the unconfirmed assignments' grace: they run to this expiry.
 // Long enough that no lease a worker holds expires while kanband restarts.
-constexpr absl::Duration kLease = absl::Seconds(5);
+constexpr absl::Duration kLease = absl::Seconds(10);
 constexpr absl::Duration kDeadline = absl::Minutes(3);
 
 // What every stream saw, for the checks at the end.

@@ -178,8 +178,10 @@ const DEFAULT_CHANNEL_OPTIONS = Object.freeze({
 //   admin      promise methods of AdminService (checkIntegrity, createToken,
 //              listTokens, revokeToken; ROLE_ADMIN when auth is on);
 //   health     promise methods of grpc.health.v1.Health (check);
-//   stubs      the raw grpc-js clients { kanban, heartbeat, admin, health },
-//              e.g. for stubs.kanban.watchEvents(request) (a readable stream);
+//   stubs      the raw grpc-js clients { kanban, heartbeat, admin, health,
+//              worker }, e.g. for stubs.kanban.watchEvents(request) (a
+//              readable stream) or stubs.worker.work() (WorkerService.Work,
+//              the duplex stream a Worker uses);
 //   waitForReady(timeoutMs) resolves once the channel is connected;
 //   close()    closes the shared channel.
 // options: channelOptions, protoRoot, and either credentials (grpc-js
@@ -215,13 +217,17 @@ function connect(address, options = {}) {
   const heartbeatStub = new v1.HeartbeatService(target, credentials, shared);
   const adminStub = new v1.AdminService(target, credentials, shared);
   const healthStub = new pkg.grpc.health.v1.Health(target, credentials, shared);
+  const workerStub = new v1.WorkerService(target, credentials, shared);
   return {
     address: typeof address === 'string' ? address : server.target,
     kanban: promisify(kanbanStub, v1.KanbanService.service),
     heartbeat: promisify(heartbeatStub, v1.HeartbeatService.service),
     admin: promisify(adminStub, v1.AdminService.service),
     health: promisify(healthStub, pkg.grpc.health.v1.Health.service),
-    stubs: { kanban: kanbanStub, heartbeat: heartbeatStub, admin: adminStub, health: healthStub },
+    stubs: {
+      kanban: kanbanStub, heartbeat: heartbeatStub, admin: adminStub, health: healthStub,
+      worker: workerStub,
+    },
     waitForReady(timeoutMs = 10000) {
       return new Promise((resolve, reject) => {
         kanbanStub.waitForReady(new Date(Date.now() + timeoutMs),

@@ -5,6 +5,8 @@
 
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
@@ -65,13 +67,22 @@ function newPostgresDatabase() {
 // `dir` (or `db`, e.g. a PostgreSQL URI that replicas share), and resolves
 // once it serves (its --port_file is written). The result's stop() sends
 // SIGTERM (or `signal`) and resolves with the exit code (or signal name).
-async function startKanband(dir, { port = 0, args = [], db = null } = {}) {
+// With `metrics`, it also serves /metrics (the result's metricsPort; see
+// rpcCounts). The result's restart(signal, whileDown) stops it, awaits
+// whileDown() if given, and starts it again on the same port, database and
+// flags, resolving with the new result.
+async function startKanband(dir, { port = 0, args = [], db = null, metrics = false } = {}) {
   const portFile = path.join(dir, 'port');
+  const metricsPortFile = path.join(dir, 'metrics_port');
   fs.rmSync(portFile, { force: true });
+  fs.rmSync(metricsPortFile, { force: true });
+  const metricsArgs = metrics
+    ? ['--metrics_listen=127.0.0.1:0', `--metrics_port_file=${metricsPortFile}`] : [];
   const proc = spawn(kanbandPath(), [
     `--listen=127.0.0.1:${port}`,
     `--db=${db || path.join(dir, 'kanban.db')}`,
     `--port_file=${portFile}`,
+    ...metricsArgs,
     ...args,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -87,13 +98,21 @@ async function startKanband(dir, { port = 0, args = [], db = null } = {}) {
     try { text = fs.readFileSync(portFile, 'utf8').trim(); } catch { return null; }
     return /^\d+$/.test(text) ? Number(text) : null;
   }, { timeoutMs: 30000, what: 'kanband to write its port file' });
+  const metricsPort = metrics ? await waitUntil(() => readPortFile(metricsPortFile),
+    { timeoutMs: 30000, what: 'kanband to write its metrics port file' }) : null;
 
   let stopping = null;
   return {
     port: boundPort,
     address: `127.0.0.1:${boundPort}`,
+    metricsPort,
     proc,
     log: () => log,
+    async restart(signal = 'SIGTERM', whileDown = null) {
+      await this.stop(signal);
+      if (whileDown) await whileDown();
+      return startKanband(dir, { port: boundPort, args, db, metrics });
+    },
     stop(signal = 'SIGTERM') {
       if (!stopping) {
         if (exitCode === undefined) proc.kill(signal);
@@ -113,6 +132,115 @@ function withTimeout(promise, ms, what) {
     promise,
     new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms); }),
   ]).finally(() => clearTimeout(timer));
+}
+
+// The port number in `file`, or null until kanband has written it.
+function readPortFile(file) {
+  let text = '';
+  try { text = fs.readFileSync(file, 'utf8').trim(); } catch { return null; }
+  return /^\d+$/.test(text) ? Number(text) : null;
+}
+
+// The kanban_rpcs_total counters of a kanband started with `metrics`:
+// resolves with [{service, method, code, count}], e.g. {service:
+// 'kanban.v1.KanbanService', method: 'ClaimTask', code: 'OK', count: 2}.
+function rpcCounts(server) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: server.metricsPort, path: '/metrics' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { body += chunk; });
+      res.on('end', () => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`/metrics answered ${res.statusCode}: ${body}`));
+          return;
+        }
+        const counts = [];
+        for (const line of body.split('\n')) {
+          const m = /^kanban_rpcs_total\{(.*)\} (\S+)$/.exec(line);
+          if (!m) continue;
+          const labels = {};
+          for (const [, name, value] of m[1].matchAll(/(\w+)="([^"]*)"/g)) labels[name] = value;
+          const { service, method, code } = labels;
+          counts.push({ service, method, code, count: Number(m[2]) });
+        }
+        resolve(counts);
+      });
+    }).on('error', reject);
+  });
+}
+
+// `client` (what connect() returned) with a probe on its Work streams:
+// {client, attached, responses}, where `attached` resolves once the first
+// stream has received its first response (a Worker on it is waiting for a
+// task), and `responses` collects every WorkResponse as the Worker gets it.
+function probeWorkStreams(client) {
+  let attached;
+  const promise = new Promise((resolve) => { attached = resolve; });
+  const responses = [];
+  const work = (...args) => {
+    const call = client.stubs.worker.work(...args);
+    call.on('data', (response) => {
+      responses.push(response);
+      attached();
+    });
+    return call;
+  };
+  return {
+    client: { ...client, stubs: { ...client.stubs, worker: { work } } },
+    attached: promise,
+    responses,
+  };
+}
+
+// A TCP proxy on 127.0.0.1 to `port` (a kanband's), for breaking
+// connections under a client. Resolves with {address, drop(direction),
+// refuse(on), cut(), close()}: drop('up') discards what clients send from
+// then on, drop('down') what they are sent, drop(null) neither; refuse(true)
+// closes new connections at once; cut() closes every connection (and stops
+// dropping); close() also stops listening.
+function startProxy(port) {
+  const pairs = new Set();
+  let dropping = null;
+  let refusing = false;
+  const cut = () => {
+    dropping = null;
+    for (const pair of pairs) for (const socket of pair) socket.destroy();
+    pairs.clear();
+  };
+  const server = net.createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(port, '127.0.0.1');
+    const pair = [client, upstream];
+    pairs.add(pair);
+    client.on('data', (data) => { if (dropping !== 'up') upstream.write(data); });
+    upstream.on('data', (data) => { if (dropping !== 'down') client.write(data); });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    for (const socket of pair) {
+      socket.on('error', end);
+      socket.on('close', end);
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve({
+      address: `127.0.0.1:${server.address().port}`,
+      drop(direction) { dropping = direction; },
+      refuse(on) { refusing = on; },
+      cut,
+      close() {
+        cut();
+        return new Promise((done) => server.close(() => done()));
+      },
+    }));
+  });
 }
 
 // Starts `node examples/<name> ...args`. The result collects stdout lines
@@ -178,6 +306,9 @@ module.exports = {
   tempDir,
   waitUntil,
   startKanband,
+  rpcCounts,
+  probeWorkStreams,
+  startProxy,
   startExample,
   runExample,
   withTimeout,

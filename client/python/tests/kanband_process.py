@@ -3,6 +3,7 @@ wait for conditions with a deadline instead of sleeping."""
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ WAIT_TIMEOUT = 30.0
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT_DIR = os.path.dirname(HERE)
 EXAMPLES_DIR = os.path.join(CLIENT_DIR, "examples")
+# A line of kanband --log_rpcs: "... rpc method=/kanban.v1.S/M code=C ...".
+_RPC_LINE = re.compile(r" rpc method=/kanban\.v1\.(\S+) code=(\S+)")
 
 
 def installed_kanban():
@@ -95,13 +98,29 @@ class Kanband:
             process.kill()
             return process.wait()
 
-    def log(self, path=None):
+    def restart(self, sig=signal.SIGTERM):
+        """Stops the server with `sig` and starts it again on the same port
+        and database; returns the exit code of the stopped one."""
+        code = self.stop(sig)
+        self.start(same_port=True)
+        return code
+
+    def log(self, path=None, tail=4000):
+        """The end (`tail` characters; None: all) of the log of the current
+        (or last) process, or of `path`."""
         path = path or os.path.join(self.dir, "kanband-%d.log" % self._starts)
         try:
             with open(path, errors="replace") as log:
-                return log.read()[-4000:]
+                text = log.read()
         except OSError:
             return ""
+        return text if tail is None else text[-tail:]
+
+    def rpcs(self):
+        """(method, code) of each RPC the current process logged, in order:
+        ("WorkerService/Work", "OK"), ... Needs kanband --log_rpcs. A stream
+        is logged when it ends."""
+        return _RPC_LINE.findall(self.log(tail=None))
 
     def close(self):
         self.stop()

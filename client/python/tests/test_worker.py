@@ -1,4 +1,11 @@
-"""kanban.Worker and connect() against a real kanband."""
+"""kanban.Worker and connect() against a real kanband.
+
+WorkerTest runs the worker's cases on worker streams (the default), and its
+subclasses run them again on the unary calls: UnaryWorkerTest with
+streams=False, FallbackWorkerTest against a kanband without streams
+(--worker_streams=false), where the default worker falls back.
+test_worker_stream.py has the cases only streams have.
+"""
 
 import threading
 import unittest
@@ -13,12 +20,22 @@ from grpc_health.v1 import health_pb2
 
 
 class WorkerTest(unittest.TestCase):
+    """The worker's cases, on worker streams."""
+
+    SERVER_FLAGS = ()
+    WORKER_OPTIONS = {}
+    # The RPCs the worker makes here, (method, code), and the methods it
+    # must not call.
+    USES = {("WorkerService/Work", "OK")}
+    AVOIDS = {"KanbanService/ClaimTask", "KanbanService/CompleteTask",
+              "HeartbeatService/Heartbeat"}
 
     @classmethod
     def setUpClass(cls):
         # Short retry backoff, so a failed attempt is claimable again soon.
         cls.server = Kanband("--backoff_base=50ms", "--backoff_cap=100ms",
-                             "--sweep_interval=100ms").start()
+                             "--sweep_interval=100ms", "--log_rpcs",
+                             *cls.SERVER_FLAGS).start()
         cls.client = kanban.connect(cls.server.address)
         cls.client.wait_ready(WAIT_TIMEOUT)
 
@@ -47,6 +64,7 @@ class WorkerTest(unittest.TestCase):
     def worker(self, **options):
         options.setdefault("lease", 10.0)
         options.setdefault("claim_wait", 5.0)
+        options = dict(self.WORKER_OPTIONS, **options)
         return kanban.Worker(self.client, board=self.board,
                              worker_id="py-" + self.board,
                              on_event=self.events.append, **options)
@@ -172,18 +190,38 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(self.get(first).result, "finished while stopping=True")
         self.assertEqual(self.get(second).status, pb.READY)
 
+    def waiting(self, worker):
+        """White box: true once `worker` waits for a task on the server (a
+        ClaimTask parked, or an attached stream)."""
+        path = worker._path
+        return path is not None and (getattr(path, "_claim", None) is not None
+                                     or getattr(path, "_stream", None) is not None)
+
+    def test_uses_the_expected_calls(self):
+        task = self.create("which calls")
+        before = len(self.server.rpcs())
+        with self.worker() as worker:
+            self.assertEqual(worker.run(lambda ctx: "ok", max_tasks=1), 1)
+        self.assertEqual(self.get(task).status, pb.DONE)
+        # A stream is logged when it ends, which may be just after run().
+        wait_for(lambda: self.USES <= set(self.server.rpcs()[before:]),
+                 what="%s in the server's log" % sorted(self.USES))
+        self.assertFalse({method for method, _ in self.server.rpcs()[before:]}
+                         & self.AVOIDS, self.server.rpcs()[before:])
+
     def test_stop_cuts_a_waiting_claim_short(self):
         worker = self.worker(claim_wait=30.0)
         worker.start(lambda ctx: "unused")
-        # White box: the ClaimTask is parked on the server (nothing to claim).
-        wait_for(lambda: worker._claim is not None, what="a waiting claim")
+        # Nothing to claim: the worker waits on the server.
+        wait_for(lambda: self.waiting(worker), what="a waiting claim")
         worker.stop()
         # Well before the 30 s wait would end by itself.
         self.assertTrue(worker.join(15))
         self.assertEqual(self.kinds(), [])
 
     def test_claim_on_a_missing_board_raises_not_found(self):
-        worker = kanban.Worker(self.client, board="no-such-board", claim_wait=0)
+        worker = kanban.Worker(self.client, board="no-such-board", claim_wait=0,
+                               **self.WORKER_OPTIONS)
         with self.assertRaises(grpc.RpcError) as raised:
             worker.run(lambda ctx: "unused")
         self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
@@ -230,6 +268,26 @@ class WorkerTest(unittest.TestCase):
         with self.worker() as worker:
             worker.run(handle, max_tasks=1)
         self.assertEqual(seen["workers"], {"py-" + self.board: [task.id]})
+
+
+class UnaryWorkerTest(WorkerTest):
+    """The same cases on the unary calls: streams=False."""
+
+    WORKER_OPTIONS = {"streams": False}
+    USES = {("KanbanService/ClaimTask", "OK"),
+            ("KanbanService/CompleteTask", "OK")}
+    AVOIDS = {"WorkerService/Work"}
+
+
+class FallbackWorkerTest(WorkerTest):
+    """The same cases against a kanband without worker streams: Work answers
+    UNIMPLEMENTED and the default worker falls back to the unary calls."""
+
+    SERVER_FLAGS = ("--worker_streams=false",)
+    USES = {("WorkerService/Work", "UNIMPLEMENTED"),
+            ("KanbanService/ClaimTask", "OK"),
+            ("KanbanService/CompleteTask", "OK")}
+    AVOIDS = set()
 
 
 if __name__ == "__main__":

@@ -361,7 +361,7 @@ TEST_P(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
   });
   EXPECT_TRUE(status.ok()) << status;
   ASSERT_EQ(errors.size(), 3u);
-  EXPECT_TRUE(absl::StartsWith(errors[0], "ClaimTask: UNAVAILABLE")) << errors[0];
+  EXPECT_TRUE(absl::StartsWith(errors[0], "Work: UNAVAILABLE")) << errors[0];
 }
 
 TEST_P(WorkerTest, ClaimsOnlyTasksWithAllItsLabels) {

@@ -302,7 +302,8 @@ class Worker::StreamRun {
 // ---- Worker -----------------------------------------------------------------
 
 Worker::Worker(std::shared_ptr<grpc::ChannelInterface> channel, WorkerOptions options)
-    : tasks_(v1::KanbanService::NewStub(channel)),
+    : channel_(channel),
+      tasks_(v1::KanbanService::NewStub(channel)),
       heartbeats_(v1::HeartbeatService::NewStub(channel)),
       streams_(v1::WorkerService::NewStub(channel)),
       options_(std::move(options)) {}
@@ -658,9 +659,14 @@ absl::Status Worker::StreamRun::Run(bool* fall_back) {
       }
     }
     if (stream_ != nullptr && !stream_->cancelled.has_value() && now >= stream_->deadline) {
-      Cancel(absl::DeadlineExceededError(
-          stream_->attached ? "the stream did not end within rpc_timeout of closing it"
-                            : "no answer to the attach within rpc_timeout"));
+      if (stream_->attached) {
+        Cancel(absl::DeadlineExceededError(
+            "the stream did not end within rpc_timeout of closing it"));
+      } else if (worker_.channel_->GetState(false) != GRPC_CHANNEL_READY) {
+        Cancel(absl::UnavailableError("no connection to the server within rpc_timeout"));
+      } else {
+        Cancel(absl::DeadlineExceededError("no answer to the attach within rpc_timeout"));
+      }
     }
     if (stream_ == nullptr) {
       if (exiting && job_ == nullptr) return absl::OkStatus();
@@ -735,6 +741,11 @@ void Worker::StreamRun::Open() {
   // Leases held from before count in the window, and are extended.
   for (v1::HeldLease& held : HeldLeases()) *attach.add_heartbeat() = std::move(held);
 
+  // The waiting call is what makes gRPC notice that a restarted server is
+  // back (a fail-fast call in TRANSIENT_FAILURE fails at once, and nothing
+  // else drives the reconnection but a backup poller every 5 s); the
+  // attach deadline bounds the wait.
+  stream_->context.set_wait_for_ready(true);
   Stream* stream = stream_.get();
   stream->io = std::thread([this, stream, attach = std::move(attach)] {
     auto call = worker_.streams_->Work(&stream->context);

@@ -250,6 +250,7 @@ class Worker {
   void Emit(WorkerEvent::Kind kind, const v1::Task& task, std::string detail) const;
 
   // Constant after construction.
+  const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::unique_ptr<v1::KanbanService::Stub> tasks_;
   const std::unique_ptr<v1::HeartbeatService::Stub> heartbeats_;
   const std::unique_ptr<v1::WorkerService::Stub> streams_;

@@ -8,6 +8,7 @@
 #include "service/grpc_status.h"
 #include "service/work_streams.h"
 #include "storage/lease_mutations.h"
+#include "storage/status_macros.h"
 #include "storage/rules.h"
 
 namespace kanban::service {
@@ -77,15 +78,23 @@ void WorkReactor::Start() {
   StartRead(&in_);
 }
 
-absl::Status WorkReactor::AttachLocked(const v1::WorkRequest& request) {
+absl::Status WorkReactor::AttachLocked(v1::WorkRequest& request, std::vector<Op>* ops) {
   if (!request.has_attach()) {
     return absl::InvalidArgumentError(
         "attach: the first message of a Work stream must attach");
   }
-  if (request.outcomes_size() > 0 || request.heartbeat_size() > 0) {
+  if (request.outcomes_size() > 0 || request.received_size() > 0) {
     return absl::InvalidArgumentError(
-        "attach: the attaching message carries nothing else (send outcomes and "
-        "heartbeats after it)");
+        "attach: the attaching message carries no outcomes or confirmations (send "
+        "them after it)");
+  }
+  for (int i = 0; i < request.heartbeat_size(); ++i) {
+    if (absl::Status s = storage::ValidateHeldLease(
+            {request.heartbeat(i).task_id(), request.heartbeat(i).lease_token()},
+            absl::StrCat("heartbeat[", i, "]"));
+        !s.ok()) {
+      return s;
+    }
   }
   const v1::WorkAttach& attach = request.attach();
   absl::StatusOr<storage::ClaimRequest> claim = FromProto(attach.claim());
@@ -113,6 +122,134 @@ absl::Status WorkReactor::AttachLocked(const v1::WorkRequest& request) {
   v1::WorkAttached* attached = outbox_.mutable_attached();
   attached->set_stream_id(stream_id_);
   DurationToProto(interval_, attached->mutable_heartbeat_interval());
+  DurationToProto(interval_, attached->mutable_resume_grace());
+  // Leases held from before count in the window, and are extended now.
+  if (request.heartbeat_size() > 0) {
+    Op op;
+    op.is_heartbeat = true;
+    op.heartbeat = FromProto(request.heartbeat());
+    for (const storage::HeldLease& lease : op.heartbeat) {
+      Held& held = held_[lease.task_id];
+      held.lease.task_id = lease.task_id;
+      held.lease.token = lease.token;
+      held.tracked = false;
+    }
+    ops->push_back(std::move(op));
+  }
+  if (!attach.resume_stream_id().empty()) {
+    std::optional<std::vector<v1::ClaimTaskResponse>> resumed =
+        streams_->Resume(attach.resume_stream_id(), claim_.worker_id, actor_.principal);
+    attached->set_resumed(resumed.has_value());
+    for (v1::ClaimTaskResponse& assignment : resumed.value_or(
+             std::vector<v1::ClaimTaskResponse>())) {
+      const v1::Lease& lease = assignment.lease();
+      Held& held = held_[lease.task_id()];
+      held.lease.token = lease.token();
+      held.lease.task_id = lease.task_id();
+      held.lease.worker_id = lease.worker_id();
+      held.lease.attempt = lease.attempt();
+      // Only to skip heartbeats: a bad value just means a write.
+      held.lease.expires_at =
+          TimeFromProto(lease.expires_at(), "expires_at").value_or(absl::InfinitePast());
+      held.lease.duration =
+          DurationFromProto(lease.duration(), "duration").value_or(absl::ZeroDuration());
+      held.tracked = true;
+      held.unconfirmed = assignment;
+      unconfirmed_[lease.token()] = lease.task_id();
+      streams_->Track(lease.task_id(), this);
+      outbox_leases_.push_back(held.lease);
+      *outbox_.add_assignments() = std::move(assignment);
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::optional<std::vector<v1::ClaimTaskResponse>> WorkReactor::Detach(
+    const std::string& worker_id, const std::string& principal) {
+  Action action;
+  std::vector<v1::ClaimTaskResponse> taken;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!attached_ || claim_.worker_id != worker_id || actor_.principal != principal) {
+      return std::nullopt;
+    }
+    taken = TakeUnconfirmedLocked();
+    // Unsent ones too: they go to the new stream instead of back.
+    outbox_leases_.clear();
+    outbox_.clear_assignments();
+    FinishSoonLocked(grpc::Status(grpc::StatusCode::ABORTED, "resumed by another stream"),
+                     /*drain=*/false);
+    action.cancel = writing_;
+    PlanLocked(&action);
+  }
+  Execute(std::move(action));
+  return taken;
+}
+
+std::vector<v1::ClaimTaskResponse> WorkReactor::TakeUnconfirmedLocked() {
+  std::vector<v1::ClaimTaskResponse> taken;
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (!it->second.unconfirmed.has_value()) {
+      ++it;
+      continue;
+    }
+    taken.push_back(*std::move(it->second.unconfirmed));
+    unconfirmed_.erase(it->second.lease.token);
+    streams_->Untrack(it->first, this);
+    it = held_.erase(it);
+  }
+  return taken;
+}
+
+void WorkReactor::ConfirmLocked(const std::string& token) {
+  auto it = unconfirmed_.find(token);
+  if (it == unconfirmed_.end()) return;
+  if (auto held = held_.find(it->second); held != held_.end()) held->second.unconfirmed.reset();
+  unconfirmed_.erase(it);
+}
+
+absl::Status WorkReactor::ReadLocked(v1::WorkRequest& request, std::vector<Op>* ops) {
+  for (int i = 0; i < request.outcomes_size(); ++i) {
+    KANBAN_RETURN_IF_ERROR(
+        ValidateOutcome(request.outcomes(i), absl::StrCat("outcomes[", i, "]")));
+  }
+  for (int i = 0; i < request.heartbeat_size(); ++i) {
+    KANBAN_RETURN_IF_ERROR(storage::ValidateHeldLease(
+        {request.heartbeat(i).task_id(), request.heartbeat(i).lease_token()},
+        absl::StrCat("heartbeat[", i, "]")));
+  }
+  for (const std::string& token : request.received()) ConfirmLocked(token);
+  for (v1::WorkOutcome& outcome : *request.mutable_outcomes()) {
+    ConfirmLocked(outcome.lease_token());
+    ++settling_[outcome.task_id()];
+    Op op;
+    op.outcome = std::move(outcome);
+    ops->push_back(std::move(op));
+  }
+  if (request.heartbeat_size() > 0) {
+    Op op;
+    op.is_heartbeat = true;
+    const absl::Time now = store_->clock()->Now();
+    for (const v1::HeldLease& lease : request.heartbeat()) {
+      ConfirmLocked(lease.lease_token());
+      // A lease this stream was given that still has more than half its
+      // duration to run is not written: the answer is the expiry it has,
+      // and had it ended, the loss would have been pushed (OnTaskChanged).
+      auto it = held_.find(lease.task_id());
+      if (it != held_.end() && it->second.tracked &&
+          it->second.lease.token == lease.lease_token() &&
+          it->second.lease.expires_at - now > it->second.lease.duration / 2) {
+        v1::LeaseStatus* status = outbox_.add_leases();
+        status->set_task_id(lease.task_id());
+        status->set_lease_token(lease.lease_token());
+        status->set_state(v1::LeaseStatus::EXTENDED);
+        TimeToProto(it->second.lease.expires_at, status->mutable_expires_at());
+        continue;
+      }
+      op.heartbeat.push_back({lease.task_id(), lease.lease_token()});
+    }
+    if (!op.heartbeat.empty()) ops->push_back(std::move(op));
+  }
   return absl::OkStatus();
 }
 
@@ -129,9 +266,10 @@ void WorkReactor::OnReadDone(bool ok) {
       // Ending: read no further.
     } else if (!attached_) {
       last_heard_ = absl::Now();
-      if (absl::Status s = AttachLocked(in_); !s.ok()) {
+      if (absl::Status s = AttachLocked(in_, &ops); !s.ok()) {
         FinishSoonLocked(ToGrpcStatus(s), /*drain=*/false);
       } else {
+        ops_in_flight_ += static_cast<int>(ops.size());
         action.read = true;
       }
     } else if (in_.has_attach()) {
@@ -141,31 +279,10 @@ void WorkReactor::OnReadDone(bool ok) {
           /*drain=*/false);
     } else {
       last_heard_ = absl::Now();
-      absl::Status bad;
-      for (int i = 0; i < in_.outcomes_size() && bad.ok(); ++i) {
-        bad = ValidateOutcome(in_.outcomes(i), absl::StrCat("outcomes[", i, "]"));
-      }
-      for (int i = 0; i < in_.heartbeat_size() && bad.ok(); ++i) {
-        bad = storage::ValidateHeldLease(
-            {in_.heartbeat(i).task_id(), in_.heartbeat(i).lease_token()},
-            absl::StrCat("heartbeat[", i, "]"));
-      }
-      if (!bad.ok()) {
+      if (absl::Status bad = ReadLocked(in_, &ops); !bad.ok()) {
         // Nothing of a bad message is carried out.
         FinishSoonLocked(ToGrpcStatus(bad), /*drain=*/true);
       } else {
-        for (v1::WorkOutcome& outcome : *in_.mutable_outcomes()) {
-          ++settling_[outcome.task_id()];
-          Op op;
-          op.outcome = std::move(outcome);
-          ops.push_back(std::move(op));
-        }
-        if (in_.heartbeat_size() > 0) {
-          Op op;
-          op.is_heartbeat = true;
-          op.heartbeat = FromProto(in_.heartbeat());
-          ops.push_back(std::move(op));
-        }
         ops_in_flight_ += static_cast<int>(ops.size());
         action.read = true;
       }
@@ -181,7 +298,14 @@ void WorkReactor::PlanLocked(Action* action) {
     return;
   }
   if (attached_ && !finish_.has_value() && !waiter_.has_value()) {
-    const int room = window_ - static_cast<int>(held_.size()) - claims_in_flight_;
+    // A lease with an outcome in flight counts as settled: its replacement
+    // is claimed now, queued right behind the outcome, so that both usually
+    // commit in one writer transaction and go out in one message. Should
+    // the outcome fail, OnClaim gives the replacement back.
+    int settling = 0;
+    for (const auto& [task_id, ops] : settling_) settling += held_.count(task_id);
+    const int room =
+        window_ - static_cast<int>(held_.size()) + settling - claims_in_flight_;
     const int n = std::min(room, kMaxClaimsInFlight - claims_in_flight_);
     if (n > 0) {
       claims_in_flight_ += n;
@@ -201,8 +325,10 @@ void WorkReactor::PlanLocked(Action* action) {
     action->read = false;
     action->finish = *finish_;
     // Assignments that never went out: their tasks go back at once.
-    for (storage::Lease& lease : outbox_leases_)
+    for (storage::Lease& lease : outbox_leases_) {
+      DropLocked(lease.task_id, lease.token);
       action->give_back.push_back(std::move(lease));
+    }
     outbox_leases_.clear();
     outbox_.Clear();
     if (waiter_.has_value() && waiters_->Remove(*waiter_)) ++action->unrefs;
@@ -264,12 +390,18 @@ void WorkReactor::OnClaim(absl::StatusOr<storage::ClaimResult> result,
       if (trigger.has_value() && trigger->id != result->claim->task.id) {
         action.offer = std::move(trigger);
       }
-      if (finished_ || finish_.has_value()) {
+      if (finished_ || finish_.has_value() || static_cast<int>(held_.size()) >= window_) {
+        // Ending, or claimed for the room an outcome was to make and did
+        // not (it failed): back at once, the attempt not counted.
         action.give_back.push_back(result->claim->lease);
       } else {
-        held_[result->claim->task.id] = result->claim->lease;
+        Held& held = held_[result->claim->task.id];
+        held.lease = result->claim->lease;
+        held.tracked = true;
+        ToProto(*result, &held.unconfirmed.emplace());
+        unconfirmed_[held.lease.token] = held.lease.task_id;
         streams_->Track(result->claim->task.id, this);
-        ToProto(*result, outbox_.add_assignments());
+        *outbox_.add_assignments() = *held.unconfirmed;
         outbox_leases_.push_back(result->claim->lease);
       }
     } else if (!finished_ && !finish_.has_value() && claims_in_flight_ == 0 &&
@@ -337,56 +469,91 @@ void WorkReactor::RunOp(Op op) {
   }
   const v1::WorkOutcome& outcome = op.outcome;
   storage::HeldLease held{outcome.task_id(), outcome.lease_token()};
-  auto done = [this, op_id = outcome.op_id(), held](absl::StatusOr<storage::Task> task) {
-    OnOutcome(op_id, held, std::move(task));
+  // The lease end reason each outcome leaves (storage/lease_mutations.cc).
+  absl::string_view settled_as = "released";  // Validated: one of the three.
+  if (outcome.has_complete()) settled_as = "completed";
+  if (outcome.has_fail()) settled_as = "failed";
+  auto done = [this, op_id = outcome.op_id(), held,
+               settled_as](absl::StatusOr<storage::Task> task) {
+    OnOutcome(op_id, held, settled_as, std::move(task));
     Unref();
   };
-  switch (outcome.outcome_case()) {
-    case v1::WorkOutcome::kComplete:
-      store_->CompleteTask(held, outcome.complete(), std::move(done), actor_);
-      break;
-    case v1::WorkOutcome::kFail:
-      store_->FailTask(held, outcome.fail().error(), outcome.fail().retry(),
-                       std::move(done), actor_);
-      break;
-    default:  // Validated: release.
-      store_->ReleaseTask(held, std::move(done), actor_);
-      break;
+  if (outcome.has_complete()) {
+    store_->CompleteTask(held, outcome.complete(), std::move(done), actor_);
+  } else if (outcome.has_fail()) {
+    store_->FailTask(held, outcome.fail().error(), outcome.fail().retry(), std::move(done),
+                     actor_);
+  } else {
+    store_->ReleaseTask(held, std::move(done), actor_);
   }
 }
 
 void WorkReactor::OnOutcome(uint64_t op_id, const storage::HeldLease& held,
+                            absl::string_view settled_as,
                             absl::StatusOr<storage::Task> task) {
+  std::optional<std::string> lost =
+      task.ok() ? std::nullopt : storage::mutations::LeaseLostReason(task.status());
+  if (lost.has_value() && *lost == settled_as) {
+    // Sent again after a break: the first try committed.
+    AnswerAgain(op_id, held);
+    return;
+  }
   Action action;
   {
     absl::MutexLock lock(&mu_);
-    --ops_in_flight_;
-    v1::WorkResult* result = outbox_.add_results();
-    result->set_op_id(op_id);
-    result->set_task_id(held.task_id);
+    v1::WorkResult result;
+    result.set_op_id(op_id);
+    result.set_task_id(held.task_id);
     bool settled = true;
     if (task.ok()) {
-      result->set_state(v1::WorkResult::DONE);
-      ToProto(*task, result->mutable_task());
-    } else if (std::optional<std::string> reason =
-                   storage::mutations::LeaseLostReason(task.status())) {
-      result->set_state(v1::WorkResult::LOST);
-      result->set_reason(*std::move(reason));
+      result.set_state(v1::WorkResult::DONE);
+      ToProto(*task, result.mutable_task());
+    } else if (lost.has_value()) {
+      result.set_state(v1::WorkResult::LOST);
+      result.set_reason(*std::move(lost));
     } else {
       // Not settled: the worker may send it again.
       settled = false;
-      result->set_state(v1::WorkResult::ERROR);
-      result->set_code(static_cast<int>(task.status().code()));
-      result->set_message(std::string(task.status().message()));
+      result.set_state(v1::WorkResult::ERROR);
+      result.set_code(static_cast<int>(task.status().code()));
+      result.set_message(std::string(task.status().message()));
     }
-    if (auto it = settling_.find(held.task_id);
-        it != settling_.end() && --it->second == 0) {
-      settling_.erase(it);
-    }
-    if (settled) DropLocked(held.task_id, held.token);
+    AnswerLocked(std::move(result), held, settled);
     PlanLocked(&action);
   }
   Execute(std::move(action));
+}
+
+void WorkReactor::AnswerAgain(uint64_t op_id, const storage::HeldLease& held) {
+  Ref();  // Until the read is answered.
+  store_->GetTask(
+      held.task_id,
+      [this, op_id, held](absl::StatusOr<storage::Task> task) {
+        Action action;
+        {
+          absl::MutexLock lock(&mu_);
+          v1::WorkResult result;
+          result.set_op_id(op_id);
+          result.set_task_id(held.task_id);
+          result.set_state(v1::WorkResult::DONE);
+          if (task.ok()) ToProto(*task, result.mutable_task());
+          AnswerLocked(std::move(result), held, /*settled=*/true);
+          PlanLocked(&action);
+        }
+        Execute(std::move(action));
+        Unref();
+      },
+      actor_);
+}
+
+void WorkReactor::AnswerLocked(v1::WorkResult result, const storage::HeldLease& held,
+                               bool settled) {
+  --ops_in_flight_;
+  *outbox_.add_results() = std::move(result);
+  if (auto it = settling_.find(held.task_id); it != settling_.end() && --it->second == 0) {
+    settling_.erase(it);
+  }
+  if (settled) DropLocked(held.task_id, held.token);
 }
 
 void WorkReactor::OnHeartbeat(
@@ -405,7 +572,12 @@ void WorkReactor::OnHeartbeat(
         *outbox_.add_leases() = std::move(status);
       }
       for (const storage::LeaseStatus& status : *statuses) {
-        if (!status.extended) DropLocked(status.task_id, status.token);
+        if (!status.extended) {
+          DropLocked(status.task_id, status.token);
+        } else if (auto it = held_.find(status.task_id);
+                   it != held_.end() && it->second.lease.token == status.token) {
+          it->second.lease.expires_at = status.expires_at;
+        }
       }
     }
     PlanLocked(&action);
@@ -415,9 +587,10 @@ void WorkReactor::OnHeartbeat(
 
 void WorkReactor::DropLocked(const std::string& task_id, const std::string& token) {
   auto it = held_.find(task_id);
-  if (it == held_.end() || it->second.token != token) return;
+  if (it == held_.end() || it->second.lease.token != token) return;
+  if (it->second.tracked) streams_->Untrack(task_id, this);
+  unconfirmed_.erase(token);
   held_.erase(it);
-  streams_->Untrack(task_id, this);
 }
 
 void WorkReactor::OnTaskChanged(const storage::Event& event) {
@@ -427,17 +600,20 @@ void WorkReactor::OnTaskChanged(const storage::Event& event) {
     if (finished_) return;
     auto it = held_.find(event.task_id);
     // This stream's own outcome answers for itself.
-    if (it == held_.end() || settling_.count(event.task_id) > 0) return;
+    if (it == held_.end() || !it->second.tracked || settling_.count(event.task_id) > 0) {
+      return;
+    }
+    const storage::Lease& lease = it->second.lease;
     if (event.task.has_value() && event.task->status == storage::TaskStatus::kRunning &&
-        event.task->attempt == it->second.attempt) {
+        event.task->attempt == lease.attempt) {
       return;  // Still this lease: its own claim, an edit, a comment.
     }
     v1::LeaseStatus* lost = outbox_.add_leases();
     lost->set_task_id(event.task_id);
-    lost->set_lease_token(it->second.token);
+    lost->set_lease_token(lease.token);
     lost->set_state(v1::LeaseStatus::LOST);
     lost->set_reason(storage::LeaseEndReason(event));
-    DropLocked(event.task_id, it->second.token);
+    DropLocked(event.task_id, lease.token);
     PlanLocked(&action);  // Room in the window: claim again.
   }
   Execute(std::move(action));
@@ -506,11 +682,22 @@ void WorkReactor::OnCancel() {
 }
 
 void WorkReactor::OnDone() {
+  WorkStreams::Parked parked;
   {
     // The leases run on, but nothing is pushed to a stream that ended.
     absl::MutexLock lock(&mu_);
-    for (const auto& [task_id, lease] : held_) streams_->Untrack(task_id, this);
+    parked.assignments = TakeUnconfirmedLocked();
+    for (const auto& [task_id, held] : held_) {
+      if (held.tracked) streams_->Untrack(task_id, this);
+    }
+    parked.worker_id = claim_.worker_id;
+    parked.until = absl::Now() + interval_;
   }
+  // What the worker may never have received waits for a resume, then goes
+  // back.
+  parked.store = store_;
+  parked.actor = actor_;
+  streams_->Park(stream_id_, std::move(parked));
   streams_->Remove(this);
   Unref();  // gRPC's reference.
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kanban/v1/kanban.pb.h"
@@ -50,6 +51,17 @@ class WorkReactor final
 
   // Registers with `streams` and reads the attach.
   void Start() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The stream id sent in WorkAttached. Constant.
+  const std::string& id() const { return stream_id_; }
+
+  // Another stream of `worker_id` and `principal` resumes this one, which
+  // the worker saw break first: ends this stream (ABORTED) and hands over
+  // the assignments it sent and the worker never confirmed. Nothing when
+  // this stream belongs to another worker.
+  std::optional<std::vector<v1::ClaimTaskResponse>> Detach(const std::string& worker_id,
+                                                           const std::string& principal)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // From WorkStreams' thread: ends a stream silent for two heartbeat
   // intervals.
@@ -89,9 +101,30 @@ class WorkReactor final
     std::vector<storage::HeldLease> heartbeat;
     bool is_heartbeat = false;
   };
+  // A lease this stream counts in its window.
+  struct Held {
+    storage::Lease lease;
+    // The assignment as sent, until the worker confirms it (for a resume).
+    std::optional<v1::ClaimTaskResponse> unconfirmed;
+    // Pushed revocations: for leases this stream was given. A lease listed
+    // with the attach (held from before) is only counted; its heartbeats
+    // report its loss.
+    bool tracked = true;
+  };
 
-  // The attach: validates it and answers with WorkAttached.
-  absl::Status AttachLocked(const v1::WorkRequest& request)
+  // The attach: validates it, takes over a resumed stream's assignments and
+  // the leases listed with it (a heartbeat op in `ops`), and answers with
+  // WorkAttached.
+  absl::Status AttachLocked(v1::WorkRequest& request, std::vector<Op>* ops)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The outcomes, heartbeat and confirmations of a later message: ops for
+  // the Store, or the first invalid field (then nothing is carried out).
+  absl::Status ReadLocked(v1::WorkRequest& request, std::vector<Op>* ops)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The worker has the assignment with lease `token`.
+  void ConfirmLocked(const std::string& token) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes the assignments sent and not confirmed out of held_.
+  std::vector<v1::ClaimTaskResponse> TakeUnconfirmedLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Claims to start now, and a write or finish if due.
   void PlanLocked(Action* action) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -105,8 +138,17 @@ class WorkReactor final
                std::optional<storage::Task> trigger) ABSL_LOCKS_EXCLUDED(mu_);
   void OnWake(const storage::Task* trigger) ABSL_LOCKS_EXCLUDED(mu_);
   void RunOp(Op op) ABSL_LOCKS_EXCLUDED(mu_);
+  // `settled_as`: the lease end reason this outcome leaves ("completed",
+  // ...); a lease already ended so was ended by this outcome's first try.
   void OnOutcome(uint64_t op_id, const storage::HeldLease& held,
-                 absl::StatusOr<storage::Task> task) ABSL_LOCKS_EXCLUDED(mu_);
+                 absl::string_view settled_as, absl::StatusOr<storage::Task> task)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Answers op `op_id` DONE with the task as it is now (an outcome sent
+  // again after its first try committed).
+  void AnswerAgain(uint64_t op_id, const storage::HeldLease& held) ABSL_LOCKS_EXCLUDED(mu_);
+  // Adds `result` to the outbox and forgets the op.
+  void AnswerLocked(v1::WorkResult result, const storage::HeldLease& held, bool settled)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnHeartbeat(absl::StatusOr<std::vector<storage::LeaseStatus>> statuses)
       ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets the lease on `task_id` if it is the one with `token`.
@@ -132,7 +174,8 @@ class WorkReactor final
   absl::Time last_heard_ ABSL_GUARDED_BY(mu_);
   // The leases this stream was given and has not yet seen settled or lost
   // (each tracked in streams_), and its outcomes in flight by task.
-  std::map<std::string, storage::Lease> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> unconfirmed_ ABSL_GUARDED_BY(mu_);  // Token -> task.
   std::map<std::string, int> settling_ ABSL_GUARDED_BY(mu_);
   int claims_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   int ops_in_flight_ ABSL_GUARDED_BY(mu_) = 0;

@@ -54,6 +54,24 @@ std::string WorkStreams::NextId() {
   return absl::StrFormat("ws-%016x-%d", id_base_, ++next_id_);
 }
 
+void WorkStreams::ReleaseExpired(absl::Time now) {
+  // Under mu_, so that Shutdown (before the store closes) waits for these
+  // calls to be queued. A queued call never calls back into this class.
+  absl::MutexLock lock(&mu_);
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (it->second.until > now) {
+      ++it;
+      continue;
+    }
+    for (const v1::ClaimTaskResponse& assignment : it->second.assignments) {
+      it->second.store->ReleaseTask(
+          {assignment.task().id(), assignment.lease().token()},
+          [](absl::StatusOr<storage::Task>) {}, it->second.actor);
+    }
+    parked_.erase(it++);
+  }
+}
+
 std::vector<WorkReactor*> WorkStreams::Snapshot() {
   absl::MutexLock lock(&mu_);
   std::vector<WorkReactor*> streams(streams_.begin(), streams_.end());
@@ -95,11 +113,47 @@ void WorkStreams::OnCommit(const std::vector<storage::Event>& events) {
   }
 }
 
+void WorkStreams::Park(std::string stream_id, Parked parked) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_ || parked.assignments.empty()) return;
+  parked_[std::move(stream_id)] = std::move(parked);
+}
+
+std::optional<std::vector<v1::ClaimTaskResponse>> WorkStreams::Resume(
+    const std::string& stream_id, const std::string& worker_id,
+    const std::string& principal) {
+  WorkReactor* open = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = parked_.find(stream_id); it != parked_.end()) {
+      if (it->second.worker_id != worker_id || it->second.actor.principal != principal) {
+        return std::nullopt;
+      }
+      std::vector<v1::ClaimTaskResponse> assignments = std::move(it->second.assignments);
+      parked_.erase(it);
+      return assignments;
+    }
+    for (WorkReactor* stream : streams_) {
+      if (stream->id() == stream_id) {
+        open = stream;
+        open->Ref();
+        break;
+      }
+    }
+  }
+  if (open == nullptr) return std::nullopt;
+  std::optional<std::vector<v1::ClaimTaskResponse>> taken =
+      open->Detach(worker_id, principal);
+  open->Unref();
+  return taken;
+}
+
 void WorkStreams::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;
     shutdown_ = true;
+    parked_.clear();  // The leases run to their expiry.
   }
   for (WorkReactor* stream : Snapshot()) {
     stream->GoAway();
@@ -115,6 +169,7 @@ void WorkStreams::Loop() {
       if (stop_) return;
     }
     const absl::Time now = absl::Now();
+    ReleaseExpired(now);
     for (WorkReactor* stream : Snapshot()) {
       stream->OnTick(now);
       stream->Unref();

@@ -137,6 +137,16 @@ class WorkStream {
     stream_->WritesDone();
     return End();
   }
+  // Cuts the stream from the worker's side, as a broken connection does.
+  grpc::Status Cut() {
+    ctx_.TryCancel();
+    return End();
+  }
+  // The stream id of the attach answer ("" before it came).
+  std::string id() {
+    absl::MutexLock lock(&mu_);
+    return responses_.empty() ? "" : responses_[0].attached().stream_id();
+  }
   // Waits for the server to end the stream.
   grpc::Status End() {
     reader_.join();
@@ -164,6 +174,19 @@ class WorkStream {
   std::vector<v1::WorkResponse> responses_ ABSL_GUARDED_BY(mu_);
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+v1::WorkRequest Resume(const std::string& worker, int window, const std::string& stream_id,
+                       absl::Duration lease = absl::Seconds(30)) {
+  v1::WorkRequest r = Attach(worker, window, lease);
+  r.mutable_attach()->set_resume_stream_id(stream_id);
+  return r;
+}
+
+v1::WorkRequest Received(const v1::Lease& lease) {
+  v1::WorkRequest r;
+  r.add_received(lease.token());
+  return r;
+}
 
 // The LOST lease statuses the stream was sent.
 std::vector<v1::LeaseStatus> Lost(const std::vector<v1::WorkResponse>& responses) {
@@ -346,8 +369,9 @@ TEST_P(WorkStreamTest, AStaleTokenInABatchIsLostAloneAndTheOthersAreDone) {
   ASSERT_TRUE(stream->AwaitResults(4));
   std::map<uint64_t, v1::WorkResult> results = stream->results();
   EXPECT_EQ(results[1].state(), v1::WorkResult::DONE);
-  EXPECT_EQ(results[2].state(), v1::WorkResult::LOST);
-  EXPECT_EQ(results[2].reason(), "completed");
+  // The same outcome twice: the second finds its first try committed.
+  EXPECT_EQ(results[2].state(), v1::WorkResult::DONE) << results[2].ShortDebugString();
+  EXPECT_EQ(results[2].task().status(), v1::DONE);
   EXPECT_EQ(results[3].state(), v1::WorkResult::DONE);
   EXPECT_EQ(results[3].task().status(), v1::BLOCKED);
   EXPECT_EQ(results[4].state(), v1::WorkResult::LOST) << results[4].ShortDebugString();
@@ -388,6 +412,188 @@ TEST_P(WorkStreamTest, UnaryCallsSettleStreamLeasesAndTheStreamSettlesUnaryOnes)
   EXPECT_TRUE(stream->Close().ok());
 }
 
+TEST_P(WorkStreamTest, ResumingWithinTheGraceSendsTheUnconfirmedAssignmentsAgain) {
+  for (int i = 0; i < 3; ++i) Create(absl::StrCat("t", i));
+  auto first = Open();
+  ASSERT_TRUE(first->Send(Attach("w", 3)));
+  ASSERT_TRUE(first->AwaitAssignments(3));
+  const std::vector<v1::ClaimTaskResponse> sent = first->assignments();
+  // One confirmed by `received`, one by a heartbeat; the third never.
+  ASSERT_TRUE(first->Send(Received(sent[0].lease())));
+  v1::WorkRequest heartbeat;
+  heartbeat.add_heartbeat()->set_task_id(sent[1].task().id());
+  heartbeat.mutable_heartbeat(0)->set_lease_token(sent[1].lease().token());
+  ASSERT_TRUE(first->Send(heartbeat));
+  ASSERT_TRUE(first->Await([](const auto& r) {
+    for (const v1::WorkResponse& response : r)
+      if (response.leases_size() > 0) return true;
+    return false;
+  }));
+  const std::string id = first->id();
+  first->Cut();
+
+  // Held from before: the two confirmed leases, listed with the attach.
+  v1::WorkRequest attach = Resume("w", 3, id);
+  for (int i = 0; i < 2; ++i) {
+    v1::HeldLease* held = attach.add_heartbeat();
+    held->set_task_id(sent[i].task().id());
+    held->set_lease_token(sent[i].lease().token());
+  }
+  auto second = Open();
+  ASSERT_TRUE(second->Send(attach));
+  ASSERT_TRUE(second->AwaitAssignments(1));
+  absl::SleepFor(absl::Milliseconds(300));  // Nothing more comes: the window is full.
+  const std::vector<v1::WorkResponse> responses = second->responses();
+  EXPECT_TRUE(responses[0].attached().resumed());
+  ASSERT_EQ(second->assignments().size(), 1u);
+  const v1::ClaimTaskResponse again = second->assignments()[0];
+  EXPECT_EQ(again.task().id(), sent[2].task().id());
+  EXPECT_EQ(again.lease().token(), sent[2].lease().token());  // The same lease.
+  EXPECT_EQ(again.lease().attempt(), sent[2].lease().attempt());
+  for (int i = 0; i < 3; ++i) {
+    const v1::Lease& lease = i < 2 ? sent[i].lease() : again.lease();
+    ASSERT_TRUE(second->Send({Complete(i + 1, lease)}));
+  }
+  ASSERT_TRUE(second->AwaitResults(3));
+  for (const auto& [op, result] : second->results()) {
+    EXPECT_EQ(result.state(), v1::WorkResult::DONE) << result.ShortDebugString();
+  }
+  EXPECT_TRUE(second->Close().ok());
+}
+
+TEST_P(WorkStreamTest, PastTheGraceUnconfirmedAssignmentsAreReleasedAndConfirmedOnesRunOn) {
+  Create("confirmed");
+  Create("unconfirmed");
+  auto first = Open();
+  // A 3 s lease: heartbeat interval and resume grace 1 s.
+  ASSERT_TRUE(first->Send(Attach("w", 2, absl::Seconds(3))));
+  ASSERT_TRUE(first->AwaitAssignments(2));
+  const std::vector<v1::ClaimTaskResponse> sent = first->assignments();
+  EXPECT_EQ(first->responses()[0].attached().resume_grace().seconds(), 1);
+  ASSERT_TRUE(first->Send(Received(sent[0].lease())));
+  absl::SleepFor(absl::Milliseconds(200));  // Read before the cut.
+  const std::string id = first->id();
+  first->Cut();
+
+  const absl::Time deadline = absl::Now() + kPrompt;
+  while (Get(sent[1].task().id()).status() != v1::READY && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const v1::Task released = Get(sent[1].task().id());
+  EXPECT_EQ(released.status(), v1::READY);
+  EXPECT_EQ(released.attempt(), sent[1].lease().attempt() - 1);  // Not counted.
+  EXPECT_EQ(Get(sent[0].task().id()).status(), v1::RUNNING);
+
+  auto late = Open();
+  ASSERT_TRUE(late->Send(Resume("w", 1, id, absl::Seconds(3))));
+  ASSERT_TRUE(late->AwaitAssignments(1));
+  EXPECT_FALSE(late->responses()[0].attached().resumed());
+  // Claimed afresh: a new lease on the released task.
+  EXPECT_EQ(late->assignments()[0].task().id(), sent[1].task().id());
+  EXPECT_NE(late->assignments()[0].lease().token(), sent[1].lease().token());
+  // The confirmed lease is still the worker's to settle.
+  ASSERT_TRUE(late->Send({Complete(1, sent[0].lease())}));
+  ASSERT_TRUE(late->AwaitResults(1));
+  EXPECT_EQ(late->results()[1].state(), v1::WorkResult::DONE);
+  EXPECT_TRUE(late->Close().ok());
+}
+
+TEST_P(WorkStreamTest, ResumingAStreamTheServerStillHoldsOpenEndsItAndTakesItsAssignments) {
+  Create("a");
+  auto first = Open();
+  ASSERT_TRUE(first->Send(Attach("w", 1)));
+  ASSERT_TRUE(first->AwaitAssignments(1));
+  const v1::ClaimTaskResponse sent = first->assignments()[0];
+
+  // Another worker cannot take them.
+  auto thief = Open();
+  ASSERT_TRUE(thief->Send(Resume("other", 1, first->id())));
+  ASSERT_TRUE(thief->Await([](const auto& r) { return !r.empty(); }));
+  EXPECT_FALSE(thief->responses()[0].attached().resumed());
+  EXPECT_TRUE(thief->Close().ok());
+
+  auto second = Open();
+  ASSERT_TRUE(second->Send(Resume("w", 1, first->id())));
+  ASSERT_TRUE(second->AwaitAssignments(1));
+  EXPECT_TRUE(second->responses()[0].attached().resumed());
+  EXPECT_EQ(second->assignments()[0].lease().token(), sent.lease().token());
+  const grpc::Status ended = first->End();
+  EXPECT_EQ(ended.error_code(), StatusCode::ABORTED) << Describe(ended);
+  ASSERT_TRUE(second->Send({Complete(1, sent.lease())}));
+  ASSERT_TRUE(second->AwaitResults(1));
+  EXPECT_EQ(second->results()[1].state(), v1::WorkResult::DONE);
+  EXPECT_TRUE(second->Close().ok());
+}
+
+TEST_P(WorkStreamTest, AnOutcomeSentAgainAfterItsFirstTryCommittedIsDone) {
+  Create("done");
+  Create("failed");
+  Create("released");
+  auto first = Open();
+  ASSERT_TRUE(first->Send(Attach("w", 3)));
+  ASSERT_TRUE(first->AwaitAssignments(3));
+  const std::vector<v1::ClaimTaskResponse> sent = first->assignments();
+  v1::WorkOutcome fail;
+  fail.set_op_id(2);
+  fail.set_task_id(sent[1].task().id());
+  fail.set_lease_token(sent[1].lease().token());
+  fail.mutable_fail()->set_error("boom");
+  v1::WorkOutcome release;
+  release.set_op_id(3);
+  release.set_task_id(sent[2].task().id());
+  release.set_lease_token(sent[2].lease().token());
+  release.set_release(true);
+  ASSERT_TRUE(first->Send({Complete(1, sent[0].lease()), fail, release}));
+  ASSERT_TRUE(first->AwaitResults(3));
+  first->Cut();  // As if the results had been lost with the stream.
+
+  auto second = Open();
+  ASSERT_TRUE(second->Send(Resume("w", 1, first->id())));
+  v1::WorkOutcome complete_released = Complete(4, sent[2].lease());
+  ASSERT_TRUE(second->Send({Complete(1, sent[0].lease()), fail, release, complete_released}));
+  ASSERT_TRUE(second->AwaitResults(4));
+  std::map<uint64_t, v1::WorkResult> results = second->results();
+  EXPECT_EQ(results[1].state(), v1::WorkResult::DONE) << results[1].ShortDebugString();
+  EXPECT_EQ(results[1].task().status(), v1::DONE);
+  EXPECT_EQ(results[1].task().result(), "ok");
+  EXPECT_EQ(results[2].state(), v1::WorkResult::DONE) << results[2].ShortDebugString();
+  EXPECT_EQ(results[3].state(), v1::WorkResult::DONE) << results[3].ShortDebugString();
+  // Another outcome than the one that ended the lease is still LOST.
+  EXPECT_EQ(results[4].state(), v1::WorkResult::LOST);
+  EXPECT_EQ(results[4].reason(), "released");
+  EXPECT_TRUE(second->Close().ok());
+}
+
+TEST_P(WorkStreamTest, LeasesListedWithTheAttachCountInTheWindow) {
+  Create("a");
+  Create("b");
+  v1::ClaimTaskResponse unary;
+  {
+    v1::ClaimTaskRequest r;
+    r.set_worker_id("w");
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->ClaimTask(&ctx, r, &unary).ok());
+  }
+  v1::WorkRequest attach = Attach("w", 1);
+  v1::HeldLease* held = attach.add_heartbeat();
+  held->set_task_id(unary.task().id());
+  held->set_lease_token(unary.lease().token());
+  auto stream = Open();
+  ASSERT_TRUE(stream->Send(attach));
+  // Extended as by a heartbeat, and nothing pushed: the window is full.
+  ASSERT_TRUE(stream->Await([](const auto& r) {
+    for (const v1::WorkResponse& response : r)
+      if (response.leases_size() > 0) return true;
+    return false;
+  }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(stream->assignments().size(), 0u);
+  ASSERT_TRUE(stream->Send({Complete(1, unary.lease())}));
+  ASSERT_TRUE(stream->AwaitAssignments(1));  // Room again.
+  EXPECT_NE(stream->assignments()[0].task().id(), unary.task().id());
+  EXPECT_TRUE(stream->Close().ok());
+}
+
 TEST_P(WorkStreamTest, AWaitingStreamIsPushedATaskCreatedLater) {
   auto stream = Open();
   ASSERT_TRUE(stream->Send(Attach("w", 2)));
@@ -399,13 +605,22 @@ TEST_P(WorkStreamTest, AWaitingStreamIsPushedATaskCreatedLater) {
   EXPECT_TRUE(stream->Close().ok());
 }
 
+// Every lease status the stream was sent, in order.
+std::vector<v1::LeaseStatus> Statuses(const std::vector<v1::WorkResponse>& responses) {
+  std::vector<v1::LeaseStatus> statuses;
+  for (const v1::WorkResponse& r : responses) {
+    statuses.insert(statuses.end(), r.leases().begin(), r.leases().end());
+  }
+  return statuses;
+}
+
 TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   Create("a");
   auto stream = Open();
-  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(4))));
+  ASSERT_TRUE(stream->Send(Attach("w", 1, absl::Seconds(2))));
   ASSERT_TRUE(stream->AwaitAssignments(1));
   const v1::Lease lease = stream->assignments()[0].lease();
-  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time claimed_until = TimeFromProto(lease.expires_at(), "claimed").value();
   v1::WorkRequest beat;
   v1::HeldLease* held = beat.add_heartbeat();
   held->set_task_id(lease.task_id());
@@ -413,22 +628,34 @@ TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   v1::HeldLease* stale = beat.add_heartbeat();
   stale->set_task_id(lease.task_id());
   stale->set_lease_token("not-a-token");
+  auto await_statuses = [&](size_t n) {
+    return stream->Await([n](const auto& rs) { return Statuses(rs).size() >= n; });
+  };
+
+  // Early, with more than half the lease left: answered without a write.
   ASSERT_TRUE(stream->Send(beat));
-  ASSERT_TRUE(stream->Await([](const auto& rs) {
-    for (const auto& r : rs) {
-      if (r.leases_size() > 0) return true;
-    }
-    return false;
-  }));
-  v1::WorkResponse answer;
-  for (const auto& r : stream->responses()) {
-    if (r.leases_size() > 0) answer = r;
-  }
-  ASSERT_EQ(answer.leases_size(), 2);
-  EXPECT_EQ(answer.leases(0).state(), v1::LeaseStatus::EXTENDED);
-  EXPECT_GT(TimeFromProto(answer.leases(0).expires_at(), "after").value(),
-            TimeFromProto(lease.expires_at(), "before").value());
-  EXPECT_EQ(answer.leases(1).state(), v1::LeaseStatus::LOST);
+  ASSERT_TRUE(await_statuses(2));
+  std::vector<v1::LeaseStatus> statuses = Statuses(stream->responses());
+  std::map<std::string, v1::LeaseStatus> by_token;
+  for (const v1::LeaseStatus& status : statuses) by_token[status.lease_token()] = status;
+  EXPECT_EQ(by_token[lease.token()].state(), v1::LeaseStatus::EXTENDED);
+  EXPECT_EQ(TimeFromProto(by_token[lease.token()].expires_at(), "early").value(),
+            claimed_until);
+  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(),
+            claimed_until);
+  EXPECT_EQ(by_token["not-a-token"].state(), v1::LeaseStatus::LOST);
+
+  // Past half of it: extended in the database.
+  absl::SleepFor(claimed_until - absl::Now() - absl::Milliseconds(700));
+  ASSERT_TRUE(stream->Send(beat));
+  ASSERT_TRUE(await_statuses(4));
+  statuses = Statuses(stream->responses());
+  for (size_t i = 2; i < statuses.size(); ++i) by_token[statuses[i].lease_token()] = statuses[i];
+  EXPECT_EQ(by_token[lease.token()].state(), v1::LeaseStatus::EXTENDED);
+  const absl::Time extended = TimeFromProto(by_token[lease.token()].expires_at(), "late").value();
+  EXPECT_GT(extended, claimed_until);
+  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(), extended);
+  EXPECT_EQ(by_token["not-a-token"].state(), v1::LeaseStatus::LOST);
   EXPECT_TRUE(stream->Close().ok());
 }
 

@@ -91,7 +91,8 @@ struct Verdict {
 Verdict Judge(const absl::StatusOr<std::string>& outcome) {
   if (outcome.ok()) return {WorkerEvent::Kind::kCompleted, "", false};
   const absl::StatusCode code = outcome.status().code();
-  if (code == absl::StatusCode::kCancelled) return {WorkerEvent::Kind::kReleased, "", false};
+  if (code == absl::StatusCode::kCancelled)
+    return {WorkerEvent::Kind::kReleased, "", false};
   return {WorkerEvent::Kind::kFailed, ErrorText(outcome.status()),
           code != absl::StatusCode::kInvalidArgument &&
               code != absl::StatusCode::kFailedPrecondition};
@@ -221,7 +222,7 @@ class Worker::StreamRun {
     bool received = false;  // Anything came.
     absl::Duration interval;
     absl::Time next_heartbeat;
-    absl::Time deadline;                  // For WorkAttached, then for the end.
+    absl::Time deadline;                    // For WorkAttached, then for the end.
     std::optional<absl::Status> cancelled;  // Why Run()'s thread cancelled it.
   };
   // The task whose handler runs or whose report is unanswered.
@@ -607,9 +608,10 @@ absl::Status Worker::StreamRun::Run(bool* fall_back) {
       }
       if (!status.ok()) {
         if (!Exiting() || job_ != nullptr) {
-          worker_.Emit(WorkerEvent::Kind::kRpcError,
-                       job_ != nullptr ? job_->context->task() : v1::Task::default_instance(),
-                       absl::StrCat("Work: ", status.ToString()));
+          worker_.Emit(
+              WorkerEvent::Kind::kRpcError,
+              job_ != nullptr ? job_->context->task() : v1::Task::default_instance(),
+              absl::StrCat("Work: ", status.ToString()));
         }
         reopen_at_ = absl::Now() + options_.retry_delay;
       }
@@ -617,8 +619,7 @@ absl::Status Worker::StreamRun::Run(bool* fall_back) {
 
     // Decide, and write.
     const absl::Time now = absl::Now();
-    if (job_ != nullptr && !job_->finished &&
-        now >= job_->context->lease_expires_at()) {
+    if (job_ != nullptr && !job_->finished && now >= job_->context->lease_expires_at()) {
       // No heartbeat got through in time: the server reclaims the task.
       job_->context->Lose("expired");
     }
@@ -658,7 +659,8 @@ absl::Status Worker::StreamRun::Run(bool* fall_back) {
         Cancel(absl::CancelledError("worker stopping"));
       }
     }
-    if (stream_ != nullptr && !stream_->cancelled.has_value() && now >= stream_->deadline) {
+    if (stream_ != nullptr && !stream_->cancelled.has_value() &&
+        now >= stream_->deadline) {
       if (stream_->attached) {
         Cancel(absl::DeadlineExceededError(
             "the stream did not end within rpc_timeout of closing it"));
@@ -820,8 +822,7 @@ void Worker::StreamRun::OnResponse(v1::WorkResponse& response) {
     const absl::Duration interval = FromProto(attached.heartbeat_interval());
     if (interval > absl::ZeroDuration()) {
       stream_->interval = interval;
-      stream_->next_heartbeat =
-          std::min(stream_->next_heartbeat, absl::Now() + interval);
+      stream_->next_heartbeat = std::min(stream_->next_heartbeat, absl::Now() + interval);
     }
   }
   // Results first: the assignment that replaces a settled task often comes
@@ -837,12 +838,11 @@ void Worker::StreamRun::OnResponse(v1::WorkResponse& response) {
 
 void Worker::StreamRun::OnAssignment(v1::ClaimTaskResponse assignment) {
   const std::string& token = assignment.lease().token();
-  const bool known =
-      (job_ != nullptr && job_->context->lease().token() == token) ||
-      std::any_of(waiting_.begin(), waiting_.end(),
-                  [&token](const v1::ClaimTaskResponse& waiting) {
-                    return waiting.lease().token() == token;
-                  });
+  const bool known = (job_ != nullptr && job_->context->lease().token() == token) ||
+                     std::any_of(waiting_.begin(), waiting_.end(),
+                                 [&token](const v1::ClaimTaskResponse& waiting) {
+                                   return waiting.lease().token() == token;
+                                 });
   const bool wanted =
       !Exiting() && (job_ == nullptr || waiting_.empty()) &&
       (options_.max_tasks == 0 ||
@@ -890,8 +890,8 @@ void Worker::StreamRun::OnResult(const v1::WorkResult& result) {
   }
   absl::Status status(static_cast<absl::StatusCode>(result.code()), result.message());
   if (result.state() != v1::WorkResult::ERROR || status.ok()) {
-    status = absl::UnknownError(absl::StrCat("result in state ", result.state(),
-                                             " with code ", result.code()));
+    status = absl::UnknownError(
+        absl::StrCat("result in state ", result.state(), " with code ", result.code()));
   }
   worker_.Emit(WorkerEvent::Kind::kRpcError, task,
                absl::StrCat("reporting ", WorkerEventName(job_->verdict.kind), ": ",
@@ -1003,11 +1003,13 @@ void Worker::StreamRun::ReleaseWithCall(const v1::Task& task, const std::string&
   grpc::ClientContext call;
   SetTimeout(call, options_.rpc_timeout);
   v1::Task response;
-  const absl::Status status = ToAbsl(worker_.tasks_->ReleaseTask(&call, request, &response));
+  const absl::Status status =
+      ToAbsl(worker_.tasks_->ReleaseTask(&call, request, &response));
   // FAILED_PRECONDITION: the lease is gone already, nothing to give back.
   if (!status.ok() && status.code() != absl::StatusCode::kFailedPrecondition) {
-    worker_.Emit(WorkerEvent::Kind::kRpcError, task,
-                 absl::StrCat("ReleaseTask of an assignment not run: ", status.ToString()));
+    worker_.Emit(
+        WorkerEvent::Kind::kRpcError, task,
+        absl::StrCat("ReleaseTask of an assignment not run: ", status.ToString()));
   }
 }
 

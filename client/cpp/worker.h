@@ -139,8 +139,9 @@ class TaskContext {
 
   // True once the lease is lost: an operator cancelled it, it expired or was
   // reclaimed. On a stream the server says so at once; otherwise the next
-  // heartbeat (every third of the lease) finds out. The handler should stop soon; whatever it returns afterwards
-  // is dropped, because the server would refuse it.
+  // heartbeat (every third of the lease) finds out. The handler should stop
+  // soon; whatever it returns afterwards is dropped, because the server
+  // would refuse it.
   bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Why the lease was lost ("cancelled", "expired", ...); "" while held.

@@ -60,7 +60,8 @@ class KanbanctlWorkTest : public ::kanban::testing::BackendTest {
   void RestartServer(const std::vector<std::string>& args) {
     ASSERT_EQ(kanband_.process.Signal(SIGTERM), 0);
     ASSERT_EQ(kanband_.process.Wait(kPatience), 0) << kanband_.Log();
-    kanband_ = StartKanband(KANBAND_PATH, Database(""), args, {"KANBAN_SYNCHRONOUS_MODE"});
+    kanband_ =
+        StartKanband(KANBAND_PATH, Database(""), args, {"KANBAN_SYNCHRONOUS_MODE"});
     ASSERT_TRUE(kanband_.ok());
   }
 

@@ -63,7 +63,8 @@ class WorkerTest : public ::kanban::testing::BackendTest {
   // new channel and stub.
   void StartServer(std::vector<std::string> args, const std::string& port = "") {
     if (!port.empty()) args.push_back(absl::StrCat("--listen=127.0.0.1:", port));
-    kanband_ = StartKanband(KANBAND_PATH, Database(""), args, {"KANBAN_SYNCHRONOUS_MODE"});
+    kanband_ =
+        StartKanband(KANBAND_PATH, Database(""), args, {"KANBAN_SYNCHRONOUS_MODE"});
     ASSERT_TRUE(kanband_.ok());
     if (!port.empty()) return;
     // A restarted server is found quickly (gRPC's reconnect backoff starts
@@ -71,8 +72,8 @@ class WorkerTest : public ::kanban::testing::BackendTest {
     grpc::ChannelArguments channel_args;
     channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
-    channel_ = grpc::CreateCustomChannel(kanband_.address,
-                                         grpc::InsecureChannelCredentials(), channel_args);
+    channel_ = grpc::CreateCustomChannel(
+        kanband_.address, grpc::InsecureChannelCredentials(), channel_args);
     stub_ = v1::KanbanService::NewStub(channel_);
   }
 

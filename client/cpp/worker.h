@@ -1,6 +1,9 @@
-// A worker for the kanban task board: claims one task at a time, runs a
+// A worker for the kanban task board: takes one task at a time, runs a
 // handler on it while heartbeats keep its lease alive, and reports the
-// handler's outcome (CompleteTask, FailTask or ReleaseTask).
+// handler's outcome. By default all of that travels on one
+// WorkerService.Work stream (the server pushes assignments); against a
+// server without worker streams, or with use_streams = false, it uses the
+// unary calls (ClaimTask, Heartbeat, CompleteTask, FailTask, ReleaseTask).
 //
 //   kanban::client::WorkerOptions options;
 //   options.worker_id = kanban::client::DefaultWorkerId();
@@ -32,17 +35,19 @@ namespace kanban::client {
 // What a worker reports as it goes; see WorkerOptions::on_event.
 struct WorkerEvent {
   enum class Kind {
-    kClaimed,    // A task was claimed; the handler is about to run.
-    kCompleted,  // CompleteTask accepted the handler's result.
-    kFailed,     // FailTask accepted the handler's error; detail is the error.
-    kReleased,   // ReleaseTask gave the task back (the handler returned CANCELLED).
+    kClaimed,    // A task was claimed (or assigned on the stream); the
+                 // handler is about to run.
+    kCompleted,  // The server accepted the handler's result: DONE.
+    kFailed,     // The server accepted the handler's error; detail is the error.
+    kReleased,   // The task was given back (the handler returned CANCELLED).
     kLost,       // The lease was lost; nothing was reported. detail is the reason
                  // (cancelled, expired, reclaimed, ...).
-    kRpcError,   // A call failed and will be retried, or a report could not be
-                 // delivered (the lease then expires). detail is the status.
+    kRpcError,   // A call failed or the stream broke and will be retried, or a
+                 // report could not be delivered (the lease then expires).
+                 // detail is the status, after "ClaimTask: ", "Work: ", ...
   };
   Kind kind = Kind::kClaimed;
-  std::string task_id;  // Empty for a kRpcError of ClaimTask.
+  std::string task_id;  // Empty for a kRpcError of ClaimTask or of an idle stream.
   std::string title;
   int attempt = 0;     // The task's attempt number under this lease.
   std::string detail;  // Empty for kClaimed, kCompleted and kReleased.
@@ -74,15 +79,21 @@ struct WorkerOptions {
   // How long one ClaimTask waits on the server for a claimable task before
   // answering "nothing"; the server allows at most 30 s. After an empty
   // claim shorter than retry_delay the worker pauses for the difference, so
-  // it never asks more often than once per retry_delay. Default: 30 s.
+  // it never asks more often than once per retry_delay. On a stream, how
+  // long an idle worker with exit_when_idle waits for an assignment: at
+  // least 0.5 s, since a stream says nothing when nothing is claimable.
+  // Default: 30 s.
   absl::Duration claim_wait = absl::Seconds(30);
 
-  // Deadline of each call, added to claim_wait for ClaimTask. Default: 10 s.
+  // Deadline of each call, added to claim_wait for ClaimTask. On a stream:
+  // how long the answer to the attach may take, and the stream's end once
+  // the worker has closed its side. Default: 10 s.
   absl::Duration rpc_timeout = absl::Seconds(10);
 
-  // Pause before trying again after a call failed with a transient code
-  // (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED).
-  // Default: 1 s.
+  // Pause before trying again after a call failed, or a stream broke, with a
+  // transient code (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED,
+  // ABORTED; for a stream also INTERNAL, UNKNOWN and CANCELLED, which is
+  // what a cut connection looks like). Default: 1 s.
   absl::Duration retry_delay = absl::Seconds(1);
 
   // Run() returns after this many claimed tasks. Default: 0, no limit.
@@ -91,6 +102,14 @@ struct WorkerOptions {
   // Run() returns when a claim's wait ends with nothing to claim.
   // Default: false, keep claiming until Stop().
   bool exit_when_idle = false;
+
+  // Take tasks from a WorkerService.Work stream: assignments are pushed,
+  // heartbeats and reports travel on it, and a running handler survives a
+  // break (the next stream resumes the old one). When the server answers
+  // UNIMPLEMENTED (no worker streams) before the stream gave anything,
+  // Run() uses the unary calls instead, as it does with false.
+  // Default: true.
+  bool use_streams = true;
 
   // Called for every WorkerEvent, on the thread that called Run() and never
   // concurrently; may call Stop(). Default: none.
@@ -119,8 +138,10 @@ class TaskContext {
   absl::Time lease_expires_at() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // True once the lease is lost: an operator cancelled it, it expired or was
-  // reclaimed. The handler should stop soon; whatever it returns afterwards
-  // is dropped, because the server would refuse it.
+  // reclaimed. On a stream the server says so at once; otherwise the next
+  // heartbeat (every third of the lease) finds out. The handler should stop
+  // soon; whatever it returns afterwards is dropped, because the server
+  // would refuse it.
   bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Why the lease was lost ("cancelled", "expired", ...); "" while held.
@@ -167,11 +188,17 @@ class TaskContext {
 // throw, and should watch cancelled().
 using TaskHandler = std::function<absl::StatusOr<std::string>(TaskContext&)>;
 
-// Claims tasks and runs a handler on each, one task at a time: claim (waiting
-// up to claim_wait), run the handler on its own thread while this thread
-// heartbeats, then report. Thread-safe: Stop() and stopping() may be called
-// from any thread (but not from a signal handler); Run() from one thread at
-// a time. Must outlive any Run() call.
+// Takes tasks and runs a handler on each, one task at a time: take a task,
+// run the handler on its own thread while Run()'s thread heartbeats, then
+// report. On a stream (WorkerOptions::use_streams) the window is one lease:
+// the server pushes the next assignment once the report committed. A stream
+// broken by a transient code (a server restart, a cut connection) leaves the
+// running handler alone; after retry_delay the worker attaches again,
+// naming the old stream and the lease it holds, and sends again a report
+// whose answer never came (the server answers DONE if the first one
+// committed). Thread-safe: Stop() and stopping() may be called from any
+// thread (but not from a signal handler); Run() from one thread at a time.
+// Must outlive any Run() call.
 class Worker {
  public:
   // `channel` must reach a kanband; the worker shares ownership of it.
@@ -180,15 +207,18 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   // Processes tasks until Stop(), max_tasks, or (with exit_when_idle) an
-  // empty claim; returns OK then. Transient call failures are retried after
-  // retry_delay. Returns INVALID_ARGUMENT for bad options, FAILED_PRECONDITION
-  // if Run() is already running, and the server's status when ClaimTask fails
-  // with a non-transient code (NOT_FOUND board, INVALID_ARGUMENT, ...).
+  // empty claim; returns OK then. Transient call failures and stream breaks
+  // are retried after retry_delay. Returns INVALID_ARGUMENT for bad options,
+  // FAILED_PRECONDITION if Run() is already running, and the server's status
+  // when ClaimTask or the stream fails with a non-transient code (NOT_FOUND
+  // board, INVALID_ARGUMENT, PERMISSION_DENIED, ...); a task running then is
+  // finished first, with unary heartbeats and report.
   absl::Status Run(const TaskHandler& handler) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Asks Run() to return: claims nothing new and cancels a claim that is
-  // waiting, but lets a running handler finish and reports its outcome.
-  // Returns at once; sticky (a later Run() returns OK at once).
+  // waiting (closes an idle stream), but lets a running handler finish and
+  // reports its outcome. Returns at once; sticky (a later Run() returns OK
+  // at once).
   //
   // The server gives back a task it claimed for a call that was cancelled,
   // but a cancel that crosses the answer on the wire leaves that task RUNNING
@@ -198,6 +228,14 @@ class Worker {
   bool stopping() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
+  // Run() on a Work stream; defined in worker.cc.
+  class StreamRun;
+
+  // The unary loop: claims until Stop(), an empty claim with exit_when_idle,
+  // or max_tasks, counting `processed` tasks as done already.
+  absl::Status RunUnary(const TaskHandler& handler, int processed);
+  // board, worker_id, labels, assignee and lease_duration from the options.
+  v1::ClaimTaskRequest ClaimRequest() const;
   // Result of one claim: a task, nullptr when nothing was claimable, or an
   // error (CANCELLED when Stop() cut the wait short).
   absl::StatusOr<std::unique_ptr<TaskContext>> Claim() ABSL_LOCKS_EXCLUDED(mu_);
@@ -213,8 +251,10 @@ class Worker {
   void Emit(WorkerEvent::Kind kind, const v1::Task& task, std::string detail) const;
 
   // Constant after construction.
+  const std::shared_ptr<grpc::ChannelInterface> channel_;
   const std::unique_ptr<v1::KanbanService::Stub> tasks_;
   const std::unique_ptr<v1::HeartbeatService::Stub> heartbeats_;
+  const std::unique_ptr<v1::WorkerService::Stub> streams_;
   const WorkerOptions options_;
 
   mutable absl::Mutex mu_;
@@ -222,6 +262,8 @@ class Worker {
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   // The ClaimTask call in flight, cancelled by Stop(); owned by Claim().
   grpc::ClientContext* claim_call_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // The stream loop running, woken by Stop(); owned by Run().
+  StreamRun* stream_run_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 }  // namespace kanban::client

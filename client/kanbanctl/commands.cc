@@ -84,6 +84,7 @@ const FlagSpec kStatus{"status", FlagKind::kString};
 const FlagSpec kTask{"task", FlagKind::kString};
 const FlagSpec kTitle{"title", FlagKind::kString};
 const FlagSpec kTriage{"triage", FlagKind::kBool};
+const FlagSpec kUnary{"unary", FlagKind::kBool};
 const FlagSpec kVerbose{"verbose", FlagKind::kBool};
 const FlagSpec kWait{"wait", FlagKind::kDuration};
 const FlagSpec kWorker{"worker", FlagKind::kString};
@@ -335,12 +336,16 @@ const std::vector<Command>& Commands() {
        }},
       {"work",
        "[--board B] [--worker W] [--label L]... [--assignee A] [--lease 60s] "
-       "[--wait 30s] [--max-tasks N] [--once] [--grace 10s] -- COMMAND [ARG]...",
+       "[--wait 30s] [--max-tasks N] [--once] [--grace 10s] [--unary] -- COMMAND "
+       "[ARG]...",
        "Claim tasks and run COMMAND for each: task in KANBAN_* variables, body on "
        "stdin; exit 0 completes it with stdout as the result, else fails it "
-       "(retried). --once: at most one task.",
+       "(retried). --once: at most one task. Tasks come on a worker stream "
+       "(WorkerService.Work) unless the server has none or --unary asks for the "
+       "ClaimTask, Heartbeat and CompleteTask/FailTask calls.",
        1, kManyArgs,
-       {kBoard, kWorker, kLabel, kAssignee, kLease, kWait, kMaxTasks, kOnce, kGrace},
+       {kBoard, kWorker, kLabel, kAssignee, kLease, kWait, kMaxTasks, kOnce, kGrace,
+        kUnary},
        RunWork},
       {"watch",
        "[--board B] [--after N | --from-now] [--task ID]... [--kind K]... "

@@ -204,6 +204,7 @@ absl::StatusOr<WorkerOptions> BuildWorkerOptions(const ParsedArgs& args) {
     options.max_tasks = 1;
     options.exit_when_idle = true;
   }
+  options.use_streams = !args.Has("unary");
   return options;
 }
 

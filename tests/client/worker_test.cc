@@ -1,11 +1,15 @@
 // Tests of the C++ Worker (client/cpp/worker.h) against a real kanband: every
 // test starts its own server on a fresh database, creates tasks through the
-// generated stub and checks what the worker made of them.
+// generated stub and checks what the worker made of them. Each test runs on
+// both backends twice: "Backends/" with the default worker stream, and
+// "UnaryLoop/" with WorkerOptions::use_streams = false.
 #include "client/cpp/worker.h"
 
 #include <signal.h>
 
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
@@ -42,12 +47,61 @@ constexpr absl::Duration kPatience = absl::Seconds(20);
 class WorkerTest : public ::kanban::testing::BackendTest {
  protected:
   void SetUp() override {
+    streams_ = !absl::StartsWith(
+        ::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name(),
+        "UnaryLoop/");
     const std::string& db = Database(dir_.File("kanban.db"));
     if (db.empty()) return;  // Skipped: no PostgreSQL.
-    kanband_ = StartKanband(KANBAND_PATH, db, {}, {"KANBAN_SYNCHRONOUS_MODE"});
+    StartServer({});
+  }
+
+  // True for the instantiation that uses worker streams.
+  bool Streams() const { return streams_; }
+
+  // Starts kanband on the test's database with `args`, on `port` if given
+  // (a restart: the worker's channel reconnects), else on a new port with a
+  // new channel and stub.
+  void StartServer(std::vector<std::string> args, const std::string& port = "") {
+    if (!port.empty()) args.push_back(absl::StrCat("--listen=127.0.0.1:", port));
+    kanband_ =
+        StartKanband(KANBAND_PATH, Database(""), args, {"KANBAN_SYNCHRONOUS_MODE"});
     ASSERT_TRUE(kanband_.ok());
-    channel_ = grpc::CreateChannel(kanband_.address, grpc::InsecureChannelCredentials());
+    if (!port.empty()) return;
+    // A restarted server is found quickly (gRPC's reconnect backoff starts
+    // at 1 s).
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    channel_ = grpc::CreateCustomChannel(
+        kanband_.address, grpc::InsecureChannelCredentials(), channel_args);
     stub_ = v1::KanbanService::NewStub(channel_);
+  }
+
+  // Ends the running kanband with `signal` and waits for it.
+  void StopServer(int signal = SIGTERM) {
+    ASSERT_EQ(kanband_.process.Signal(signal), 0);
+    const int exit_code = kanband_.process.Wait(kPatience);
+    if (signal == SIGTERM) ASSERT_EQ(exit_code, 0) << kanband_.Log();
+  }
+
+  // Stops kanband with `signal` and starts it again on the same database
+  // and port, with the same flags as `args`.
+  void RestartServer(int signal, std::vector<std::string> args = {}) {
+    const std::string port = kanband_.address.substr(kanband_.address.rfind(':') + 1);
+    StopServer(signal);
+    StartServer(std::move(args), port);
+  }
+
+  // How many of the running kanband's access lines (--log_rpcs) are for
+  // `method` ("KanbanService/ClaimTask", ...). A call's line is written
+  // before its status is sent, so a finished call always has its line.
+  int RpcLines(const std::string& method) {
+    const std::string needle = absl::StrCat(" method=/kanban.v1.", method, " ");
+    int lines = 0;
+    for (absl::string_view line : absl::StrSplit(kanband_.Log(), '\n')) {
+      if (absl::StrContains(line, needle)) ++lines;
+    }
+    return lines;
   }
 
   v1::Task CreateTask(const std::string& title, int priority = 0, int max_attempts = 0,
@@ -74,6 +128,21 @@ class WorkerTest : public ::kanban::testing::BackendTest {
     return task;
   }
 
+  // The task once it has `status`, or as it is after kPatience. A Work
+  // stream's server claims the replacement of a lease whose outcome is in
+  // flight; when the worker has closed its side, that claim is given back
+  // as the stream ends, not before: the task can be RUNNING a moment
+  // after Run() returned.
+  v1::Task AwaitStatus(const std::string& id, v1::Status status) {
+    const absl::Time deadline = absl::Now() + kPatience;
+    v1::Task task = GetTask(id);
+    while (task.status() != status && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(10));
+      task = GetTask(id);
+    }
+    return task;
+  }
+
   grpc::Status MoveTask(const std::string& id, v1::Status to) {
     v1::MoveTaskRequest request;
     request.set_task_id(id);
@@ -89,6 +158,7 @@ class WorkerTest : public ::kanban::testing::BackendTest {
     WorkerOptions options;
     options.worker_id = "test-worker";
     options.claim_wait = absl::Seconds(5);
+    options.use_streams = Streams();
     options.on_event = [this](const WorkerEvent& event) {
       absl::MutexLock lock(&mu_);
       events_.push_back(event);
@@ -96,11 +166,13 @@ class WorkerTest : public ::kanban::testing::BackendTest {
     return options;
   }
 
-  // "claimed ID", "completed ID", ... for every event so far.
-  std::vector<std::string> EventNames() {
+  // "claimed ID", "completed ID", ... for every event so far, or only for
+  // those not of kind `except`.
+  std::vector<std::string> EventNames(std::optional<Kind> except = std::nullopt) {
     absl::MutexLock lock(&mu_);
     std::vector<std::string> names;
     for (const WorkerEvent& event : events_) {
+      if (event.kind == except) continue;
       names.push_back(
           absl::StrCat(client::WorkerEventName(event.kind), " ", event.task_id));
     }
@@ -117,6 +189,7 @@ class WorkerTest : public ::kanban::testing::BackendTest {
   }
 
   TempDir dir_;  // Outlives the server that uses it.
+  bool streams_ = true;
   Kanband kanband_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::KanbanService::Stub> stub_;
@@ -124,7 +197,11 @@ class WorkerTest : public ::kanban::testing::BackendTest {
   std::vector<WorkerEvent> events_ ABSL_GUARDED_BY(mu_);
 };
 
+// The prefix decides the loop (see SetUp): the unary one is kept as the
+// fallback, so it stays tested as a whole.
 INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::kanban::testing::AllBackends(),
+                         ::kanban::testing::BackendName);
+INSTANTIATE_TEST_SUITE_P(UnaryLoop, WorkerTest, ::kanban::testing::AllBackends(),
                          ::kanban::testing::BackendName);
 
 TEST_P(WorkerTest, CompletesEachTaskWithTheHandlersResult) {
@@ -205,7 +282,7 @@ TEST_P(WorkerTest, CancelledFromTheHandlerReleasesTheTask) {
   });
   ASSERT_TRUE(status.ok()) << status;
 
-  v1::Task task = GetTask(created.id());
+  v1::Task task = AwaitStatus(created.id(), v1::READY);
   EXPECT_EQ(task.status(), v1::READY) << task.DebugString();
   EXPECT_TRUE(task.last_error().empty()) << task.DebugString();
   EXPECT_EQ(EventNames(),
@@ -307,7 +384,7 @@ TEST_P(WorkerTest, StopLetsTheRunningHandlerFinishAndClaimsNothingMore) {
   v1::Task done = GetTask(current.id());
   EXPECT_EQ(done.status(), v1::DONE) << done.DebugString();
   EXPECT_EQ(done.result(), "drained");
-  v1::Task untouched = GetTask(next.id());
+  v1::Task untouched = AwaitStatus(next.id(), v1::READY);
   EXPECT_EQ(untouched.status(), v1::READY) << untouched.DebugString();
   EXPECT_EQ(untouched.attempt(), 0);
 }
@@ -343,7 +420,8 @@ TEST_P(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
   ASSERT_EQ(kanband_.process.Signal(SIGTERM), 0);
   ASSERT_EQ(kanband_.process.Wait(kPatience), 0) << kanband_.Log();
   WorkerOptions options = Options();
-  options.rpc_timeout = absl::Seconds(2);
+  // Also how long a stream waits for a connection.
+  options.rpc_timeout = absl::Milliseconds(200);
   options.retry_delay = absl::Milliseconds(10);
   std::vector<std::string> errors;
   Worker* worker_pointer = nullptr;
@@ -361,7 +439,9 @@ TEST_P(WorkerTest, UnreachableServerIsRetriedUntilStopped) {
   });
   EXPECT_TRUE(status.ok()) << status;
   ASSERT_EQ(errors.size(), 3u);
-  EXPECT_TRUE(absl::StartsWith(errors[0], "ClaimTask: UNAVAILABLE")) << errors[0];
+  EXPECT_TRUE(absl::StartsWith(
+      errors[0], absl::StrCat(Streams() ? "Work" : "ClaimTask", ": UNAVAILABLE")))
+      << errors[0];
 }
 
 TEST_P(WorkerTest, ClaimsOnlyTasksWithAllItsLabels) {
@@ -396,6 +476,245 @@ TEST_P(WorkerTest, BadOptionsAndUnknownBoardsAreErrors) {
   EXPECT_EQ(
       Worker(channel_, no_board).Run([](TaskContext&) { return std::string(); }).code(),
       absl::StatusCode::kNotFound);
+}
+
+TEST_P(WorkerTest, ProcessesEachTaskExactlyOnceAndClaimsNoMoreThanMaxTasks) {
+  constexpr int kTasks = 20;
+  std::vector<v1::Task> tasks;
+  // In priority order; the last one is left over.
+  for (int i = 0; i <= kTasks; ++i) {
+    tasks.push_back(CreateTask(absl::StrCat("task-", i), kTasks + 1 - i));
+  }
+  WorkerOptions options = Options();
+  options.max_tasks = kTasks;
+  Worker worker(channel_, options);
+
+  absl::Mutex mu;
+  std::map<std::string, int> runs;
+  absl::Status status =
+      worker.Run([&](TaskContext& context) -> absl::StatusOr<std::string> {
+        absl::MutexLock lock(&mu);
+        ++runs[context.task().id()];
+        return context.task().title();
+      });
+  ASSERT_TRUE(status.ok()) << status;
+
+  std::vector<std::string> expected_events;
+  for (int i = 0; i < kTasks; ++i) {
+    const std::string& id = tasks[i].id();
+    v1::Task task = GetTask(id);
+    EXPECT_EQ(task.status(), v1::DONE) << task.DebugString();
+    EXPECT_EQ(task.result(), tasks[i].title());
+    EXPECT_EQ(task.attempt(), 1) << task.DebugString();
+    EXPECT_EQ(runs[id], 1) << id;
+    expected_events.push_back(absl::StrCat("claimed ", id));
+    expected_events.push_back(absl::StrCat("completed ", id));
+  }
+  EXPECT_EQ(EventNames(), expected_events);
+  // The worker closed its side of the stream right behind its last report:
+  // a replacement the server claimed meanwhile went back at once, the
+  // attempt not counted, and was never run.
+  v1::Task left = AwaitStatus(tasks[kTasks].id(), v1::READY);
+  EXPECT_EQ(left.status(), v1::READY) << left.DebugString();
+  EXPECT_EQ(left.attempt(), 0) << left.DebugString();
+  EXPECT_EQ(runs.count(left.id()), 0u);
+}
+
+TEST_P(WorkerTest, ClaimsHeartbeatsAndReportsTravelTheWayAsked) {
+  StopServer();
+  StartServer({"--log_rpcs"});
+  std::vector<v1::Task> tasks = {CreateTask("first", 2), CreateTask("second", 1)};
+  WorkerOptions options = Options();
+  options.max_tasks = 2;
+  // The first handler outlives the first lease: only heartbeats keep it.
+  options.lease_duration = absl::Seconds(1);
+  Worker worker(channel_, options);
+
+  absl::Status status =
+      worker.Run([&](TaskContext& context) -> absl::StatusOr<std::string> {
+        if (context.task().id() == tasks[0].id() &&
+            context.WaitForCancel(absl::Milliseconds(1300))) {
+          return absl::CancelledError(context.cancel_reason());
+        }
+        return "kept";
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  for (const v1::Task& created : tasks) {
+    v1::Task task = GetTask(created.id());
+    EXPECT_EQ(task.status(), v1::DONE) << task.DebugString();
+    EXPECT_EQ(task.result(), "kept");
+  }
+  EXPECT_EQ(DetailOf(Kind::kLost), "<none>");
+  EXPECT_EQ(RpcLines("WorkerService/Work"), Streams() ? 1 : 0) << kanband_.Log();
+  const int unary = Streams() ? 0 : 2;
+  EXPECT_EQ(RpcLines("KanbanService/CompleteTask"), unary) << kanband_.Log();
+  if (Streams()) {
+    EXPECT_EQ(RpcLines("KanbanService/ClaimTask"), 0) << kanband_.Log();
+    EXPECT_EQ(RpcLines("HeartbeatService/Heartbeat"), 0) << kanband_.Log();
+  } else {
+    EXPECT_GE(RpcLines("KanbanService/ClaimTask"), 2) << kanband_.Log();
+    EXPECT_GE(RpcLines("HeartbeatService/Heartbeat"), 1) << kanband_.Log();
+  }
+}
+
+TEST_P(WorkerTest, OperatorsMoveReachesTheHandlerAtOnceOnAStream) {
+  if (!Streams()) GTEST_SKIP() << "the unary loop hears of it at the next heartbeat";
+  v1::Task created = CreateTask("long job");
+  WorkerOptions options = Options();
+  options.max_tasks = 1;
+  // A heartbeat every 20 s: only the server's push can be prompt.
+  options.lease_duration = absl::Seconds(60);
+  Worker worker(channel_, options);
+
+  absl::Notification started;
+  bool saw_cancel = false;
+  absl::Time cancelled_at;
+  absl::Status status;
+  std::thread runner([&] {
+    status = worker.Run([&](TaskContext& context) -> absl::StatusOr<std::string> {
+      started.Notify();
+      saw_cancel = context.WaitForCancel(kPatience);
+      cancelled_at = absl::Now();
+      return "finished anyway";
+    });
+  });
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(kPatience));
+  const absl::Time moved_at = absl::Now();
+  grpc::Status moved = MoveTask(created.id(), v1::BLOCKED);
+  runner.join();
+
+  ASSERT_TRUE(moved.ok()) << moved.error_message();
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_TRUE(saw_cancel);
+  EXPECT_LT(cancelled_at - moved_at, absl::Seconds(2));
+  EXPECT_EQ(EventNames(),
+            (std::vector<std::string>{absl::StrCat("claimed ", created.id()),
+                                      absl::StrCat("lost ", created.id())}));
+  EXPECT_EQ(DetailOf(Kind::kLost), "cancelled");
+  EXPECT_EQ(GetTask(created.id()).status(), v1::BLOCKED);
+}
+
+TEST_P(WorkerTest, WithoutWorkerStreamsTheUnaryCallsDoTheWork) {
+  StopServer();
+  StartServer({"--worker_streams=false", "--log_rpcs"});
+  std::vector<v1::Task> tasks = {CreateTask("first", 2), CreateTask("second", 1)};
+  WorkerOptions options = Options();
+  options.max_tasks = 2;
+  Worker worker(channel_, options);
+
+  absl::Status status =
+      worker.Run([](TaskContext& context) -> absl::StatusOr<std::string> {
+        return absl::StrCat("unary: ", context.task().title());
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  std::vector<std::string> expected_events;
+  for (const v1::Task& created : tasks) {
+    v1::Task task = GetTask(created.id());
+    EXPECT_EQ(task.status(), v1::DONE) << task.DebugString();
+    EXPECT_EQ(task.result(), absl::StrCat("unary: ", created.title()));
+    expected_events.push_back(absl::StrCat("claimed ", created.id()));
+    expected_events.push_back(absl::StrCat("completed ", created.id()));
+  }
+  EXPECT_EQ(EventNames(), expected_events);  // No error events either.
+  EXPECT_GE(RpcLines("KanbanService/ClaimTask"), 2) << kanband_.Log();
+  EXPECT_EQ(RpcLines("KanbanService/CompleteTask"), 2) << kanband_.Log();
+}
+
+// The worker's thread for tests that restart the server under it.
+class BackgroundRun {
+ public:
+  BackgroundRun(Worker& worker, client::TaskHandler handler)
+      : thread_([this, &worker, handler = std::move(handler)] {
+          status_ = worker.Run(handler);
+        }) {}
+  absl::Status Join() {
+    thread_.join();
+    return status_;
+  }
+
+ private:
+  absl::Status status_;
+  std::thread thread_;
+};
+
+TEST_P(WorkerTest, HandlerRunsOnThroughAServerRestartAndReportsOnce) {
+  if (!Streams()) {
+    GTEST_SKIP() << "the unary loop's fail-fast calls leave reconnecting to gRPC's "
+                    "backup poller (every 5 s), longer than this lease";
+  }
+  v1::Task created = CreateTask("survivor");
+  WorkerOptions options = Options();
+  options.max_tasks = 1;
+  options.lease_duration = absl::Seconds(3);
+  options.retry_delay = absl::Milliseconds(100);
+  Worker worker(channel_, options);
+
+  absl::Notification started;
+  absl::Notification proceed;
+  bool saw_cancel = true;
+  BackgroundRun run(worker, [&](TaskContext& context) -> absl::StatusOr<std::string> {
+    started.Notify();
+    EXPECT_TRUE(proceed.WaitForNotificationWithTimeout(kPatience));
+    saw_cancel = context.cancelled();
+    return "after the restart";
+  });
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(kPatience));
+  // SIGTERM: go_away, then the stream ends with UNAVAILABLE.
+  RestartServer(SIGTERM, {"--log_rpcs"});
+  proceed.Notify();
+  absl::Status status = run.Join();
+
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_FALSE(saw_cancel);
+  v1::Task task = GetTask(created.id());
+  EXPECT_EQ(task.status(), v1::DONE) << task.DebugString();
+  EXPECT_EQ(task.result(), "after the restart");
+  EXPECT_EQ(task.attempt(), 1);
+  EXPECT_EQ(EventNames(Kind::kRpcError),
+            (std::vector<std::string>{absl::StrCat("claimed ", created.id()),
+                                      absl::StrCat("completed ", created.id())}));
+  EXPECT_TRUE(absl::StartsWith(DetailOf(Kind::kRpcError), "Work: UNAVAILABLE"))
+      << DetailOf(Kind::kRpcError);
+  // On the stream: the restarted server saw no unary call.
+  EXPECT_EQ(RpcLines("KanbanService/CompleteTask"), 0) << kanband_.Log();
+}
+
+TEST_P(WorkerTest, ReportMadeWhileTheServerIsDownIsDeliveredOnceItIsBack) {
+  if (!Streams()) {
+    GTEST_SKIP() << "the unary loop's fail-fast calls leave reconnecting to gRPC's "
+                    "backup poller (every 5 s), longer than this lease";
+  }
+  v1::Task created = CreateTask("patient");
+  WorkerOptions options = Options();
+  options.max_tasks = 1;
+  options.lease_duration = absl::Seconds(3);
+  options.retry_delay = absl::Milliseconds(100);
+  Worker worker(channel_, options);
+
+  absl::Notification started;
+  absl::Notification proceed;
+  BackgroundRun run(worker, [&](TaskContext& context) -> absl::StatusOr<std::string> {
+    started.Notify();
+    EXPECT_TRUE(proceed.WaitForNotificationWithTimeout(kPatience));
+    return absl::UnavailableError("try again later");
+  });
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(kPatience));
+  const std::string port = kanband_.address.substr(kanband_.address.rfind(':') + 1);
+  StopServer(SIGKILL);
+  proceed.Notify();
+  // The report cannot go anywhere for a while.
+  absl::SleepFor(absl::Milliseconds(300));
+  StartServer({}, port);
+  absl::Status status = run.Join();
+
+  ASSERT_TRUE(status.ok()) << status;
+  v1::Task task = GetTask(created.id());
+  EXPECT_EQ(task.status(), v1::READY) << task.DebugString();
+  EXPECT_EQ(task.attempt(), 1) << task.DebugString();
+  EXPECT_EQ(task.last_error(), "try again later");
+  EXPECT_EQ(EventNames(Kind::kRpcError),
+            (std::vector<std::string>{absl::StrCat("claimed ", created.id()),
+                                      absl::StrCat("failed ", created.id())}));
 }
 
 }  // namespace

@@ -197,10 +197,14 @@ class StreamWorker {
       }
     }
     for (const v1::LeaseStatus& lease : response.leases()) {
-      if (lease.state() == v1::LeaseStatus::LOST) {
-        ledger_->Lost(lease.task_id(), lease.reason());
-        held_.erase(lease.task_id());
-      }
+      if (lease.state() != v1::LeaseStatus::LOST) continue;
+      auto it = held_.find(lease.task_id());
+      // An outcome is out: its result says what happened. (The attach's
+      // heartbeat answers LOST "completed" for a lease whose outcome had
+      // committed before the kill; the outcome sent again is DONE.)
+      if (it != held_.end() && it->second.outcome_sent) continue;
+      ledger_->Lost(lease.task_id(), lease.reason());
+      held_.erase(lease.task_id());
     }
     v1::WorkRequest out;
     for (const v1::ClaimTaskResponse& assignment : response.assignments()) {

@@ -114,8 +114,9 @@ ABSL_FLAG(int64_t, max_watch_streams_per_token, 100,
 ABSL_FLAG(bool, worker_streams, true,
           "serve WorkerService.Work; false answers UNIMPLEMENTED (clients fall back to "
           "ClaimTask and Heartbeat)");
-ABSL_FLAG(int, watch_wake_threads, 0,
-          "threads that wake parked WatchEvents streams when events commit; 0: one per CPU");
+ABSL_FLAG(
+    int, watch_wake_threads, 0,
+    "threads that wake parked WatchEvents streams when events commit; 0: one per CPU");
 // ---- end limits ----
 // ---- Several replicas on one PostgreSQL database ----
 ABSL_FLAG(std::string, replica_id, "",

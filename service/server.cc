@@ -58,10 +58,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(Options options) {
       storage::Store::Open(std::move(options.store));
   if (!store.ok()) return store.status();
   server->store_ = *std::move(store);
-  server->watchers_ =
-      std::make_unique<WatchRegistry>(server->store_->events(), options.max_watch_streams,
-                                      options.max_watch_streams_per_token,
-                                      WatchRegistry::kDefaultTick, options.watch_wake_threads);
+  server->watchers_ = std::make_unique<WatchRegistry>(
+      server->store_->events(), options.max_watch_streams,
+      options.max_watch_streams_per_token, WatchRegistry::kDefaultTick,
+      options.watch_wake_threads);
   // Tokens: every one, revoked ones too (their refusals say so). Without
   // auth nothing reads them.
   server->auth_ = std::make_unique<Auth>(options.auth);

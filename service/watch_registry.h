@@ -54,8 +54,7 @@ class WatchRegistry {
   // `wake_threads` wake parked streams (0: one per CPU).
   explicit WatchRegistry(storage::EventHub* hub, size_t max_streams = kDefaultMaxStreams,
                          size_t max_per_token = kDefaultMaxStreamsPerToken,
-                         absl::Duration tick = kDefaultTick,
-                         int wake_threads = 0);
+                         absl::Duration tick = kDefaultTick, int wake_threads = 0);
   ~WatchRegistry();  // Shutdown, then joins the threads.
 
   // Registers `watcher` (OK), or refuses it: UNAVAILABLE once shut down,

@@ -8,8 +8,8 @@
 #include "service/grpc_status.h"
 #include "service/work_streams.h"
 #include "storage/lease_mutations.h"
-#include "storage/status_macros.h"
 #include "storage/rules.h"
+#include "storage/status_macros.h"
 
 namespace kanban::service {
 namespace {
@@ -140,8 +140,8 @@ absl::Status WorkReactor::AttachLocked(v1::WorkRequest& request, std::vector<Op>
     std::optional<std::vector<v1::ClaimTaskResponse>> resumed =
         streams_->Resume(attach.resume_stream_id(), claim_.worker_id, actor_.principal);
     attached->set_resumed(resumed.has_value());
-    for (v1::ClaimTaskResponse& assignment : resumed.value_or(
-             std::vector<v1::ClaimTaskResponse>())) {
+    for (v1::ClaimTaskResponse& assignment :
+         resumed.value_or(std::vector<v1::ClaimTaskResponse>())) {
       const v1::Lease& lease = assignment.lease();
       Held& held = held_[lease.task_id()];
       held.lease.token = lease.token();
@@ -204,7 +204,8 @@ std::vector<v1::ClaimTaskResponse> WorkReactor::TakeUnconfirmedLocked() {
 void WorkReactor::ConfirmLocked(const std::string& token) {
   auto it = unconfirmed_.find(token);
   if (it == unconfirmed_.end()) return;
-  if (auto held = held_.find(it->second); held != held_.end()) held->second.unconfirmed.reset();
+  if (auto held = held_.find(it->second); held != held_.end())
+    held->second.unconfirmed.reset();
   unconfirmed_.erase(it);
 }
 
@@ -508,8 +509,8 @@ void WorkReactor::RunOp(Op op) {
   if (outcome.has_complete()) {
     store_->CompleteTask(held, outcome.complete(), std::move(done), actor_);
   } else if (outcome.has_fail()) {
-    store_->FailTask(held, outcome.fail().error(), outcome.fail().retry(), std::move(done),
-                     actor_);
+    store_->FailTask(held, outcome.fail().error(), outcome.fail().retry(),
+                     std::move(done), actor_);
   } else {
     store_->ReleaseTask(held, std::move(done), actor_);
   }
@@ -578,7 +579,8 @@ void WorkReactor::AnswerLocked(v1::WorkResult result, const storage::HeldLease& 
                                bool settled, bool replacing) {
   --ops_in_flight_;
   *outbox_.add_results() = std::move(result);
-  if (auto it = settling_.find(held.task_id); it != settling_.end() && --it->second == 0) {
+  if (auto it = settling_.find(held.task_id);
+      it != settling_.end() && --it->second == 0) {
     settling_.erase(it);
   }
   if (auto it = replacing_.find(held.task_id);

@@ -90,11 +90,11 @@ class WorkReactor final
     bool write = false;
     int claims = 0;  // Claims to start.
     std::optional<grpc::Status> finish;
-    std::vector<storage::Lease> give_back;  // Claimed but never sent.
+    std::vector<storage::Lease> give_back;          // Claimed but never sent.
     std::vector<storage::Lease> give_back_awaited;  // Likewise; ops in flight.
-    std::optional<storage::Task> offer;     // A wake-up this stream did not use.
-    bool cancel = false;                    // Cancel the call (silent worker).
-    int unrefs = 0;                         // References to drop, last.
+    std::optional<storage::Task> offer;             // A wake-up this stream did not use.
+    bool cancel = false;                            // Cancel the call (silent worker).
+    int unrefs = 0;                                 // References to drop, last.
   };
   // One outcome or heartbeat read from the stream, for the Store.
   struct Op {

@@ -6,11 +6,10 @@
 // with the old stream id, lists the leases it still holds and sends again
 // every outcome whose result it never saw (answered DONE when its first try
 // had committed).
-#include <signal.h>
-
 #include <grpcpp/create_channel.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/credentials.h>
+#include <signal.h>
 
 #include <atomic>
 #include <iostream>
@@ -307,7 +306,8 @@ class WorkStreamEndToEndTest : public ::kanban::testing::BackendTest {
   TempDir dir_;
 };
 
-TEST_P(WorkStreamEndToEndTest, SixtyFourSlotsOverEightStreamsCompleteEveryTaskOnceAcrossAKill) {
+TEST_P(WorkStreamEndToEndTest,
+       SixtyFourSlotsOverEightStreamsCompleteEveryTaskOnceAcrossAKill) {
   const std::string& db = Database(dir_.File("kanban.db"));
   if (db.empty()) return;
   const std::vector<std::string> flags = {"--sweep_interval=200ms"};
@@ -364,7 +364,8 @@ TEST_P(WorkStreamEndToEndTest, SixtyFourSlotsOverEightStreamsCompleteEveryTaskOn
             << " run under a second lease\n";
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WorkStreamEndToEndTest, ::kanban::testing::AllBackends(),
+INSTANTIATE_TEST_SUITE_P(Backends, WorkStreamEndToEndTest,
+                         ::kanban::testing::AllBackends(),
                          ::kanban::testing::BackendName);
 
 }  // namespace

@@ -112,6 +112,9 @@ class WorkStream {
   bool AwaitResults(size_t n) {
     return Await([n](const auto& r) { return CountResults(r) >= n; });
   }
+  bool AwaitLeaseStatuses(size_t n) {
+    return Await([n](const auto& r) { return CountLeaseStatuses(r) >= n; });
+  }
 
   std::vector<v1::WorkResponse> responses() {
     absl::MutexLock lock(&mu_);
@@ -159,6 +162,11 @@ class WorkStream {
     for (const v1::WorkResponse& r : responses) n += r.assignments_size();
     return n;
   }
+  static size_t CountLeaseStatuses(const std::vector<v1::WorkResponse>& responses) {
+    size_t n = 0;
+    for (const v1::WorkResponse& r : responses) n += r.leases_size();
+    return n;
+  }
   static size_t CountResults(const std::vector<v1::WorkResponse>& responses) {
     size_t n = 0;
     for (const v1::WorkResponse& r : responses) n += r.results_size();
@@ -175,7 +183,8 @@ class WorkStream {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-v1::WorkRequest Resume(const std::string& worker, int window, const std::string& stream_id,
+v1::WorkRequest Resume(const std::string& worker, int window,
+                       const std::string& stream_id,
                        absl::Duration lease = absl::Seconds(30)) {
   v1::WorkRequest r = Attach(worker, window, lease);
   r.mutable_attach()->set_resume_stream_id(stream_id);
@@ -424,11 +433,7 @@ TEST_P(WorkStreamTest, ResumingWithinTheGraceSendsTheUnconfirmedAssignmentsAgain
   heartbeat.add_heartbeat()->set_task_id(sent[1].task().id());
   heartbeat.mutable_heartbeat(0)->set_lease_token(sent[1].lease().token());
   ASSERT_TRUE(first->Send(heartbeat));
-  ASSERT_TRUE(first->Await([](const auto& r) {
-    for (const v1::WorkResponse& response : r)
-      if (response.leases_size() > 0) return true;
-    return false;
-  }));
+  ASSERT_TRUE(first->AwaitLeaseStatuses(1));
   const std::string id = first->id();
   first->Cut();
 
@@ -461,7 +466,8 @@ TEST_P(WorkStreamTest, ResumingWithinTheGraceSendsTheUnconfirmedAssignmentsAgain
   EXPECT_TRUE(second->Close().ok());
 }
 
-TEST_P(WorkStreamTest, PastTheGraceUnconfirmedAssignmentsAreReleasedAndConfirmedOnesRunOn) {
+TEST_P(WorkStreamTest,
+       PastTheGraceUnconfirmedAssignmentsAreReleasedAndConfirmedOnesRunOn) {
   Create("confirmed");
   Create("unconfirmed");
   auto first = Open();
@@ -498,7 +504,8 @@ TEST_P(WorkStreamTest, PastTheGraceUnconfirmedAssignmentsAreReleasedAndConfirmed
   EXPECT_TRUE(late->Close().ok());
 }
 
-TEST_P(WorkStreamTest, ResumingAStreamTheServerStillHoldsOpenEndsItAndTakesItsAssignments) {
+TEST_P(WorkStreamTest,
+       ResumingAStreamTheServerStillHoldsOpenEndsItAndTakesItsAssignments) {
   Create("a");
   auto first = Open();
   ASSERT_TRUE(first->Send(Attach("w", 1)));
@@ -550,7 +557,8 @@ TEST_P(WorkStreamTest, AnOutcomeSentAgainAfterItsFirstTryCommittedIsDone) {
   auto second = Open();
   ASSERT_TRUE(second->Send(Resume("w", 1, first->id())));
   v1::WorkOutcome complete_released = Complete(4, sent[2].lease());
-  ASSERT_TRUE(second->Send({Complete(1, sent[0].lease()), fail, release, complete_released}));
+  ASSERT_TRUE(
+      second->Send({Complete(1, sent[0].lease()), fail, release, complete_released}));
   ASSERT_TRUE(second->AwaitResults(4));
   std::map<uint64_t, v1::WorkResult> results = second->results();
   EXPECT_EQ(results[1].state(), v1::WorkResult::DONE) << results[1].ShortDebugString();
@@ -581,11 +589,7 @@ TEST_P(WorkStreamTest, LeasesListedWithTheAttachCountInTheWindow) {
   auto stream = Open();
   ASSERT_TRUE(stream->Send(attach));
   // Extended as by a heartbeat, and nothing pushed: the window is full.
-  ASSERT_TRUE(stream->Await([](const auto& r) {
-    for (const v1::WorkResponse& response : r)
-      if (response.leases_size() > 0) return true;
-    return false;
-  }));
+  ASSERT_TRUE(stream->AwaitLeaseStatuses(1));
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(stream->assignments().size(), 0u);
   ASSERT_TRUE(stream->Send({Complete(1, unary.lease())}));
@@ -628,13 +632,10 @@ TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   v1::HeldLease* stale = beat.add_heartbeat();
   stale->set_task_id(lease.task_id());
   stale->set_lease_token("not-a-token");
-  auto await_statuses = [&](size_t n) {
-    return stream->Await([n](const auto& rs) { return Statuses(rs).size() >= n; });
-  };
 
   // Early, with more than half the lease left: answered without a write.
   ASSERT_TRUE(stream->Send(beat));
-  ASSERT_TRUE(await_statuses(2));
+  ASSERT_TRUE(stream->AwaitLeaseStatuses(2));
   std::vector<v1::LeaseStatus> statuses = Statuses(stream->responses());
   std::map<std::string, v1::LeaseStatus> by_token;
   for (const v1::LeaseStatus& status : statuses) by_token[status.lease_token()] = status;
@@ -648,13 +649,16 @@ TEST_P(WorkStreamTest, HeartbeatsOnTheStreamExtendLeasesAndReportLostOnes) {
   // Past half of it: extended in the database.
   absl::SleepFor(claimed_until - absl::Now() - absl::Milliseconds(700));
   ASSERT_TRUE(stream->Send(beat));
-  ASSERT_TRUE(await_statuses(4));
+  ASSERT_TRUE(stream->AwaitLeaseStatuses(4));
   statuses = Statuses(stream->responses());
-  for (size_t i = 2; i < statuses.size(); ++i) by_token[statuses[i].lease_token()] = statuses[i];
+  for (size_t i = 2; i < statuses.size(); ++i)
+    by_token[statuses[i].lease_token()] = statuses[i];
   EXPECT_EQ(by_token[lease.token()].state(), v1::LeaseStatus::EXTENDED);
-  const absl::Time extended = TimeFromProto(by_token[lease.token()].expires_at(), "late").value();
+  const absl::Time extended =
+      TimeFromProto(by_token[lease.token()].expires_at(), "late").value();
   EXPECT_GT(extended, claimed_until);
-  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(), extended);
+  EXPECT_EQ(TimeFromProto(Get(lease.task_id()).lease_expires_at(), "stored").value(),
+            extended);
   EXPECT_EQ(by_token["not-a-token"].state(), v1::LeaseStatus::LOST);
   EXPECT_TRUE(stream->Close().ok());
 }
